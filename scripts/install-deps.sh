@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian package that nsproxy's build, tests, demo and benchmarks need.
+# Idempotent: runs `apt-get update` and `apt-get install` only when something is missing.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config
+  libev-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libhttp-parser-dev
+  libgtest-dev googletest
+  # tests and demo
+  iproute2 curl procps psmisc python3
+  containernetworking-plugins golang-go golang-github-appc-cni-dev
+  # fuzzing and sanitizers
+  clang libclang-rt-14-dev
+  # benchmarks and real peers
+  nginx wrk haproxy
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root to install them" >&2
+  exit 1
+fi
+
+echo "install-deps: installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,259 @@
+#include "control_protocol.h"
+
+#include "address.h"
+
+namespace nsproxy {
+namespace {
+
+using nlohmann::json;
+
+Error bad(const std::string& msg) { return make_error(codes::kBadRequest, msg); }
+
+// Reads an optional string field, bounded. Missing -> empty.
+Status get_string(const json& obj, const char* field, size_t max, std::string* out,
+                  bool required = false) {
+  auto it = obj.find(field);
+  if (it == obj.end() || it->is_null()) {
+    if (required) return bad(std::string("missing field \"") + field + "\"");
+    return {};
+  }
+  if (!it->is_string()) return bad(std::string("field \"") + field + "\" must be a string");
+  const auto& s = it->get_ref<const std::string&>();
+  if (s.size() > max) {
+    return bad(std::string("field \"") + field + "\" is longer than " + std::to_string(max));
+  }
+  if (s.find('\0') != std::string::npos) {
+    return bad(std::string("field \"") + field + "\" contains NUL");
+  }
+  *out = s;
+  return {};
+}
+
+Status decode_attachment(const json& j, AttachmentKey* key, bool id_required) {
+  if (!j.is_object()) return bad("\"attachment\" must be an object");
+  if (auto s = get_string(j, "network", kMaxIdLength, &key->network); !s) return s;
+  if (auto s = get_string(j, "id", kMaxIdLength, &key->id, id_required); !s) return s;
+  if (auto s = get_string(j, "ifname", kMaxIdLength, &key->ifname); !s) return s;
+  if (id_required && key->id.empty()) return bad("field \"id\" must not be empty");
+  return {};
+}
+
+json encode_attachment(const AttachmentKey& k) {
+  json j = {{"id", k.id}};
+  if (!k.network.empty()) j["network"] = k.network;
+  if (!k.ifname.empty()) j["ifname"] = k.ifname;
+  return j;
+}
+
+Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
+  std::string where = "listeners[" + std::to_string(index) + "]";
+  if (!j.is_object()) return bad(where + " must be an object");
+  std::string mode = "tcp";
+  if (auto s = get_string(j, "listen", 256, &out->listen, true); !s) {
+    return bad(where + ": " + s.error().message);
+  }
+  if (auto s = get_string(j, "upstream", kMaxPathLength, &out->upstream, true); !s) {
+    return bad(where + ": " + s.error().message);
+  }
+  if (auto s = get_string(j, "mode", 16, &mode); !s) return bad(where + ": " + s.error().message);
+  if (!parse_mode(mode, &out->mode)) {
+    return bad(where + ": mode must be \"tcp\" or \"http\", got \"" + mode + "\"");
+  }
+  if (auto a = parse_address(out->listen, false); !a) {
+    return bad(where + ".listen: " + a.error().message);
+  }
+  if (auto a = parse_address(out->upstream, true); !a) {
+    return bad(where + ".upstream: " + a.error().message);
+  }
+  return {};
+}
+
+bool parse_op(std::string_view s, Op* op) {
+  for (Op o : {Op::Add, Op::Del, Op::Check, Op::List, Op::Status, Op::Gc}) {
+    if (s == op_name(o)) {
+      *op = o;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::Add: return "add";
+    case Op::Del: return "del";
+    case Op::Check: return "check";
+    case Op::List: return "list";
+    case Op::Status: return "status";
+    case Op::Gc: return "gc";
+  }
+  return "?";
+}
+
+const char* mode_name(Mode mode) { return mode == Mode::Http ? "http" : "tcp"; }
+
+bool parse_mode(std::string_view text, Mode* out) {
+  if (text == "tcp") {
+    *out = Mode::Tcp;
+  } else if (text == "http") {
+    *out = Mode::Http;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+std::string AttachmentKey::display() const {
+  if (manual()) return id;
+  return network + "/" + id + "/" + ifname;
+}
+
+std::string encode_request(const Request& req) {
+  json j = {{"version", kProtocolVersion}, {"op", op_name(req.op)}};
+  if (!req.attachment.id.empty() || !req.attachment.network.empty()) {
+    j["attachment"] = encode_attachment(req.attachment);
+  }
+  if (!req.netns_path.empty()) j["netns"] = req.netns_path;
+  if (!req.listeners.empty()) {
+    json ls = json::array();
+    for (const auto& l : req.listeners) {
+      ls.push_back({{"listen", l.listen}, {"upstream", l.upstream}, {"mode", mode_name(l.mode)}});
+    }
+    j["listeners"] = std::move(ls);
+  }
+  if (!req.labels.empty()) j["labels"] = req.labels;
+  if (req.op == Op::Gc) {
+    json va = json::array();
+    for (const auto& k : req.valid_attachments) va.push_back(encode_attachment(k));
+    j["valid_attachments"] = std::move(va);
+  }
+  return j.dump();
+}
+
+Result<Request> decode_request(std::string_view text) {
+  if (text.size() > kMaxMessageSize) return make_error(codes::kTooLarge, "message too large");
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return bad("request is not valid JSON");
+  if (!j.is_object()) return bad("request must be a JSON object");
+
+  auto v = j.find("version");
+  if (v == j.end() || !v->is_number_integer()) return bad("missing integer field \"version\"");
+  if (v->get<long long>() != kProtocolVersion) {
+    return make_error(codes::kUnsupportedVersion,
+                      "protocol version " + v->dump() + " is not supported (this daemon speaks " +
+                          std::to_string(kProtocolVersion) + ")");
+  }
+  Request req;
+  std::string op;
+  if (auto s = get_string(j, "op", 32, &op, true); !s) return s.error();
+  if (!parse_op(op, &req.op)) return bad("unknown op \"" + op + "\"");
+
+  bool needs_key = req.op == Op::Add || req.op == Op::Del || req.op == Op::Check;
+  if (auto it = j.find("attachment"); it != j.end()) {
+    if (auto s = decode_attachment(*it, &req.attachment, needs_key); !s) return s.error();
+  } else if (needs_key || req.op == Op::Gc) {
+    return bad("missing field \"attachment\"");
+  }
+  if (req.op == Op::Gc && req.attachment.network.empty()) {
+    return bad("gc needs \"attachment.network\"");
+  }
+  if (auto s = get_string(j, "netns", kMaxPathLength, &req.netns_path); !s) return s.error();
+
+  if (auto it = j.find("listeners"); it != j.end()) {
+    if (!it->is_array()) return bad("\"listeners\" must be an array");
+    if (it->size() > kMaxListeners) {
+      return bad("too many listeners (max " + std::to_string(kMaxListeners) + ")");
+    }
+    for (size_t i = 0; i < it->size(); ++i) {
+      ListenerSpec spec;
+      if (auto s = decode_listener((*it)[i], i, &spec); !s) return s.error();
+      req.listeners.push_back(std::move(spec));
+    }
+  }
+  if (req.op == Op::Add && req.listeners.empty()) return bad("add needs at least one listener");
+
+  if (auto it = j.find("labels"); it != j.end()) {
+    if (!it->is_object()) return bad("\"labels\" must be an object of strings");
+    if (it->size() > kMaxLabels) {
+      return bad("too many labels (max " + std::to_string(kMaxLabels) + ")");
+    }
+    for (const auto& [k, val] : it->items()) {
+      if (k.empty() || k.size() > kMaxLabelKeyLength) {
+        return bad("label name \"" + k.substr(0, 80) + "\" must be 1-" +
+                   std::to_string(kMaxLabelKeyLength) + " characters");
+      }
+      for (char c : k) {
+        if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+          return bad("label name \"" + k + "\" may contain only letters, digits, '-', '_', '.'");
+        }
+      }
+      if (!val.is_string()) return bad("label \"" + k + "\" must be a string");
+      const auto& s = val.get_ref<const std::string&>();
+      if (s.size() > kMaxLabelValueLength) return bad("label \"" + k + "\" value is too long");
+      for (char c : s) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          return bad("label \"" + k + "\" value contains a control character");
+        }
+      }
+      req.labels[k] = s;
+    }
+  }
+
+  if (auto it = j.find("valid_attachments"); it != j.end()) {
+    if (!it->is_array()) return bad("\"valid_attachments\" must be an array");
+    if (it->size() > kMaxValidAttachments) return bad("too many valid_attachments");
+    for (const auto& e : *it) {
+      AttachmentKey k;
+      if (auto s = decode_attachment(e, &k, true); !s) return s.error();
+      k.network = req.attachment.network;
+      req.valid_attachments.push_back(std::move(k));
+    }
+  }
+  return req;
+}
+
+std::string encode_reply(const Reply& reply) {
+  json j = {{"version", kProtocolVersion}, {"ok", reply.ok}};
+  if (reply.ok) {
+    j["data"] = reply.data;
+  } else {
+    j["error"] = {{"code", reply.error.code}, {"message", reply.error.message}};
+  }
+  // Replies may echo client-supplied bytes (paths, ids); never fail on invalid UTF-8.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<Reply> decode_reply(std::string_view text) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("reply is not a JSON object");
+  auto ok = j.find("ok");
+  if (ok == j.end() || !ok->is_boolean()) return bad("reply has no boolean \"ok\"");
+  Reply r;
+  r.ok = ok->get<bool>();
+  if (r.ok) {
+    if (auto d = j.find("data"); d != j.end()) r.data = *d;
+    return r;
+  }
+  auto e = j.find("error");
+  if (e == j.end() || !e->is_object()) return bad("error reply has no \"error\" object");
+  if (auto s = get_string(*e, "code", 256, &r.error.code); !s) return s.error();
+  if (auto s = get_string(*e, "message", kMaxMessageSize, &r.error.message); !s) return s.error();
+  return r;
+}
+
+Reply ok_reply(nlohmann::json data) {
+  Reply r;
+  r.data = std::move(data);
+  return r;
+}
+
+Reply error_reply(Error error) {
+  Reply r;
+  r.ok = false;
+  r.error = std::move(error);
+  return r;
+}
+
+}  // namespace nsproxy

@@ -1,0 +1,102 @@
+// The control protocol between nsproxyd and its clients (the CNI plugin, nsproxyctl).
+//
+// Transport: a SOCK_SEQPACKET Unix socket. One request datagram, one reply datagram.
+// A request for "add" or "check" carries the network namespace as a file descriptor
+// (SCM_RIGHTS); its path travels in the JSON for display only.
+//
+// Request:  {"version":1, "op":"add", "attachment":{"network":"n","id":"c","ifname":"eth0"},
+//            "netns":"/run/netns/x", "listeners":[{"listen":..,"upstream":..,"mode":"tcp"}],
+//            "labels":{"k":"v"}, "valid_attachments":[{"id":..,"ifname":..}]}
+// Reply:    {"version":1, "ok":true, "data":{...}}
+//           {"version":1, "ok":false, "error":{"code":"listener_failed","message":"..."}}
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "error.h"
+
+namespace nsproxy {
+
+constexpr int kProtocolVersion = 1;
+constexpr size_t kMaxMessageSize = 64 * 1024;
+constexpr size_t kMaxListeners = 32;
+constexpr size_t kMaxLabels = 64;
+constexpr size_t kMaxIdLength = 256;
+constexpr size_t kMaxLabelKeyLength = 63;
+constexpr size_t kMaxLabelValueLength = 1024;
+constexpr size_t kMaxPathLength = 4096;
+constexpr size_t kMaxValidAttachments = 100000;
+
+constexpr const char* kDefaultSocketPath = "/run/nsproxy/nsproxyd.sock";
+
+enum class Op { Add, Del, Check, List, Status, Gc };
+const char* op_name(Op op);
+
+// Who a registration belongs to. CNI registrations: (network, container id, ifname).
+// Manual registrations (nsproxyctl): network and ifname empty, id chosen by the operator.
+struct AttachmentKey {
+  std::string network;
+  std::string id;
+  std::string ifname;
+  auto operator<=>(const AttachmentKey&) const = default;
+  bool manual() const { return network.empty(); }
+  std::string display() const;  // "net/cid/eth0" or "id"
+};
+
+enum class Mode { Tcp, Http };
+const char* mode_name(Mode mode);
+bool parse_mode(std::string_view text, Mode* out);
+
+struct ListenerSpec {
+  std::string listen;    // "127.0.0.1:8080"
+  std::string upstream;  // "127.0.0.1:18080" or "unix:/path"
+  Mode mode = Mode::Tcp;
+  bool operator==(const ListenerSpec&) const = default;
+};
+
+struct Request {
+  Op op = Op::Status;
+  AttachmentKey attachment;
+  std::string netns_path;
+  std::vector<ListenerSpec> listeners;
+  std::map<std::string, std::string> labels;
+  std::vector<AttachmentKey> valid_attachments;  // gc: (id, ifname) pairs; network from attachment
+};
+
+struct Reply {
+  bool ok = true;
+  nlohmann::json data = nlohmann::json::object();
+  Error error;  // when !ok
+};
+
+// Error codes carried in replies (Error::code).
+namespace codes {
+inline constexpr const char* kBadRequest = "bad_request";
+inline constexpr const char* kUnsupportedVersion = "unsupported_version";
+inline constexpr const char* kTooLarge = "too_large";
+inline constexpr const char* kNotFound = "not_found";
+inline constexpr const char* kNetnsMismatch = "netns_mismatch";
+inline constexpr const char* kNotNetns = "not_netns";
+inline constexpr const char* kListenerFailed = "listener_failed";
+inline constexpr const char* kNotServing = "not_serving";
+inline constexpr const char* kInternal = "internal";
+}  // namespace codes
+
+std::string encode_request(const Request& req);
+// Validates everything the daemon relies on: version, op, field types and bounds,
+// listener addresses. Never throws. Errors name the offending field.
+Result<Request> decode_request(std::string_view text);
+
+std::string encode_reply(const Reply& reply);
+Result<Reply> decode_reply(std::string_view text);
+
+Reply ok_reply(nlohmann::json data = nlohmann::json::object());
+Reply error_reply(Error error);
+
+}  // namespace nsproxy

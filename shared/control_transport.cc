@@ -1,0 +1,84 @@
+#include "control_transport.h"
+
+#include <sys/socket.h>
+
+#include <cstring>
+#include <vector>
+
+namespace nsproxy {
+
+Status send_message(int sock, std::string_view payload, int pass_fd) {
+  iovec iov{const_cast<char*>(payload.data()), payload.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  if (pass_fd >= 0) {
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    if (n >= 0) return {};
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_error("again", "send would block");
+    return errno_error("io", "send");
+  }
+}
+
+Result<Message> recv_message(int sock, size_t max_size) {
+  Message m;
+  // One spare byte detects oversize datagrams even without MSG_TRUNC reporting.
+  std::vector<char> buf(max_size + 1);
+  iovec iov{buf.data(), buf.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  // Room for several fds so that extra ones are received (and closed), never leaked.
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)] = {};
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_error("again", "would block");
+    return errno_error("io", "recv");
+  }
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        if (!m.fd) {
+          m.fd.reset(fd);
+        } else {
+          ::close(fd);
+          m.extra_fds = true;
+        }
+      }
+    } else {
+      m.extra_fds = true;
+    }
+  }
+  if (msg.msg_flags & MSG_CTRUNC) m.extra_fds = true;
+  if (n == 0 && m.fd.get() < 0) {
+    // A zero-length datagram on SEQPACKET is indistinguishable from EOF; treat as EOF.
+    return make_error("eof", "peer closed");
+  }
+  if ((msg.msg_flags & MSG_TRUNC) || static_cast<size_t>(n) > max_size) {
+    m.truncated = true;
+    n = static_cast<ssize_t>(max_size);
+  }
+  m.payload.assign(buf.data(), static_cast<size_t>(n));
+  return m;
+}
+
+}  // namespace nsproxy
