@@ -9,6 +9,18 @@
 //            "labels":{"k":"v"}, "valid_attachments":[{"id":..,"ifname":..}]}
 // Reply:    {"version":1, "ok":true, "data":{...}}
 //           {"version":1, "ok":false, "error":{"code":"listener_failed","message":"..."}}
+//
+// Reply data per op (a "registration" object is
+//   {"attachment":{"network","id","ifname"}, "netns":"/run/netns/x", "netns_dev":N,
+//    "netns_inode":N, "labels":{..}, "created_at":UNIX_SECONDS,
+//    "listeners":[{"listen","upstream","mode","accepting":true,"connections":N}]}):
+//   add    {"registration":{..}, "created":bool}   created=false: idempotent repeat
+//   del    {"deleted":bool}                        deleted=false: nothing was registered
+//   check  {"registration":{..}}                   errors: not_found, netns_mismatch, not_serving
+//   list   {"registrations":[{..},..]}
+//   status {"version":"0.1.0", "pid":N, "uptime_seconds":N, "registrations":N,
+//           "listeners":N, "connections":N}
+//   gc     {"removed":[{"network","id","ifname"},..]}
 #pragma once
 
 #include <cstddef>
