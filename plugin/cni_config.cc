@@ -1,0 +1,250 @@
+#include "cni_config.h"
+
+#include <sys/un.h>
+
+#include <cctype>
+#include <exception>
+#include <utility>
+
+#include "address.h"
+#include "cni_version.h"
+
+namespace nsproxy::cni {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+CniError invalid(const std::string& field, const std::string& reason) {
+  return cni_error(code::kInvalidConfig, field + ": " + reason);
+}
+
+// A printable excerpt of a JSON value for messages.
+std::string excerpt(const Json& value) {
+  std::string s = value.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return s.size() > 80 ? s.substr(0, 77) + "..." : s;
+}
+
+// Optional string field: absent or null leaves *out unchanged. Returns false after
+// filling *error when the field is present but not a string.
+bool get_string(const Json& obj, const char* key, const std::string& path, std::string* out,
+                CniError* error) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return true;
+  if (!it->is_string()) {
+    *error = invalid(path, "must be a string, got " + excerpt(*it));
+    return false;
+  }
+  *out = it->get<std::string>();
+  if (out->find('\0') != std::string::npos) {
+    *error = invalid(path, "contains a NUL byte");
+    return false;
+  }
+  return true;
+}
+
+bool valid_label_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxLabelKeyLength) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec* out) {
+  const std::string where = "listeners[" + std::to_string(index) + "]";
+  if (!j.is_object()) return invalid(where, "must be an object, got " + excerpt(j));
+  for (const auto& [key, value] : j.items()) {
+    (void)value;
+    if (key != "listen" && key != "upstream" && key != "mode") {
+      return invalid(where + "." + key, "unknown key (expected listen, upstream, mode)");
+    }
+  }
+  CniError error;
+  std::string listen, upstream, mode = "tcp";
+  if (!get_string(j, "listen", where + ".listen", &listen, &error)) return error;
+  if (!get_string(j, "upstream", where + ".upstream", &upstream, &error)) return error;
+  if (!get_string(j, "mode", where + ".mode", &mode, &error)) return error;
+  if (listen.empty()) return invalid(where + ".listen", "required (e.g. \"127.0.0.1:8080\")");
+  if (upstream.empty()) return invalid(where + ".upstream", "required (e.g. \"127.0.0.1:18080\")");
+  auto l = parse_address(listen, /*allow_unix=*/false);
+  if (!l) return invalid(where + ".listen", l.error().message);
+  auto u = parse_address(upstream, /*allow_unix=*/true);
+  if (!u) return invalid(where + ".upstream", u.error().message);
+  if (!parse_mode(mode, &out->mode)) {
+    return invalid(where + ".mode", "must be \"tcp\" or \"http\", got \"" + mode + "\"");
+  }
+  // Canonical forms, so that a repeated ADD compares equal in the daemon.
+  out->listen = l->text;
+  out->upstream = u->text;
+  return std::nullopt;
+}
+
+std::optional<CniError> parse_listeners(const Json& conf, PluginConfig* out) {
+  auto it = conf.find("listeners");
+  if (it == conf.end() || it->is_null()) return invalid("listeners", "required");
+  if (!it->is_array()) return invalid("listeners", "must be an array, got " + excerpt(*it));
+  if (it->empty()) return invalid("listeners", "must name at least one listener");
+  if (it->size() > kMaxListeners) {
+    return invalid("listeners", "at most " + std::to_string(kMaxListeners) + " listeners");
+  }
+  for (size_t i = 0; i < it->size(); ++i) {
+    ListenerSpec spec;
+    if (auto e = parse_listener((*it)[i], i, &spec)) return e;
+    for (size_t k = 0; k < out->listeners.size(); ++k) {
+      if (out->listeners[k].listen == spec.listen) {
+        return invalid("listeners[" + std::to_string(i) + "].listen",
+                       spec.listen + " is already used by listeners[" + std::to_string(k) + "]");
+      }
+    }
+    out->listeners.push_back(std::move(spec));
+  }
+  return std::nullopt;
+}
+
+std::optional<CniError> parse_labels(const Json& conf, PluginConfig* out) {
+  auto it = conf.find("labels");
+  if (it == conf.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object()) return invalid("labels", "must be an object of strings");
+  if (it->size() > kMaxLabels) {
+    return invalid("labels", "at most " + std::to_string(kMaxLabels) + " labels");
+  }
+  for (const auto& [key, value] : it->items()) {
+    const std::string where = "labels." + key.substr(0, 80);
+    if (!valid_label_name(key)) {
+      return invalid(where, "label names are 1-" + std::to_string(kMaxLabelKeyLength) +
+                                " characters of [A-Za-z0-9._-]");
+    }
+    if (!value.is_string()) return invalid(where, "must be a string, got " + excerpt(value));
+    const auto& s = value.get_ref<const std::string&>();
+    if (s.size() > kMaxLabelValueLength) {
+      return invalid(where, "longer than " + std::to_string(kMaxLabelValueLength) + " bytes");
+    }
+    for (char c : s) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+        return invalid(where, "contains a control character");
+      }
+    }
+    out->labels[key] = s;
+  }
+  return std::nullopt;
+}
+
+std::optional<CniError> parse_valid_attachments(const Json& conf, PluginConfig* out) {
+  static constexpr const char* kKey = "cni.dev/valid-attachments";
+  auto it = conf.find(kKey);
+  if (it == conf.end() || it->is_null()) return invalid(kKey, "required for GC");
+  if (!it->is_array()) return invalid(kKey, "must be an array, got " + excerpt(*it));
+  if (it->size() > kMaxValidAttachments) {
+    return invalid(kKey, "more than " + std::to_string(kMaxValidAttachments) + " entries");
+  }
+  out->valid_attachments.reserve(it->size());
+  for (size_t i = 0; i < it->size(); ++i) {
+    const Json& e = (*it)[i];
+    const std::string where = std::string(kKey) + "[" + std::to_string(i) + "]";
+    if (!e.is_object()) return invalid(where, "must be an object, got " + excerpt(e));
+    ValidAttachment a;
+    CniError error;
+    if (!get_string(e, "containerID", where + ".containerID", &a.container_id, &error)) {
+      return error;
+    }
+    if (!get_string(e, "ifname", where + ".ifname", &a.ifname, &error)) return error;
+    if (a.container_id.empty()) return invalid(where + ".containerID", "required");
+    if (a.ifname.empty()) return invalid(where + ".ifname", "required");
+    if (a.container_id.size() > kMaxIdLength || a.ifname.size() > kMaxIdLength) {
+      return invalid(where, "longer than " + std::to_string(kMaxIdLength) + " bytes");
+    }
+    out->valid_attachments.push_back(std::move(a));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool valid_network_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxIdLength) return false;
+  if (!std::isalnum(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+CniResult<PluginConfig> parse_config(std::string_view text, Command command,
+                                     std::string* cni_version) {
+  Json conf;
+  try {
+    conf = Json::parse(text);
+  } catch (const std::exception& e) {
+    return cni_error(code::kDecodingFailure, std::string("error decoding network config: ") + e.what());
+  }
+  if (!conf.is_object()) {
+    return cni_error(code::kDecodingFailure,
+                     "error decoding network config: expected a JSON object, got " + excerpt(conf));
+  }
+
+  PluginConfig out;
+  CniError error;
+  if (!get_string(conf, "cniVersion", "cniVersion", &out.cni_version, &error)) return error;
+  if (out.cni_version.empty()) return invalid("cniVersion", "required");
+  if (!is_supported_version(out.cni_version)) {
+    std::string list;
+    for (const auto& v : supported_versions()) list += (list.empty() ? "" : ", ") + v;
+    return cni_error(code::kIncompatibleVersion, "incompatible CNI version",
+                     "config version \"" + out.cni_version.substr(0, 40) +
+                         "\" is not supported; this plugin supports " + list);
+  }
+  if (cni_version != nullptr) *cni_version = out.cni_version;
+
+  if (!get_string(conf, "name", "name", &out.name, &error)) return error;
+  if (out.name.empty()) return invalid("name", "required (the network name)");
+  if (!valid_network_name(out.name)) {
+    return invalid("name", "\"" + out.name.substr(0, 80) +
+                               "\" is not a valid network name (an alphanumeric, then "
+                               "[a-zA-Z0-9_.-], at most " +
+                               std::to_string(kMaxIdLength) + " characters)");
+  }
+  if (!get_string(conf, "type", "type", &out.type, &error)) return error;
+
+  if (!get_string(conf, "socket", "socket", &out.socket, &error)) return error;
+  if (out.socket.empty() || out.socket[0] != '/') {
+    return invalid("socket", "must be an absolute path, got \"" + out.socket.substr(0, 200) + "\"");
+  }
+  if (out.socket.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return invalid("socket", "path longer than " +
+                                 std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes");
+  }
+
+  if (auto it = conf.find("timeoutMs"); it != conf.end() && !it->is_null()) {
+    bool in_range = false;
+    if (it->is_number_unsigned()) {
+      in_range = it->get<unsigned long long>() >= 1 && it->get<unsigned long long>() <= kMaxTimeoutMs;
+    } else if (it->is_number_integer()) {
+      in_range = it->get<long long>() >= 1 && it->get<long long>() <= kMaxTimeoutMs;
+    }
+    if (!in_range) {
+      return invalid("timeoutMs", "must be an integer from 1 to " + std::to_string(kMaxTimeoutMs) +
+                                      ", got " + excerpt(*it));
+    }
+    out.timeout = std::chrono::milliseconds(it->get<long long>());
+  }
+
+  if (auto it = conf.find("prevResult"); it != conf.end() && !it->is_null()) {
+    if (!it->is_object()) return invalid("prevResult", "must be an object, got " + excerpt(*it));
+    out.prev_result = *it;
+  }
+
+  if (command == Command::Add || command == Command::Check) {
+    if (auto e = parse_listeners(conf, &out)) return *e;
+    if (auto e = parse_labels(conf, &out)) return *e;
+  }
+  if (command == Command::Gc) {
+    if (auto e = parse_valid_attachments(conf, &out)) return *e;
+  }
+  return out;
+}
+
+}  // namespace nsproxy::cni
