@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Three-tenant demo: three network namespaces with the SAME address (10.0.0.2/24), one
+# shared nsproxyd, registered through a real CNI client (cnitool over libcni) running the
+# chain [loopback, nsproxy]. Each tenant reaches a host-side upstream at 127.0.0.1:8080
+# inside its own namespace; after CNI DEL the listener is gone.
+#
+#   scripts/demo.sh BUILD_DIR          (as root; `make demo` does this)
+#
+# Environment:
+#   DEMO_MODE=tcp|http   tcp (default): byte stream to an echo upstream;
+#                        http: HTTP proxy to an upstream that answers with a JSON
+#                        description of the request it received.
+#   DEMO_KEEP_LOGS=1     print the daemon log at the end even on success.
+#
+# Everything runs on loopback or inside namespaces this script creates, and everything it
+# creates (processes, namespaces, temp dir) is removed on exit, failure or Ctrl-C.
+set -euo pipefail
+
+usage() { echo "usage: $0 BUILD_DIR" >&2; exit 2; }
+[ $# -eq 1 ] || usage
+
+MODE=${DEMO_MODE:-tcp}
+case "$MODE" in tcp | http) ;; *) echo "demo: DEMO_MODE must be tcp or http" >&2; exit 2 ;; esac
+
+bold=$(tput bold 2>/dev/null || true)
+reset=$(tput sgr0 2>/dev/null || true)
+step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$reset"; }
+info() { printf '    %s\n' "$*"; }
+indent() { [ -z "$1" ] || printf '%s\n' "$1" | sed 's/^/      /'; }
+die() {
+  printf '\n%sdemo: FAILED: %s%s\n' "$bold" "$*" "$reset" >&2
+  exit 1
+}
+# Runs a command, echoing it first; its failure is fatal with a clear message.
+run() {
+  printf '    $ %s\n' "$*"
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  indent "$out"
+  [ "$rc" -eq 0 ] || die "command failed (exit $rc): $*"
+}
+
+[ "$(id -u)" -eq 0 ] || die "the demo needs root (network namespaces); try: sudo make demo"
+BUILD=$(cd "$1" 2>/dev/null && pwd) || die "build directory '$1' does not exist"
+for bin in nsproxyd nsproxy nsproxyctl nsproxy-echo cnitool; do
+  [ -x "$BUILD/$bin" ] || die "$BUILD/$bin is missing; build first (make build)"
+done
+for tool in ip python3; do
+  command -v "$tool" >/dev/null || die "'$tool' is not installed"
+done
+[ -x /usr/lib/cni/loopback ] || die "/usr/lib/cni/loopback missing (install containernetworking-plugins)"
+PYTHON=$(command -v python3)
+
+TENANTS=(a b c)
+PREFIX="nsp-demo-$$"
+TMP=""
+ECHO_PID=""
+DAEMON_PID=""
+CREATED_NS=()
+
+stop_pid() { # pid name: SIGTERM, wait up to 5 s, then SIGKILL
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "    $2 (pid $pid) ignored SIGTERM; killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  step "Cleaning up"
+  if [ "$rc" -ne 0 ] && [ -n "$TMP" ]; then
+    for log in nsproxyd.log upstream.log; do
+      if [ -s "$TMP/$log" ]; then
+        echo "    --- last lines of $log:"
+        tail -n 30 "$TMP/$log" | sed 's/^/      /'
+      fi
+    done
+  elif [ "${DEMO_KEEP_LOGS:-0}" = 1 ] && [ -s "$TMP/nsproxyd.log" ]; then
+    echo "    --- nsproxyd.log:"
+    sed 's/^/      /' "$TMP/nsproxyd.log"
+  fi
+  stop_pid "$DAEMON_PID" nsproxyd
+  stop_pid "$ECHO_PID" nsproxy-echo
+  for ns in "${CREATED_NS[@]}"; do
+    ip netns del "$ns" 2>/dev/null
+  done
+  [ -n "$TMP" ] && rm -rf "$TMP"
+  info "stopped processes, deleted ${#CREATED_NS[@]} namespace(s) and the temp dir"
+  if [ "$rc" -eq 0 ]; then
+    printf '\n%sdemo: OK%s\n' "$bold" "$reset"
+  else
+    printf '\n%sdemo: exit status %d%s\n' "$bold" "$rc" "$reset" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "Temp dir"
+TMP=$(mktemp -d /tmp/nsproxy-demo.XXXXXX) || die "mktemp failed"
+info "$TMP"
+
+# A small client run inside a namespace: sends one line, half-closes, prints the reply.
+# Exit status: 0 reply received, 3 connection refused, 1 anything else.
+cat >"$TMP/client.py" <<'EOF'
+import socket, sys
+host, port, msg = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode() + b"\n"
+try:
+    s = socket.create_connection((host, port), timeout=5)
+except ConnectionRefusedError:
+    print(f"connect {host}:{port}: connection refused")
+    sys.exit(3)
+except OSError as e:
+    print(f"connect {host}:{port}: {e}")
+    sys.exit(1)
+try:
+    s.sendall(msg)
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except OSError as e:
+    print(f"{host}:{port}: {e}")
+    sys.exit(1)
+if not data.endswith(msg):
+    print(f"unexpected reply: {data!r}")
+    sys.exit(1)
+prefix = data[: len(data) - len(msg)]
+if prefix:
+    # A PROXY protocol header sent by the proxy to the upstream, echoed back.
+    print(f"(upstream received a {len(prefix)}-byte header before the data: {prefix[:16]!r}...)")
+print("reply: " + data[len(prefix):].decode().rstrip("\n"))
+EOF
+
+step "Creating three namespaces that all use 10.0.0.2/24"
+for t in "${TENANTS[@]}"; do
+  ns="$PREFIX-$t"
+  ip netns add "$ns" || die "ip netns add $ns failed"
+  CREATED_NS+=("$ns")
+  ip -n "$ns" link add dummy0 type dummy || die "cannot add a dummy interface in $ns"
+  ip -n "$ns" addr add 10.0.0.2/24 dev dummy0 || die "cannot add 10.0.0.2/24 in $ns"
+  ip -n "$ns" link set dummy0 up || die "cannot bring dummy0 up in $ns"
+done
+for t in "${TENANTS[@]}"; do
+  run ip -n "$PREFIX-$t" addr show
+done
+
+step "Starting the upstream (nsproxy-echo, $([ "$MODE" = tcp ] && echo echo || echo http) mode) on host loopback"
+ECHO_MODE=$([ "$MODE" = tcp ] && echo echo || echo http)
+"$BUILD/nsproxy-echo" --listen 127.0.0.1:0 --mode "$ECHO_MODE" --name demo-upstream \
+  >"$TMP/upstream.out" 2>"$TMP/upstream.log" &
+ECHO_PID=$!
+UPSTREAM=""
+for _ in $(seq 50); do
+  UPSTREAM=$(sed -n 's/^listening on //p' "$TMP/upstream.out" 2>/dev/null)
+  [ -n "$UPSTREAM" ] && break
+  kill -0 "$ECHO_PID" 2>/dev/null || die "nsproxy-echo exited: $(cat "$TMP/upstream.log")"
+  sleep 0.1
+done
+[ -n "$UPSTREAM" ] || die "nsproxy-echo did not report its address within 5 s"
+info "upstream listening on $UPSTREAM (pid $ECHO_PID)"
+UPSTREAM_PORT=${UPSTREAM##*:}
+if [ "$MODE" = tcp ]; then
+  run "$PYTHON" "$TMP/client.py" 127.0.0.1 "$UPSTREAM_PORT" "hello upstream, from the host"
+else
+  run curl -sS -m 5 "http://$UPSTREAM/from-the-host"
+fi
+
+step "Starting nsproxyd"
+SOCK="$TMP/nsproxyd.sock"
+mkdir -p "$TMP/state"
+printf '    $ %s\n' "$BUILD/nsproxyd --socket $SOCK --state-dir $TMP/state --log-level info &"
+"$BUILD/nsproxyd" --socket "$SOCK" --state-dir "$TMP/state" --log-level info \
+  >"$TMP/nsproxyd.log" 2>&1 &
+DAEMON_PID=$!
+ready=0
+for _ in $(seq 100); do
+  kill -0 "$DAEMON_PID" 2>/dev/null || die "nsproxyd exited during start-up"
+  if "$BUILD/nsproxyctl" --socket "$SOCK" status >/dev/null 2>&1; then
+    ready=1
+    break
+  fi
+  sleep 0.1
+done
+[ "$ready" = 1 ] || die "nsproxyd did not become ready within 10 s"
+info "nsproxyd is ready (pid $DAEMON_PID)"
+run "$BUILD/nsproxyctl" --socket "$SOCK" status
+
+step "CNI plugin directory and network config"
+mkdir -p "$TMP/cni-bin" "$TMP/cni-cache"
+ln -s "$BUILD/nsproxy" "$TMP/cni-bin/nsproxy"
+ln -s /usr/lib/cni/loopback "$TMP/cni-bin/loopback"
+cat >"$TMP/demo.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "demo",
+  "plugins": [
+    {"type": "loopback"},
+    {
+      "type": "nsproxy",
+      "socket": "$SOCK",
+      "listeners": [
+        {"listen": "127.0.0.1:8080", "upstream": "$UPSTREAM", "mode": "$MODE"}
+      ]
+    }
+  ]
+}
+EOF
+run ls -l "$TMP/cni-bin"
+run cat "$TMP/demo.conflist"
+
+cni() { # cni add|del TENANT
+  "$BUILD/cnitool" --cni-path "$TMP/cni-bin" --cache-dir "$TMP/cni-cache" \
+    --container-id "demo-$2" "$1" "$TMP/demo.conflist" "/run/netns/$PREFIX-$2"
+}
+
+step "CNI ADD for each tenant (cnitool -> libcni -> loopback, nsproxy)"
+for t in "${TENANTS[@]}"; do
+  printf '    $ cnitool --container-id demo-%s add demo.conflist /run/netns/%s\n' "$t" "$PREFIX-$t"
+  if ! out=$(cni add "$t" 2>&1); then
+    indent "$out"
+    die "CNI ADD failed for tenant $t"
+  fi
+  if [ "$t" = a ]; then
+    indent "$out"
+  else
+    info "  ok (same result shape as above)"
+  fi
+done
+
+step "Registrations in the daemon"
+run "$BUILD/nsproxyctl" --socket "$SOCK" list
+list=$("$BUILD/nsproxyctl" --socket "$SOCK" list 2>&1) || die "nsproxyctl list failed"
+for t in "${TENANTS[@]}"; do
+  if ! grep -q -e "demo-$t" -e "$PREFIX-$t" <<<"$list"; then
+    die "nsproxyctl list does not show tenant $t (container demo-$t, netns $PREFIX-$t)"
+  fi
+done
+
+step "Each tenant talks to 127.0.0.1:8080 inside its own namespace"
+for t in "${TENANTS[@]}"; do
+  ns="$PREFIX-$t"
+  if [ "$MODE" = tcp ]; then
+    run ip netns exec "$ns" "$PYTHON" "$TMP/client.py" 127.0.0.1 8080 "hello from tenant $t (10.0.0.2)"
+  else
+    run ip netns exec "$ns" curl -sS -m 5 -H "X-Demo-Tenant: $t" "http://127.0.0.1:8080/hello-from-$t"
+  fi
+done
+
+step "CNI DEL for each tenant"
+for t in "${TENANTS[@]}"; do
+  printf '    $ cnitool --container-id demo-%s del demo.conflist /run/netns/%s\n' "$t" "$PREFIX-$t"
+  if ! out=$(cni del "$t" 2>&1); then
+    indent "$out"
+    die "CNI DEL failed for tenant $t"
+  fi
+  info "  ok"
+done
+
+step "Registrations after DEL (expected: none)"
+run "$BUILD/nsproxyctl" --socket "$SOCK" list
+list=$("$BUILD/nsproxyctl" --socket "$SOCK" list 2>&1) || die "nsproxyctl list failed"
+for t in "${TENANTS[@]}"; do
+  if grep -q -e "demo-$t" -e "$PREFIX-$t" <<<"$list"; then
+    die "tenant $t is still registered after CNI DEL"
+  fi
+done
+
+step "Connecting inside the namespaces now fails"
+for t in "${TENANTS[@]}"; do
+  ns="$PREFIX-$t"
+  printf '    $ ip netns exec %s python3 client.py 127.0.0.1 8080 ...\n' "$ns"
+  set +e
+  out=$(ip netns exec "$ns" "$PYTHON" "$TMP/client.py" 127.0.0.1 8080 "still there?" 2>&1)
+  rc=$?
+  set -e
+  indent "$out"
+  [ "$rc" -eq 3 ] || die "expected 'connection refused' in $ns after DEL (client exit $rc)"
+done
+
+step "Demo complete: three tenants with the same address were served by one daemon"
