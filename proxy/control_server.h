@@ -1,0 +1,53 @@
+// The control socket: a SOCK_SEQPACKET Unix socket, root-only (mode 0600 and a peer
+// credential check). Each client connection carries request datagrams; every request
+// gets exactly one reply datagram, an error reply for garbage included. A client that
+// sends nothing for kIdleSeconds is dropped, and at most kMaxClients are served at
+// once, so one stuck client cannot hold the daemon's fds.
+#pragma once
+
+#include <ev.h>
+
+#include <functional>
+#include <string>
+#include <unordered_set>
+
+#include "control_protocol.h"
+#include "error.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+class ControlServer {
+ public:
+  using Handler = std::function<Reply(const Request&, UniqueFd netns_fd)>;
+
+  static constexpr size_t kMaxClients = 256;
+  static constexpr double kIdleSeconds = 30.0;
+
+  ControlServer(struct ev_loop* loop, Handler handler);
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  // Creates the socket directory, refuses when another daemon answers on path, replaces
+  // a stale socket file, binds with mode 0600 and starts serving.
+  Status listen(const std::string& path);
+  // Stops accepting, closes every client and removes the socket file.
+  void close();
+
+  // For the libev callbacks.
+  struct Client;
+  void on_acceptable();
+  void drop(Client* c);
+
+ private:
+
+  struct ev_loop* loop_;
+  Handler handler_;
+  std::string path_;
+  UniqueFd fd_;
+  ev_io accept_w_;
+  std::unordered_set<Client*> clients_;
+};
+
+}  // namespace nsproxy

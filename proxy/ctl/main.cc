@@ -1,0 +1,330 @@
+// nsproxyctl: register network namespaces with nsproxyd by hand, and inspect it.
+//
+//   nsproxyctl [--socket PATH] [--timeout MS] COMMAND [OPTIONS]
+//     add    --id ID --netns PATH --listen ADDR --upstream ADDR [--mode tcp|http]
+//            [--listen ... --upstream ...]... [--label k=v]...
+//     del    --id ID
+//     check  --id ID [--netns PATH]
+//     list   [--json]
+//     status [--json]
+//
+// CNI registrations are addressed with --network NET --id CONTAINERID --ifname IF.
+#include <getopt.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "control_client.h"
+#include "control_protocol.h"
+#include "log.h"
+#include "netns.h"
+#include "table.h"
+
+namespace nsproxy {
+namespace {
+
+constexpr int kExitUsage = 2;
+
+struct Global {
+  std::string socket_path = kDefaultSocketPath;
+  int timeout_ms = 5000;
+};
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: nsproxyctl [--socket PATH] [--timeout MS] COMMAND [OPTIONS]\n"
+               "\n"
+               "commands:\n"
+               "  add    --id ID --netns PATH --listen ADDR --upstream ADDR [--mode tcp|http]\n"
+               "         [--listen ADDR --upstream ADDR [--mode M]]... [--label KEY=VALUE]...\n"
+               "         register a network namespace; each --listen starts a listener and\n"
+               "         the --upstream/--mode after it apply to that listener\n"
+               "  del    --id ID                 unregister (succeeds when not registered)\n"
+               "  check  --id ID [--netns PATH]  verify the registration is serving\n"
+               "  list   [--json]                show registrations\n"
+               "  status [--json]                show daemon status\n"
+               "\n"
+               "  --network NET --ifname IF      with --id: address a CNI registration\n"
+               "  --socket PATH                  control socket (default %s)\n"
+               "  --timeout MS                   reply timeout (default 5000)\n",
+               kDefaultSocketPath);
+}
+
+[[noreturn]] void die_usage(const std::string& msg) {
+  std::fprintf(stderr, "nsproxyctl: %s\n", msg.c_str());
+  std::fprintf(stderr, "run 'nsproxyctl --help' for usage\n");
+  std::exit(kExitUsage);
+}
+
+struct CommandArgs {
+  AttachmentKey key;
+  std::string netns;
+  std::vector<ListenerSpec> listeners;
+  std::map<std::string, std::string> labels;
+  bool json = false;
+  bool saw_upstream_for_last = true;
+};
+
+CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
+  static const option opts[] = {{"id", required_argument, nullptr, 'i'},
+                                {"netns", required_argument, nullptr, 'n'},
+                                {"listen", required_argument, nullptr, 'L'},
+                                {"upstream", required_argument, nullptr, 'u'},
+                                {"mode", required_argument, nullptr, 'm'},
+                                {"label", required_argument, nullptr, 'l'},
+                                {"network", required_argument, nullptr, 'N'},
+                                {"ifname", required_argument, nullptr, 'I'},
+                                {"json", no_argument, nullptr, 'j'},
+                                {nullptr, 0, nullptr, 0}};
+  CommandArgs a;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "", opts, nullptr)) != -1) {
+    switch (c) {
+      case 'i':
+        a.key.id = optarg;
+        break;
+      case 'n':
+        a.netns = optarg;
+        break;
+      case 'N':
+        a.key.network = optarg;
+        break;
+      case 'I':
+        a.key.ifname = optarg;
+        break;
+      case 'L':
+        if (!a.saw_upstream_for_last) die_usage("--listen " + a.listeners.back().listen + " has no --upstream");
+        a.listeners.push_back(ListenerSpec{optarg, "", Mode::Tcp});
+        a.saw_upstream_for_last = false;
+        break;
+      case 'u':
+        if (a.listeners.empty() || a.saw_upstream_for_last) die_usage("--upstream must follow a --listen");
+        a.listeners.back().upstream = optarg;
+        a.saw_upstream_for_last = true;
+        break;
+      case 'm':
+        if (a.listeners.empty()) die_usage("--mode must follow a --listen");
+        if (!parse_mode(optarg, &a.listeners.back().mode)) {
+          die_usage(std::string("--mode: expected tcp or http, got \"") + optarg + "\"");
+        }
+        break;
+      case 'l': {
+        std::string kv = optarg;
+        auto eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) die_usage("--label: expected KEY=VALUE, got \"" + kv + "\"");
+        a.labels[kv.substr(0, eq)] = kv.substr(eq + 1);
+        break;
+      }
+      case 'j':
+        a.json = true;
+        break;
+      default:
+        die_usage(cmd + ": unknown or incomplete option \"" + argv[optind - 1] + "\"");
+    }
+  }
+  if (optind < argc) die_usage(cmd + ": unexpected argument \"" + argv[optind] + "\"");
+  if (!a.saw_upstream_for_last) die_usage("--listen " + a.listeners.back().listen + " has no --upstream");
+  if (!a.key.network.empty() && a.key.ifname.empty()) die_usage("--network needs --ifname");
+  return a;
+}
+
+Reply call_or_die(const Global& g, const Request& req, int netns_fd) {
+  auto r = call_daemon(g.socket_path, req, netns_fd, std::chrono::milliseconds(g.timeout_ms));
+  if (!r) {
+    std::fprintf(stderr, "nsproxyctl: %s\n", r.error().message.c_str());
+    std::exit(1);
+  }
+  if (!r->ok) {
+    std::fprintf(stderr, "nsproxyctl: %s (%s)\n", r->error.message.c_str(), r->error.code.c_str());
+    std::exit(1);
+  }
+  return std::move(*r);
+}
+
+std::string key_text(const nlohmann::json& attachment) {
+  AttachmentKey k{attachment.value("network", ""), attachment.value("id", ""),
+                  attachment.value("ifname", "")};
+  return k.display();
+}
+
+int cmd_add(const Global& g, const CommandArgs& a) {
+  if (a.key.id.empty()) die_usage("add: --id is required");
+  if (a.netns.empty()) die_usage("add: --netns is required");
+  if (a.listeners.empty()) die_usage("add: at least one --listen ADDR --upstream ADDR is required");
+  auto ns = open_netns(a.netns);
+  if (!ns) {
+    std::fprintf(stderr, "nsproxyctl: %s\n", ns.error().message.c_str());
+    return 1;
+  }
+  Request req;
+  req.op = Op::Add;
+  req.attachment = a.key;
+  req.netns_path = a.netns;
+  req.listeners = a.listeners;
+  req.labels = a.labels;
+  Reply r = call_or_die(g, req, ns->get());
+  if (a.json) {
+    std::printf("%s\n", r.data.dump(2).c_str());
+    return 0;
+  }
+  bool created = r.data.value("created", true);
+  std::printf("%s %s in %s\n", created ? "registered" : "already registered:",
+              a.key.display().c_str(), a.netns.c_str());
+  for (const auto& l : a.listeners) {
+    std::printf("  %s -> %s (%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode));
+  }
+  return 0;
+}
+
+int cmd_del(const Global& g, const CommandArgs& a) {
+  if (a.key.id.empty()) die_usage("del: --id is required");
+  Request req;
+  req.op = Op::Del;
+  req.attachment = a.key;
+  Reply r = call_or_die(g, req, -1);
+  if (a.json) {
+    std::printf("%s\n", r.data.dump(2).c_str());
+  } else if (r.data.value("deleted", false)) {
+    std::printf("unregistered %s\n", a.key.display().c_str());
+  } else {
+    std::printf("%s was not registered; nothing to do\n", a.key.display().c_str());
+  }
+  return 0;
+}
+
+int cmd_check(const Global& g, const CommandArgs& a) {
+  if (a.key.id.empty()) die_usage("check: --id is required");
+  UniqueFd ns;
+  Request req;
+  req.op = Op::Check;
+  req.attachment = a.key;
+  if (!a.netns.empty()) {
+    auto opened = open_netns(a.netns);
+    if (!opened) {
+      std::fprintf(stderr, "nsproxyctl: %s\n", opened.error().message.c_str());
+      return 1;
+    }
+    ns = std::move(*opened);
+    req.netns_path = a.netns;
+  }
+  Reply r = call_or_die(g, req, ns.get());
+  if (a.json) {
+    std::printf("%s\n", r.data.dump(2).c_str());
+    return 0;
+  }
+  const auto& reg = r.data["registration"];
+  std::printf("%s: ok, %zu listener(s) accepting in %s\n", a.key.display().c_str(),
+              reg.value("listeners", nlohmann::json::array()).size(),
+              reg.value("netns", std::string()).c_str());
+  return 0;
+}
+
+int cmd_list(const Global& g, const CommandArgs& a) {
+  Request req;
+  req.op = Op::List;
+  Reply r = call_or_die(g, req, -1);
+  if (a.json) {
+    std::printf("%s\n", r.data.dump(2).c_str());
+    return 0;
+  }
+  Table t({"ID", "NETNS", "LISTEN", "UPSTREAM", "MODE", "STATE", "CONNS", "LABELS"});
+  for (const auto& reg : r.data.value("registrations", nlohmann::json::array())) {
+    std::string labels;
+    const nlohmann::json label_obj = reg.value("labels", nlohmann::json::object());
+    for (const auto& [k, v] : label_obj.items()) {
+      if (!labels.empty()) labels += ",";
+      labels += k + "=" + v.get<std::string>();
+    }
+    for (const auto& l : reg.value("listeners", nlohmann::json::array())) {
+      t.add({key_text(reg.value("attachment", nlohmann::json::object())),
+             reg.value("netns", ""), l.value("listen", ""), l.value("upstream", ""),
+             l.value("mode", ""), l.value("accepting", false) ? "accepting" : "NOT ACCEPTING",
+             std::to_string(l.value("connections", 0)), labels.empty() ? "-" : labels});
+    }
+  }
+  if (t.empty()) {
+    std::printf("no registrations\n");
+  } else {
+    t.print(stdout);
+  }
+  return 0;
+}
+
+int cmd_status(const Global& g, const CommandArgs& a) {
+  Request req;
+  req.op = Op::Status;
+  Reply r = call_or_die(g, req, -1);
+  if (a.json) {
+    std::printf("%s\n", r.data.dump(2).c_str());
+    return 0;
+  }
+  std::printf("nsproxyd %s, pid %lld, up %llds, socket %s\n",
+              r.data.value("version", "?").c_str(),
+              static_cast<long long>(r.data.value("pid", 0)),
+              static_cast<long long>(r.data.value("uptime_seconds", 0)), g.socket_path.c_str());
+  std::printf("registrations %llu, listeners %llu, connections %llu\n",
+              static_cast<unsigned long long>(r.data.value("registrations", 0)),
+              static_cast<unsigned long long>(r.data.value("listeners", 0)),
+              static_cast<unsigned long long>(r.data.value("connections", 0)));
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  static const option global_opts[] = {{"socket", required_argument, nullptr, 's'},
+                                       {"timeout", required_argument, nullptr, 't'},
+                                       {"help", no_argument, nullptr, 'h'},
+                                       {nullptr, 0, nullptr, 0}};
+  Global g;
+  opterr = 0;
+  int c;
+  // "+": stop at the command name; its options are parsed separately.
+  while ((c = getopt_long(argc, argv, "+", global_opts, nullptr)) != -1) {
+    switch (c) {
+      case 's':
+        g.socket_path = optarg;
+        break;
+      case 't': {
+        char* end = nullptr;
+        long v = std::strtol(optarg, &end, 10);
+        if (*optarg == '\0' || *end != '\0' || v <= 0 || v > 600000) {
+          die_usage(std::string("--timeout: expected milliseconds (1..600000), got \"") + optarg + "\"");
+        }
+        g.timeout_ms = static_cast<int>(v);
+        break;
+      }
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        die_usage(std::string("unknown or incomplete option \"") + argv[optind - 1] + "\"");
+    }
+  }
+  if (optind >= argc) die_usage("missing command (add, del, check, list, status)");
+  std::string cmd = argv[optind];
+  int sub_argc = argc - optind;
+  char** sub_argv = argv + optind;
+  CommandArgs a = parse_command_args(cmd, sub_argc, sub_argv);
+  if (cmd == "add") return cmd_add(g, a);
+  if (cmd == "del") return cmd_del(g, a);
+  if (cmd == "check") return cmd_check(g, a);
+  if (cmd == "list") return cmd_list(g, a);
+  if (cmd == "status") return cmd_status(g, a);
+  if (cmd == "help") {
+    usage(stdout);
+    return 0;
+  }
+  die_usage("unknown command \"" + cmd + "\" (add, del, check, list, status)");
+}
+
+}  // namespace
+}  // namespace nsproxy
+
+int main(int argc, char** argv) {
+  nsproxy::set_log_prefix("nsproxyctl");
+  return nsproxy::run(argc, argv);
+}

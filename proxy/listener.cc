@@ -1,0 +1,85 @@
+#include "listener.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "log.h"
+#include "session.h"
+#include "tcp_session.h"
+
+namespace nsproxy {
+namespace {
+
+void accept_cb(struct ev_loop*, ev_io* w, int) { static_cast<Listener*>(w->data)->on_acceptable(); }
+
+void pause_cb(struct ev_loop*, ev_timer* w, int) {
+  static_cast<Listener*>(w->data)->on_pause_over();
+}
+
+}  // namespace
+
+Session::Session(Listener* listener) : listener_(listener) {
+  listener_->adopt(this);
+  ++listener_->worker()->connections;
+  ++listener_->worker()->connections_total;
+}
+
+Session::~Session() {
+  listener_->forget(this);
+  --listener_->worker()->connections;
+}
+
+Listener::Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstream,
+                   std::string tenant)
+    : worker_(worker),
+      fd_(std::move(fd)),
+      spec_(std::move(spec)),
+      upstream_(std::move(upstream)),
+      tenant_(std::move(tenant)) {
+  ev_io_init(&accept_w_, accept_cb, fd_.get(), EV_READ);
+  accept_w_.data = this;
+  ev_timer_init(&pause_t_, pause_cb, kPauseSeconds, 0.);
+  pause_t_.data = this;
+}
+
+Listener::~Listener() {
+  ev_io_stop(worker_->loop, &accept_w_);
+  ev_timer_stop(worker_->loop, &pause_t_);
+  fd_.reset();
+  // Sessions unlink themselves in their destructors: iterate over a copy.
+  std::vector<Session*> open(sessions_.begin(), sessions_.end());
+  for (Session* s : open) delete s;
+}
+
+void Listener::start() { ev_io_start(worker_->loop, &accept_w_); }
+
+void Listener::on_pause_over() { ev_io_start(worker_->loop, &accept_w_); }
+
+void Listener::on_acceptable() {
+  for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+    int cfd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        LOG_WARN("tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_.c_str(),
+                 spec_.listen.c_str(), std::strerror(errno), kPauseSeconds * 1000);
+        ev_io_stop(worker_->loop, &accept_w_);
+        ev_timer_set(&pause_t_, kPauseSeconds, 0.);
+        ev_timer_start(worker_->loop, &pause_t_);
+        return;
+      }
+      LOG_WARN("tenant %s: accept on %s: %s", tenant_.c_str(), spec_.listen.c_str(),
+               std::strerror(errno));
+      return;
+    }
+    std::unique_ptr<Session> s = std::make_unique<TcpSession>(this, UniqueFd(cfd));
+    if (s->start()) s.release();  // the session owns itself from here on
+  }
+}
+
+}  // namespace nsproxy

@@ -1,0 +1,58 @@
+// A listening socket that lives in a tenant's network namespace, served from the host
+// side. Accepts a bounded number of connections per wakeup; on EMFILE/ENFILE it pauses
+// accepting for a moment instead of spinning. Owns the sessions it accepted.
+#pragma once
+
+#include <ev.h>
+
+#include <string>
+#include <unordered_set>
+
+#include "address.h"
+#include "control_protocol.h"
+#include "unique_fd.h"
+#include "worker.h"
+
+namespace nsproxy {
+
+class Session;
+
+class Listener {
+ public:
+  // fd: a bound, listening, non-blocking socket. tenant: display name for logs.
+  Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstream, std::string tenant);
+  ~Listener();  // stops accepting and closes every session it accepted
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  void start();
+  bool accepting() const { return fd_ && (ev_is_active(&accept_w_) || ev_is_active(&pause_t_)); }
+  size_t connections() const { return sessions_.size(); }
+
+  const ListenerSpec& spec() const { return spec_; }
+  const Address& upstream() const { return upstream_; }
+  const std::string& tenant() const { return tenant_; }
+  Worker* worker() const { return worker_; }
+
+  // Called by Session's constructor and destructor.
+  void adopt(Session* s) { sessions_.insert(s); }
+  void forget(Session* s) { sessions_.erase(s); }
+
+  void on_acceptable();
+  void on_pause_over();
+
+ private:
+  static constexpr int kAcceptsPerWakeup = 64;
+  static constexpr double kPauseSeconds = 0.1;
+
+  Worker* worker_;
+  UniqueFd fd_;
+  ListenerSpec spec_;
+  Address upstream_;
+  std::string tenant_;
+  ev_io accept_w_;
+  ev_timer pause_t_;
+  std::unordered_set<Session*> sessions_;
+};
+
+}  // namespace nsproxy

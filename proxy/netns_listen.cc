@@ -1,0 +1,83 @@
+#include "netns_listen.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+
+#include "control_protocol.h"
+#include "loopback.h"
+
+namespace nsproxy {
+namespace {
+
+constexpr int kBacklog = 1024;
+
+Result<UniqueFd> make_listener(const Address& addr) {
+  UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return errno_error(codes::kListenerFailed, "socket");
+  int one = 1;
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
+    return errno_error(codes::kListenerFailed, "setsockopt SO_REUSEADDR");
+  }
+  if (addr.family() == AF_INET6) {
+    ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (::bind(fd.get(), addr.sa(), addr.length) < 0) return errno_error(codes::kListenerFailed, "bind");
+  if (::listen(fd.get(), kBacklog) < 0) return errno_error(codes::kListenerFailed, "listen");
+  return fd;
+}
+
+// Returning home must never fail silently: this thread would serve in a tenant's netns.
+void return_home(int home_fd) {
+  if (::setns(home_fd, CLONE_NEWNET) < 0) {
+    std::fprintf(stderr, "nsproxyd: FATAL: cannot return to the host network namespace: %s\n",
+                 std::strerror(errno));
+    std::abort();
+  }
+}
+
+}  // namespace
+
+Result<NetnsListenerFactory> NetnsListenerFactory::open_home() {
+  UniqueFd home(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!home) return errno_error(codes::kInternal, "open /proc/thread-self/ns/net");
+  return NetnsListenerFactory(std::move(home));
+}
+
+Result<std::vector<UniqueFd>> NetnsListenerFactory::listen_all(
+    int netns_fd, const std::string& netns_path, const std::vector<Address>& addrs) const {
+  if (::setns(netns_fd, CLONE_NEWNET) < 0) {
+    return errno_error(codes::kListenerFailed, "enter network namespace " + netns_path);
+  }
+  std::vector<UniqueFd> fds;
+  std::optional<Error> failure;
+  if (Status lo = ensure_loopback_up(); !lo) {
+    failure = make_error(codes::kListenerFailed, lo.error().message + " in " + netns_path);
+  } else {
+    for (const Address& addr : addrs) {
+      auto fd = make_listener(addr);
+      if (!fd) {
+        // make_listener's message is "<step>: <errno text>"; keep only the errno text.
+        const std::string& m = fd.error().message;
+        auto colon = m.find(": ");
+        std::string reason = colon == std::string::npos ? m : m.substr(colon + 2);
+        failure = make_error(codes::kListenerFailed,
+                             "listen " + addr.text + " in " + netns_path + ": " + reason);
+        break;
+      }
+      fds.push_back(std::move(*fd));
+    }
+  }
+  return_home(home_.get());
+  if (failure) return *failure;
+  return fds;
+}
+
+}  // namespace nsproxy

@@ -1,0 +1,38 @@
+// Creating listening sockets inside another network namespace.
+//
+// A socket belongs to the namespace that was current when it was created, and stays
+// there. So: setns(tenant), socket/bind/listen, setns(host). The loop thread does this
+// with nothing else running on it in between; a failed switch back aborts the process
+// (carrying on in a tenant's namespace would connect upstreams in the wrong place).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "address.h"
+#include "error.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+class NetnsListenerFactory {
+ public:
+  // Remembers the calling thread's current namespace as "home".
+  static Result<NetnsListenerFactory> open_home();
+
+  // Enters netns_fd, brings lo up, creates one non-blocking, close-on-exec listening
+  // socket per address (SO_REUSEADDR), and returns home. All or nothing: on error the
+  // sockets already made are closed and the error (code "listener_failed") names the
+  // listener, the namespace path and the errno text:
+  //   "listen 127.0.0.1:8080 in /run/netns/x: Address already in use"
+  Result<std::vector<UniqueFd>> listen_all(int netns_fd, const std::string& netns_path,
+                                           const std::vector<Address>& addrs) const;
+
+  int home_fd() const { return home_.get(); }
+
+ private:
+  explicit NetnsListenerFactory(UniqueFd home) : home_(std::move(home)) {}
+  UniqueFd home_;
+};
+
+}  // namespace nsproxy

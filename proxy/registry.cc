@@ -1,0 +1,216 @@
+#include "registry.h"
+
+#include <unistd.h>
+
+#include <ctime>
+#include <set>
+#include <utility>
+
+#include "log.h"
+
+namespace nsproxy {
+namespace {
+
+using nlohmann::json;
+
+json attachment_json(const AttachmentKey& k) {
+  return {{"network", k.network}, {"id", k.id}, {"ifname", k.ifname}};
+}
+
+int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
+
+}  // namespace
+
+json Registration::to_json() const {
+  json ls = json::array();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Listener* l = i < listeners.size() ? listeners[i].get() : nullptr;
+    ls.push_back({{"listen", specs[i].listen},
+                  {"upstream", specs[i].upstream},
+                  {"mode", mode_name(specs[i].mode)},
+                  {"accepting", l != nullptr && l->accepting()},
+                  {"connections", l != nullptr ? l->connections() : 0}});
+  }
+  return {{"attachment", attachment_json(key)},
+          {"netns", netns_path},
+          {"netns_dev", static_cast<uint64_t>(netns_id.dev)},
+          {"netns_inode", static_cast<uint64_t>(netns_id.ino)},
+          {"labels", labels},
+          {"created_at", created_at},
+          {"listeners", ls}};
+}
+
+Registry::Registry(Worker* worker, const NetnsListenerFactory* factory)
+    : worker_(worker), factory_(factory), started_at_(now_seconds()) {}
+
+size_t Registry::listener_count() const {
+  size_t n = 0;
+  for (const auto& [key, reg] : regs_) n += reg->listeners.size();
+  return n;
+}
+
+Reply Registry::handle(const Request& req, UniqueFd netns_fd) {
+  switch (req.op) {
+    case Op::Add:
+      return add(req, std::move(netns_fd));
+    case Op::Del:
+      return del(req);
+    case Op::Check:
+      return check(req, std::move(netns_fd));
+    case Op::List:
+      return list();
+    case Op::Status:
+      return status();
+    case Op::Gc:
+      return gc(req);
+  }
+  return error_reply(make_error(codes::kBadRequest, "unknown op"));
+}
+
+Reply Registry::add(const Request& req, UniqueFd netns_fd) {
+  const std::string who = req.attachment.display();
+  if (!netns_fd) {
+    return error_reply(make_error(codes::kBadRequest,
+                                  "add needs the network namespace as a file descriptor"));
+  }
+  auto id = netns_identity(netns_fd.get());
+  if (!id) return error_reply(make_error(codes::kNotNetns, req.netns_path + ": " + id.error().message));
+  if (req.listeners.empty()) {
+    return error_reply(make_error(codes::kBadRequest, "add needs at least one listener"));
+  }
+
+  std::vector<Address> listen_addrs;
+  std::vector<Address> upstreams;
+  for (size_t i = 0; i < req.listeners.size(); ++i) {
+    const ListenerSpec& spec = req.listeners[i];
+    std::string where = "listeners[" + std::to_string(i) + "]";
+    if (spec.mode != Mode::Tcp) {
+      return error_reply(make_error(codes::kBadRequest,
+                                    where + ".mode: \"" + mode_name(spec.mode) +
+                                        "\" is not supported by this nsproxyd yet; use \"tcp\""));
+    }
+    auto listen = parse_address(spec.listen, false);
+    if (!listen) return error_reply(make_error(codes::kBadRequest, where + ".listen: " + listen.error().message));
+    auto upstream = parse_address(spec.upstream, true);
+    if (!upstream) {
+      return error_reply(make_error(codes::kBadRequest, where + ".upstream: " + upstream.error().message));
+    }
+    listen_addrs.push_back(std::move(*listen));
+    upstreams.push_back(std::move(*upstream));
+  }
+
+  if (auto it = regs_.find(req.attachment); it != regs_.end()) {
+    const Registration& old = *it->second;
+    if (old.netns_id == *id && old.specs == req.listeners && old.labels == req.labels) {
+      LOG_DEBUG("add %s: already registered, nothing to do", who.c_str());
+      return ok_reply({{"registration", old.to_json()}, {"created", false}});
+    }
+    LOG_INFO("add %s: replacing the registration for %s (inode %ju) with %s (inode %ju)",
+             who.c_str(), old.netns_path.c_str(), static_cast<uintmax_t>(old.netns_id.ino),
+             req.netns_path.c_str(), static_cast<uintmax_t>(id->ino));
+    regs_.erase(it);  // closes the old listeners first: the new ones may need their ports
+  }
+
+  auto fds = factory_->listen_all(netns_fd.get(), req.netns_path, listen_addrs);
+  if (!fds) {
+    LOG_WARN("add %s: %s", who.c_str(), fds.error().message.c_str());
+    return error_reply(fds.error());
+  }
+
+  auto reg = std::make_unique<Registration>();
+  reg->key = req.attachment;
+  reg->netns = std::move(netns_fd);
+  reg->netns_id = *id;
+  reg->netns_path = req.netns_path;
+  reg->labels = req.labels;
+  reg->specs = req.listeners;
+  reg->created_at = now_seconds();
+  for (size_t i = 0; i < fds->size(); ++i) {
+    auto l = std::make_unique<Listener>(worker_, std::move((*fds)[i]), req.listeners[i],
+                                        std::move(upstreams[i]), who);
+    l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
+    reg->listeners.push_back(std::move(l));
+  }
+  json data = {{"registration", reg->to_json()}, {"created", true}};
+  LOG_INFO("add %s: netns %s (inode %ju), %zu listener(s)", who.c_str(), req.netns_path.c_str(),
+           static_cast<uintmax_t>(id->ino), reg->listeners.size());
+  regs_[req.attachment] = std::move(reg);
+  return ok_reply(std::move(data));
+}
+
+Reply Registry::del(const Request& req) {
+  auto it = regs_.find(req.attachment);
+  if (it == regs_.end()) {
+    LOG_DEBUG("del %s: not registered", req.attachment.display().c_str());
+    return ok_reply({{"deleted", false}});
+  }
+  LOG_INFO("del %s: closing %zu listener(s)", req.attachment.display().c_str(),
+           it->second->listeners.size());
+  regs_.erase(it);
+  return ok_reply({{"deleted", true}});
+}
+
+Reply Registry::check(const Request& req, UniqueFd netns_fd) {
+  auto it = regs_.find(req.attachment);
+  const std::string who = req.attachment.display();
+  if (it == regs_.end()) {
+    return error_reply(make_error(codes::kNotFound, who + " is not registered"));
+  }
+  const Registration& reg = *it->second;
+  if (netns_fd) {
+    auto id = netns_identity(netns_fd.get());
+    if (!id) return error_reply(make_error(codes::kNotNetns, req.netns_path + ": " + id.error().message));
+    if (!(*id == reg.netns_id)) {
+      return error_reply(make_error(
+          codes::kNetnsMismatch, who + " is registered for network namespace " + reg.netns_path +
+                                     " (inode " + std::to_string(reg.netns_id.ino) + "), not " +
+                                     req.netns_path + " (inode " + std::to_string(id->ino) + ")"));
+    }
+  }
+  for (const auto& l : reg.listeners) {
+    if (!l->accepting()) {
+      return error_reply(make_error(codes::kNotServing,
+                                    who + ": listener " + l->spec().listen + " is not accepting"));
+    }
+  }
+  return ok_reply({{"registration", reg.to_json()}});
+}
+
+Reply Registry::list() const {
+  json regs = json::array();
+  for (const auto& [key, reg] : regs_) regs.push_back(reg->to_json());
+  return ok_reply({{"registrations", std::move(regs)}});
+}
+
+Reply Registry::status() const {
+  return ok_reply({{"version", "0.1.0"},
+                   {"pid", static_cast<int64_t>(::getpid())},
+                   {"uptime_seconds", now_seconds() - started_at_},
+                   {"registrations", regs_.size()},
+                   {"listeners", listener_count()},
+                   {"connections", worker_->connections}});
+}
+
+Reply Registry::gc(const Request& req) {
+  const std::string& network = req.attachment.network;
+  if (network.empty()) {
+    return error_reply(make_error(codes::kBadRequest, "gc needs attachment.network"));
+  }
+  std::set<std::pair<std::string, std::string>> valid;
+  for (const auto& a : req.valid_attachments) valid.emplace(a.id, a.ifname);
+  json removed = json::array();
+  for (auto it = regs_.begin(); it != regs_.end();) {
+    const AttachmentKey& k = it->first;
+    if (k.network == network && !valid.contains({k.id, k.ifname})) {
+      LOG_INFO("gc %s: not among the valid attachments of %s; removing", k.display().c_str(),
+               network.c_str());
+      removed.push_back(attachment_json(k));
+      it = regs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return ok_reply({{"removed", std::move(removed)}});
+}
+
+}  // namespace nsproxy

@@ -1,0 +1,69 @@
+// The daemon's registrations: one per attachment (CNI network, container id, ifname) or
+// manual id. Each holds its network namespace fd for as long as it lives, the
+// namespace identity (st_dev, st_ino), and its listeners.
+//
+// add    same key, same namespace, same listeners and labels: idempotent (created=false).
+//        same key, anything else different: the old registration is removed first, then
+//        the new one is created (a re-created sandbox has a new namespace inode).
+//        All listeners or none: a failure undoes what was made.
+// del    closes the listeners and every connection they accepted; unknown keys are fine.
+// gc     removes every registration of the request's network whose (id, ifname) is not
+//        in valid_attachments; never touches other networks or manual registrations.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control_protocol.h"
+#include "listener.h"
+#include "netns.h"
+#include "netns_listen.h"
+#include "unique_fd.h"
+#include "worker.h"
+
+namespace nsproxy {
+
+struct Registration {
+  AttachmentKey key;
+  UniqueFd netns;
+  NetnsId netns_id;
+  std::string netns_path;
+  std::map<std::string, std::string> labels;
+  std::vector<ListenerSpec> specs;
+  int64_t created_at = 0;
+  std::vector<std::unique_ptr<Listener>> listeners;
+
+  nlohmann::json to_json() const;
+};
+
+class Registry {
+ public:
+  Registry(Worker* worker, const NetnsListenerFactory* factory);
+
+  // Handles one decoded control request; netns_fd is the fd that came with it (if any).
+  Reply handle(const Request& req, UniqueFd netns_fd);
+
+  size_t size() const { return regs_.size(); }
+  size_t listener_count() const;
+  void clear() { regs_.clear(); }
+
+ private:
+  Reply add(const Request& req, UniqueFd netns_fd);
+  Reply del(const Request& req);
+  Reply check(const Request& req, UniqueFd netns_fd);
+  Reply list() const;
+  Reply status() const;
+  Reply gc(const Request& req);
+
+  Worker* worker_;
+  const NetnsListenerFactory* factory_;
+  int64_t started_at_;
+  std::map<AttachmentKey, std::unique_ptr<Registration>> regs_;
+};
+
+}  // namespace nsproxy
