@@ -1,0 +1,140 @@
+#include "control_protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace nsproxy {
+namespace {
+
+Request sample_add() {
+  Request r;
+  r.op = Op::Add;
+  r.attachment = {"net1", "c0ffee", "eth0"};
+  r.netns_path = "/run/netns/t1";
+  r.listeners = {{"127.0.0.1:8080", "127.0.0.1:18080", Mode::Tcp},
+                 {"[::1]:8443", "unix:/run/app.sock", Mode::Http}};
+  r.labels = {{"pod-name", "web-0"}, {"team", "blue"}};
+  return r;
+}
+
+TEST(ControlProtocol, AddRoundTripsEveryField) {
+  Request in = sample_add();
+  auto out = decode_request(encode_request(in));
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out->op, Op::Add);
+  EXPECT_EQ(out->attachment, in.attachment);
+  EXPECT_EQ(out->netns_path, in.netns_path);
+  EXPECT_EQ(out->listeners, in.listeners);
+  EXPECT_EQ(out->labels, in.labels);
+}
+
+TEST(ControlProtocol, GcCarriesValidAttachments) {
+  Request in;
+  in.op = Op::Gc;
+  in.attachment.network = "net1";
+  in.valid_attachments = {{"net1", "a", "eth0"}, {"net1", "b", "eth1"}};
+  auto out = decode_request(encode_request(in));
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  ASSERT_EQ(out->valid_attachments.size(), 2u);
+  EXPECT_EQ(out->valid_attachments[1].id, "b");
+  EXPECT_EQ(out->valid_attachments[1].ifname, "eth1");
+}
+
+TEST(ControlProtocol, ManualKeyDisplaysAsItsId) {
+  AttachmentKey manual{"", "tenant-7", ""};
+  EXPECT_TRUE(manual.manual());
+  EXPECT_EQ(manual.display(), "tenant-7");
+  AttachmentKey cni{"net1", "c0ffee", "eth0"};
+  EXPECT_FALSE(cni.manual());
+  EXPECT_EQ(cni.display(), "net1/c0ffee/eth0");
+}
+
+struct BadRequest {
+  const char* name;
+  std::string text;
+  const char* code;
+  const char* mentions;  // the message must name the problem
+};
+
+class ControlProtocolRejects : public ::testing::TestWithParam<BadRequest> {};
+
+TEST_P(ControlProtocolRejects, WithCodeAndMessage) {
+  const BadRequest& c = GetParam();
+  auto r = decode_request(c.text);
+  ASSERT_FALSE(r.ok()) << c.text;
+  EXPECT_EQ(r.error().code, c.code);
+  EXPECT_NE(r.error().message.find(c.mentions), std::string::npos) << r.error().message;
+}
+
+const std::string kListener = R"([{"listen":"127.0.0.1:8080","upstream":"127.0.0.1:1"}])";
+
+INSTANTIATE_TEST_SUITE_P(
+    Garbage, ControlProtocolRejects,
+    ::testing::Values(
+        BadRequest{"NotJson", "not json {", "bad_request", "not valid JSON"},
+        BadRequest{"NotObject", "[1,2]", "bad_request", "object"},
+        BadRequest{"NoVersion", R"({"op":"list"})", "bad_request", "version"},
+        BadRequest{"FutureVersion", R"({"version":99,"op":"list"})", "unsupported_version", "99"},
+        BadRequest{"UnknownOp", R"({"version":1,"op":"explode"})", "bad_request", "explode"},
+        BadRequest{"AddWithoutKey", R"({"version":1,"op":"add","listeners":)" + kListener + "}",
+                   "bad_request", "attachment"},
+        BadRequest{"AddWithoutListeners",
+                   R"({"version":1,"op":"add","attachment":{"id":"x"}})", "bad_request",
+                   "listener"},
+        BadRequest{"BadListenAddress",
+                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"nonsense","upstream":"127.0.0.1:1"}]})",
+                   "bad_request", "listeners[0].listen"},
+        BadRequest{"UnixListen",
+                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"unix:/x","upstream":"127.0.0.1:1"}]})",
+                   "bad_request", "listeners[0].listen"},
+        BadRequest{"BadMode",
+                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"127.0.0.1:1","upstream":"127.0.0.1:1","mode":"udp"}]})",
+                   "bad_request", "udp"},
+        BadRequest{"IdNotString", R"({"version":1,"op":"del","attachment":{"id":5}})",
+                   "bad_request", "id"},
+        BadRequest{"LabelNameBad",
+                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":)" + kListener +
+                       R"(,"labels":{"bad name":"v"}})",
+                   "bad_request", "bad name"},
+        BadRequest{"LabelValueNotString",
+                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":)" + kListener +
+                       R"(,"labels":{"k":1}})",
+                   "bad_request", "\"k\""},
+        BadRequest{"GcWithoutNetwork", R"({"version":1,"op":"gc","attachment":{"id":"x"}})",
+                   "bad_request", "network"},
+        BadRequest{"TooLarge", std::string(kMaxMessageSize + 1, ' '), "too_large", "large"}),
+    [](const ::testing::TestParamInfo<BadRequest>& p) { return std::string(p.param.name); });
+
+TEST(ControlProtocol, TooManyListenersIsRefused) {
+  nlohmann::json ls = nlohmann::json::array();
+  for (size_t i = 0; i <= kMaxListeners; ++i) {
+    ls.push_back({{"listen", "127.0.0.1:" + std::to_string(8000 + i)}, {"upstream", "127.0.0.1:1"}});
+  }
+  nlohmann::json j = {{"version", 1}, {"op", "add"}, {"attachment", {{"id", "x"}}}, {"listeners", ls}};
+  auto r = decode_request(j.dump());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("too many listeners"), std::string::npos);
+}
+
+TEST(ControlProtocol, RepliesRoundTrip) {
+  auto ok = decode_reply(encode_reply(ok_reply({{"deleted", true}})));
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE(ok->ok);
+  EXPECT_EQ(ok->data["deleted"], true);
+
+  auto err = decode_reply(
+      encode_reply(error_reply(make_error("listener_failed", "listen 127.0.0.1:8080 in /x: busy"))));
+  ASSERT_TRUE(err.ok());
+  EXPECT_FALSE(err->ok);
+  EXPECT_EQ(err->error.code, "listener_failed");
+  EXPECT_EQ(err->error.message, "listen 127.0.0.1:8080 in /x: busy");
+}
+
+TEST(ControlProtocol, UndecodableReplyIsAnError) {
+  EXPECT_FALSE(decode_reply("{{{").ok());
+  EXPECT_FALSE(decode_reply(R"({"version":1})").ok());
+}
+
+}  // namespace
+}  // namespace nsproxy
