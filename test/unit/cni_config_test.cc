@@ -1,0 +1,250 @@
+#include "cni_config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "cni_version.h"
+
+namespace nsproxy::cni {
+namespace {
+
+using nlohmann::json;
+
+json base_config() {
+  return json::parse(R"({
+    "cniVersion": "1.0.0", "name": "tenants", "type": "nsproxy",
+    "listeners": [{"listen": "127.0.0.1:8080", "upstream": "127.0.0.1:18080", "mode": "http"}]
+  })");
+}
+
+CniResult<PluginConfig> parse(const json& j, Command c = Command::Add) {
+  return parse_config(j.dump(), c);
+}
+
+// Expects code 7 with a message that starts with `field`.
+void expect_invalid(const json& j, const std::string& field, Command c = Command::Add) {
+  auto r = parse(j, c);
+  ASSERT_FALSE(r.ok()) << "accepted: " << j.dump();
+  EXPECT_EQ(r.error().code, code::kInvalidConfig) << r.error().msg;
+  EXPECT_EQ(r.error().msg.rfind(field + ":", 0), 0u) << "msg: " << r.error().msg;
+}
+
+TEST(CniConfig, ParsesValidConfigWithDefaults) {
+  auto r = parse(base_config());
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->cni_version, "1.0.0");
+  EXPECT_EQ(r->name, "tenants");
+  EXPECT_EQ(r->type, "nsproxy");
+  EXPECT_EQ(r->socket, kDefaultSocketPath);
+  EXPECT_EQ(r->timeout.count(), 3000);
+  ASSERT_EQ(r->listeners.size(), 1u);
+  EXPECT_EQ(r->listeners[0].listen, "127.0.0.1:8080");
+  EXPECT_EQ(r->listeners[0].upstream, "127.0.0.1:18080");
+  EXPECT_EQ(r->listeners[0].mode, Mode::Http);
+  EXPECT_TRUE(r->labels.empty());
+  EXPECT_FALSE(r->prev_result.has_value());
+}
+
+TEST(CniConfig, ModeDefaultsToTcpAndUnixUpstreamAllowed) {
+  json j = base_config();
+  j["listeners"] = json::parse(R"([{"listen":"[::1]:80","upstream":"unix:/run/app.sock"}])");
+  auto r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->listeners[0].mode, Mode::Tcp);
+  EXPECT_EQ(r->listeners[0].upstream, "unix:/run/app.sock");
+}
+
+TEST(CniConfig, ReadsOptionalFields) {
+  json j = base_config();
+  j["socket"] = "/tmp/nsproxy.sock";
+  j["timeoutMs"] = 250;
+  j["labels"] = {{"team", "a"}, {"tier.x_y-z", ""}};
+  j["prevResult"] = json::parse(R"({"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}]})");
+  j["runtimeConfig"] = {{"portMappings", json::array()}};
+  j["somethingElse"] = 42;
+  auto r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->socket, "/tmp/nsproxy.sock");
+  EXPECT_EQ(r->timeout.count(), 250);
+  EXPECT_EQ(r->labels.at("team"), "a");
+  EXPECT_EQ(r->labels.at("tier.x_y-z"), "");
+  ASSERT_TRUE(r->prev_result.has_value());
+  EXPECT_EQ((*r->prev_result)["interfaces"][0]["name"], "eth0");
+}
+
+TEST(CniConfig, InvalidJsonIsDecodingFailure) {
+  for (const char* text : {"", "{", "{\"cniVersion\":", "[1,2]", "\"x\"", "not json"}) {
+    auto r = parse_config(text, Command::Add);
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_EQ(r.error().code, code::kDecodingFailure) << text;
+  }
+}
+
+TEST(CniConfig, UnsupportedVersionIsCode1) {
+  for (const char* v : {"0.2.0", "0.1.0", "2.0.0", "1.1"}) {
+    json j = base_config();
+    j["cniVersion"] = v;
+    auto r = parse(j);
+    ASSERT_FALSE(r.ok()) << v;
+    EXPECT_EQ(r.error().code, code::kIncompatibleVersion) << v;
+    EXPECT_NE(r.error().details.find(v), std::string::npos) << r.error().details;
+  }
+}
+
+TEST(CniConfig, EverySupportedVersionParses) {
+  for (const auto& v : supported_versions()) {
+    json j = base_config();
+    j["cniVersion"] = v;
+    std::string seen;
+    auto r = parse_config(j.dump(), Command::Add, &seen);
+    ASSERT_TRUE(r.ok()) << v << ": " << r.error().msg;
+    EXPECT_EQ(seen, v);
+  }
+}
+
+TEST(CniConfig, ReportsVersionEvenWhenALaterFieldFails) {
+  json j = base_config();
+  j["cniVersion"] = "0.4.0";
+  j["timeoutMs"] = 0;
+  std::string seen;
+  auto r = parse_config(j.dump(), Command::Add, &seen);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(seen, "0.4.0");
+}
+
+TEST(CniConfig, BadTopLevelFieldsNameTheField) {
+  json j;
+  j = base_config(); j.erase("cniVersion"); expect_invalid(j, "cniVersion");
+  j = base_config(); j["cniVersion"] = 1; expect_invalid(j, "cniVersion");
+  j = base_config(); j.erase("name"); expect_invalid(j, "name");
+  j = base_config(); j["name"] = ""; expect_invalid(j, "name");
+  j = base_config(); j["name"] = "bad/name"; expect_invalid(j, "name");
+  j = base_config(); j["name"] = 5; expect_invalid(j, "name");
+  j = base_config(); j["type"] = true; expect_invalid(j, "type");
+  j = base_config(); j["socket"] = "relative.sock"; expect_invalid(j, "socket");
+  j = base_config(); j["socket"] = 3; expect_invalid(j, "socket");
+  j = base_config(); j["socket"] = "/" + std::string(200, 'a'); expect_invalid(j, "socket");
+  j = base_config(); j["timeoutMs"] = 0; expect_invalid(j, "timeoutMs");
+  j = base_config(); j["timeoutMs"] = -5; expect_invalid(j, "timeoutMs");
+  j = base_config(); j["timeoutMs"] = 60001; expect_invalid(j, "timeoutMs");
+  j = base_config(); j["timeoutMs"] = 1.5; expect_invalid(j, "timeoutMs");
+  j = base_config(); j["timeoutMs"] = "3000"; expect_invalid(j, "timeoutMs");
+  j = base_config(); j["prevResult"] = "x"; expect_invalid(j, "prevResult");
+}
+
+TEST(CniConfig, TimeoutBoundsAreInclusive) {
+  for (int ms : {1, 60000}) {
+    json j = base_config();
+    j["timeoutMs"] = ms;
+    auto r = parse(j);
+    ASSERT_TRUE(r.ok()) << ms << ": " << r.error().msg;
+    EXPECT_EQ(r->timeout.count(), ms);
+  }
+}
+
+TEST(CniConfig, BadListenersNameTheField) {
+  json j;
+  j = base_config(); j.erase("listeners"); expect_invalid(j, "listeners");
+  j = base_config(); j["listeners"] = json::array(); expect_invalid(j, "listeners");
+  j = base_config(); j["listeners"] = json::object(); expect_invalid(j, "listeners");
+  j = base_config(); j["listeners"][0] = 1; expect_invalid(j, "listeners[0]");
+  j = base_config(); j["listeners"][0].erase("listen"); expect_invalid(j, "listeners[0].listen");
+  j = base_config(); j["listeners"][0]["listen"] = "localhost:80"; expect_invalid(j, "listeners[0].listen");
+  j = base_config(); j["listeners"][0]["listen"] = "unix:/x.sock"; expect_invalid(j, "listeners[0].listen");
+  j = base_config(); j["listeners"][0]["listen"] = 80; expect_invalid(j, "listeners[0].listen");
+  j = base_config(); j["listeners"][0].erase("upstream"); expect_invalid(j, "listeners[0].upstream");
+  j = base_config(); j["listeners"][0]["upstream"] = "127.0.0.1"; expect_invalid(j, "listeners[0].upstream");
+  j = base_config(); j["listeners"][0]["mode"] = "udp"; expect_invalid(j, "listeners[0].mode");
+  j = base_config(); j["listeners"][0]["mdoe"] = "http"; expect_invalid(j, "listeners[0].mdoe");
+  j = base_config();
+  j["listeners"].push_back({{"listen", "127.0.0.1:9090"}, {"upstream", "bad"}});
+  expect_invalid(j, "listeners[1].upstream");
+  j = base_config();
+  j["listeners"].push_back({{"listen", "127.0.0.1:8080"}, {"upstream", "127.0.0.1:1"}});
+  expect_invalid(j, "listeners[1].listen");
+}
+
+TEST(CniConfig, ListenerCountIsBounded) {
+  json j = base_config();
+  j["listeners"] = json::array();
+  for (size_t i = 0; i < kMaxListeners; ++i) {
+    j["listeners"].push_back(
+        {{"listen", "127.0.0.1:" + std::to_string(10000 + i)}, {"upstream", "127.0.0.1:1"}});
+  }
+  ASSERT_TRUE(parse(j).ok());
+  j["listeners"].push_back({{"listen", "127.0.0.1:9999"}, {"upstream", "127.0.0.1:1"}});
+  expect_invalid(j, "listeners");
+}
+
+TEST(CniConfig, BadLabelsNameTheField) {
+  json j;
+  j = base_config(); j["labels"] = json::array(); expect_invalid(j, "labels");
+  j = base_config(); j["labels"] = {{"team", 1}}; expect_invalid(j, "labels.team");
+  j = base_config(); j["labels"] = {{"bad key", "v"}}; expect_invalid(j, "labels.bad key");
+  j = base_config(); j["labels"] = {{"k", "line\nbreak"}}; expect_invalid(j, "labels.k");
+  j = base_config(); j["labels"] = {{std::string(kMaxLabelKeyLength + 1, 'k'), "v"}};
+  expect_invalid(j, "labels." + std::string(kMaxLabelKeyLength + 1, 'k').substr(0, 80));
+  j = base_config(); j["labels"] = {{"k", std::string(kMaxLabelValueLength + 1, 'v')}};
+  expect_invalid(j, "labels.k");
+  j = base_config();
+  for (size_t i = 0; i <= kMaxLabels; ++i) j["labels"]["l" + std::to_string(i)] = "v";
+  expect_invalid(j, "labels");
+}
+
+TEST(CniConfig, DelStatusAndGcDoNotNeedListeners) {
+  json j = base_config();
+  j["cniVersion"] = "1.1.0";
+  j.erase("listeners");
+  j["labels"] = "ignored";  // not looked at outside ADD/CHECK
+  EXPECT_TRUE(parse(j, Command::Del).ok());
+  EXPECT_TRUE(parse(j, Command::Status).ok());
+  expect_invalid(j, "listeners", Command::Add);
+  expect_invalid(j, "listeners", Command::Check);
+}
+
+TEST(CniConfig, GcReadsValidAttachments) {
+  json j = base_config();
+  j["cniVersion"] = "1.1.0";
+  j["cni.dev/valid-attachments"] =
+      json::parse(R"([{"containerID":"c1","ifname":"eth0"},{"containerID":"c2","ifname":"net1"}])");
+  auto r = parse(j, Command::Gc);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  ASSERT_EQ(r->valid_attachments.size(), 2u);
+  EXPECT_EQ(r->valid_attachments[1].container_id, "c2");
+  EXPECT_EQ(r->valid_attachments[1].ifname, "net1");
+
+  j["cni.dev/valid-attachments"] = json::array();
+  r = parse(j, Command::Gc);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_TRUE(r->valid_attachments.empty());
+}
+
+TEST(CniConfig, GcBadValidAttachmentsNameTheField) {
+  const std::string key = "cni.dev/valid-attachments";
+  json j = base_config();
+  j["cniVersion"] = "1.1.0";
+  expect_invalid(j, key, Command::Gc);  // missing: GC would otherwise drop everything
+  j[key] = json::object();
+  expect_invalid(j, key, Command::Gc);
+  j[key] = json::parse(R"([{"containerID":"c1","ifname":"eth0"},{"ifname":"eth0"}])");
+  expect_invalid(j, key + "[1].containerID", Command::Gc);
+  j[key] = json::parse(R"([{"containerID":"c1"}])");
+  expect_invalid(j, key + "[0].ifname", Command::Gc);
+  j[key] = json::parse(R"([{"containerID":7,"ifname":"eth0"}])");
+  expect_invalid(j, key + "[0].containerID", Command::Gc);
+  j[key] = json::parse(R"(["c1"])");
+  expect_invalid(j, key + "[0]", Command::Gc);
+}
+
+TEST(CniConfig, NetworkNames) {
+  EXPECT_TRUE(valid_network_name("a"));
+  EXPECT_TRUE(valid_network_name("my-net_1.x"));
+  EXPECT_FALSE(valid_network_name(""));
+  EXPECT_FALSE(valid_network_name("-net"));
+  EXPECT_FALSE(valid_network_name("net work"));
+  EXPECT_FALSE(valid_network_name(std::string(kMaxIdLength + 1, 'a')));
+}
+
+}  // namespace
+}  // namespace nsproxy::cni
