@@ -22,8 +22,11 @@ usage() { echo "usage: $0 BUILD_DIR" >&2; exit 2; }
 MODE=${DEMO_MODE:-tcp}
 case "$MODE" in tcp | http) ;; *) echo "demo: DEMO_MODE must be tcp or http" >&2; exit 2 ;; esac
 
-bold=$(tput bold 2>/dev/null || true)
-reset=$(tput sgr0 2>/dev/null || true)
+bold="" reset=""
+if [ -t 1 ]; then
+  bold=$(tput bold 2>/dev/null || true)
+  reset=$(tput sgr0 2>/dev/null || true)
+fi
 step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$reset"; }
 info() { printf '    %s\n' "$*"; }
 indent() { [ -z "$1" ] || printf '%s\n' "$1" | sed 's/^/      /'; }
@@ -49,7 +52,8 @@ for tool in ip python3; do
   command -v "$tool" >/dev/null || die "'$tool' is not installed"
 done
 [ -x /usr/lib/cni/loopback ] || die "/usr/lib/cni/loopback missing (install containernetworking-plugins)"
-PYTHON=$(command -v python3)
+# The system interpreter starts much faster than version-manager shims.
+if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=$(command -v python3); fi
 
 TENANTS=(a b c)
 PREFIX="nsp-demo-$$"
@@ -152,9 +156,18 @@ for t in "${TENANTS[@]}"; do
   ns="$PREFIX-$t"
   ip netns add "$ns" || die "ip netns add $ns failed"
   CREATED_NS+=("$ns")
-  ip -n "$ns" link add dummy0 type dummy || die "cannot add a dummy interface in $ns"
-  ip -n "$ns" addr add 10.0.0.2/24 dev dummy0 || die "cannot add 10.0.0.2/24 in $ns"
-  ip -n "$ns" link set dummy0 up || die "cannot bring dummy0 up in $ns"
+  # A dummy interface carries the tenant address; kernels without the dummy module get a
+  # veth pair that lives entirely inside the namespace instead.
+  if ip -n "$ns" link add eth0 type dummy 2>/dev/null; then
+    :
+  elif ip -n "$ns" link add eth0 type veth peer name eth0-peer; then
+    [ "$t" != a ] || info "(no dummy interfaces on this kernel: using a veth pair inside each namespace)"
+    ip -n "$ns" link set eth0-peer up || die "cannot bring eth0-peer up in $ns"
+  else
+    die "cannot add an interface in $ns (neither dummy nor veth)"
+  fi
+  ip -n "$ns" addr add 10.0.0.2/24 dev eth0 || die "cannot add 10.0.0.2/24 in $ns"
+  ip -n "$ns" link set eth0 up || die "cannot bring eth0 up in $ns"
 done
 for t in "${TENANTS[@]}"; do
   run ip -n "$PREFIX-$t" addr show
@@ -281,9 +294,22 @@ for t in "${TENANTS[@]}"; do
   fi
 done
 
-step "Connecting inside the namespaces now fails"
+step "Nothing listens inside the namespaces any more"
 for t in "${TENANTS[@]}"; do
   ns="$PREFIX-$t"
+  printf '    $ ip netns exec %s ss -ltn\n' "$ns"
+  out=$(ip netns exec "$ns" ss -ltn 2>&1) || die "ss failed in $ns"
+  indent "$out"
+  if grep -q ':8080 ' <<<"$out"; then
+    die "something still listens on port 8080 in $ns after CNI DEL"
+  fi
+done
+
+step "Connecting inside the namespaces now fails"
+info "(the loopback plugin's DEL took lo down; bring it back up so the kernel can answer)"
+for t in "${TENANTS[@]}"; do
+  ns="$PREFIX-$t"
+  ip -n "$ns" link set lo up || die "cannot bring lo up in $ns"
   printf '    $ ip netns exec %s python3 client.py 127.0.0.1 8080 ...\n' "$ns"
   set +e
   out=$(ip netns exec "$ns" "$PYTHON" "$TMP/client.py" 127.0.0.1 8080 "still there?" 2>&1)
