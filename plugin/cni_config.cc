@@ -179,7 +179,8 @@ CniResult<PluginConfig> parse_config(std::string_view text, Command command,
   try {
     conf = Json::parse(text);
   } catch (const std::exception& e) {
-    return cni_error(code::kDecodingFailure, std::string("error decoding network config: ") + e.what());
+    return cni_error(code::kDecodingFailure,
+                     std::string("error decoding network config: ") + e.what());
   }
   if (!conf.is_object()) {
     return cni_error(code::kDecodingFailure,
@@ -221,7 +222,8 @@ CniResult<PluginConfig> parse_config(std::string_view text, Command command,
   if (auto it = conf.find("timeoutMs"); it != conf.end() && !it->is_null()) {
     bool in_range = false;
     if (it->is_number_unsigned()) {
-      in_range = it->get<unsigned long long>() >= 1 && it->get<unsigned long long>() <= kMaxTimeoutMs;
+      in_range =
+          it->get<unsigned long long>() >= 1 && it->get<unsigned long long>() <= kMaxTimeoutMs;
     } else if (it->is_number_integer()) {
       in_range = it->get<long long>() >= 1 && it->get<long long>() <= kMaxTimeoutMs;
     }

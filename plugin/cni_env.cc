@@ -14,7 +14,9 @@ std::string lookup(const EnvMap& env, const char* name) {
   return it == env.end() ? std::string() : it->second;
 }
 
-bool is_alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+bool is_alnum(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0;
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -37,12 +39,18 @@ std::string label_value_problem(std::string_view value) {
 
 const char* command_name(Command command) {
   switch (command) {
-    case Command::Add: return "ADD";
-    case Command::Del: return "DEL";
-    case Command::Check: return "CHECK";
-    case Command::Status: return "STATUS";
-    case Command::Gc: return "GC";
-    case Command::Version: return "VERSION";
+    case Command::Add:
+      return "ADD";
+    case Command::Del:
+      return "DEL";
+    case Command::Check:
+      return "CHECK";
+    case Command::Status:
+      return "STATUS";
+    case Command::Gc:
+      return "GC";
+    case Command::Version:
+      return "VERSION";
   }
   return "?";
 }
@@ -88,7 +96,8 @@ CniResult<CniEnv> read_env(Command command, const EnvMap& env) {
   e.path = lookup(env, "CNI_PATH");
   e.args = lookup(env, "CNI_ARGS");
 
-  const bool keyed = command == Command::Add || command == Command::Check || command == Command::Del;
+  const bool keyed =
+      command == Command::Add || command == Command::Check || command == Command::Del;
   const bool needs_netns = command == Command::Add || command == Command::Check;
   const bool needs_path = keyed || command == Command::Gc;
 
@@ -135,9 +144,9 @@ CniResult<CniArgs> parse_cni_args(std::string_view text) {
 
     size_t eq = pair.find('=');
     if (eq == std::string_view::npos || eq == 0) {
-      return cni_error(code::kInvalidEnvironment,
-                       "CNI_ARGS: invalid pair \"" + std::string(pair.substr(0, 200)) +
-                           "\" (want KEY=VALUE)");
+      return cni_error(
+          code::kInvalidEnvironment,
+          "CNI_ARGS: invalid pair \"" + std::string(pair.substr(0, 200)) + "\" (want KEY=VALUE)");
     }
     std::string key(pair.substr(0, eq));
     std::string value(pair.substr(eq + 1));
@@ -150,9 +159,9 @@ CniResult<CniArgs> parse_cni_args(std::string_view text) {
       } else if (v == "0" || v == "false") {
         out.ignore_unknown = false;
       } else {
-        return cni_error(code::kInvalidEnvironment,
-                         "CNI_ARGS: IgnoreUnknown must be 1, 0, true or false, got \"" + value +
-                             "\"");
+        return cni_error(
+            code::kInvalidEnvironment,
+            "CNI_ARGS: IgnoreUnknown must be 1, 0, true or false, got \"" + value + "\"");
       }
     } else if (key == "K8S_POD_NAMESPACE") {
       label = "pod-namespace";
@@ -174,9 +183,9 @@ CniResult<CniArgs> parse_cni_args(std::string_view text) {
   }
   // Checked after the loop: IgnoreUnknown may come after the unknown key.
   if (!unknown.empty() && !out.ignore_unknown) {
-    return cni_error(code::kInvalidEnvironment,
-                     "CNI_ARGS: unknown key \"" + unknown.front().first.substr(0, 200) +
-                         "\" (set IgnoreUnknown=1 to allow it)");
+    return cni_error(code::kInvalidEnvironment, "CNI_ARGS: unknown key \"" +
+                                                    unknown.front().first.substr(0, 200) +
+                                                    "\" (set IgnoreUnknown=1 to allow it)");
   }
   return out;
 }

@@ -43,8 +43,8 @@ std::string error_json(const CniError& error, std::string_view cni_version);
 template <class T>
 class [[nodiscard]] CniResult {
  public:
-  CniResult(T value) : v_(std::move(value)) {}            // NOLINT(google-explicit-constructor)
-  CniResult(CniError error) : v_(std::move(error)) {}     // NOLINT(google-explicit-constructor)
+  CniResult(T value) : v_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
+  CniResult(CniError error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }

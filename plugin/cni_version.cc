@@ -1,7 +1,6 @@
 #include "cni_version.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 namespace nsproxy::cni {
@@ -20,7 +19,9 @@ const std::vector<std::string>& supported_versions() {
   return kVersions;
 }
 
-bool is_supported_version(std::string_view version) { return index_of(version) >= 0; }
+bool is_supported_version(std::string_view version) {
+  return index_of(version) >= 0;
+}
 
 bool version_at_least(std::string_view a, std::string_view b) {
   return index_of(a) >= index_of(b);

@@ -200,12 +200,18 @@ Output dispatch(const EnvMap& env_map, std::string_view stdin_text, std::string*
   if (!conf) return conf.error();
 
   switch (*command) {
-    case Command::Add: return cmd_add(*conf, *env);
-    case Command::Del: return cmd_del(*conf, *env);
-    case Command::Check: return cmd_check(*conf, *env);
-    case Command::Status: return cmd_status(*conf);
-    case Command::Gc: return cmd_gc(*conf);
-    case Command::Version: break;
+    case Command::Add:
+      return cmd_add(*conf, *env);
+    case Command::Del:
+      return cmd_del(*conf, *env);
+    case Command::Check:
+      return cmd_check(*conf, *env);
+    case Command::Status:
+      return cmd_status(*conf);
+    case Command::Gc:
+      return cmd_gc(*conf);
+    case Command::Version:
+      break;
   }
   return cni_error(code::kInternal, "unhandled command");
 }

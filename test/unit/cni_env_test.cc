@@ -10,8 +10,10 @@ namespace nsproxy::cni {
 namespace {
 
 EnvMap full_env(const std::string& command) {
-  return {{"CNI_COMMAND", command},     {"CNI_CONTAINERID", "abc123"},
-          {"CNI_NETNS", "/run/netns/x"}, {"CNI_IFNAME", "eth0"},
+  return {{"CNI_COMMAND", command},
+          {"CNI_CONTAINERID", "abc123"},
+          {"CNI_NETNS", "/run/netns/x"},
+          {"CNI_IFNAME", "eth0"},
           {"CNI_PATH", "/opt/cni/bin"}};
 }
 
@@ -22,9 +24,12 @@ void expect_env_error(const CniResult<CniEnv>& r, const std::string& needle) {
 }
 
 TEST(CniEnv, ParsesEveryCommand) {
-  for (auto [text, cmd] : {std::pair{"ADD", Command::Add}, {"DEL", Command::Del},
-                           {"CHECK", Command::Check}, {"STATUS", Command::Status},
-                           {"GC", Command::Gc}, {"VERSION", Command::Version}}) {
+  for (auto [text, cmd] : {std::pair{"ADD", Command::Add},
+                           {"DEL", Command::Del},
+                           {"CHECK", Command::Check},
+                           {"STATUS", Command::Status},
+                           {"GC", Command::Gc},
+                           {"VERSION", Command::Version}}) {
     auto r = parse_command({{"CNI_COMMAND", text}});
     ASSERT_TRUE(r.ok()) << text;
     EXPECT_EQ(*r, cmd);
@@ -102,8 +107,7 @@ TEST(CniEnv, ValidatesContainerId) {
 }
 
 TEST(CniEnv, ValidatesInterfaceName) {
-  for (const char* bad : {".", "..", "eth/0", "eth:0", "eth 0", "eth\t0",
-                          "abcdefghijklmnop"}) {
+  for (const char* bad : {".", "..", "eth/0", "eth:0", "eth 0", "eth\t0", "abcdefghijklmnop"}) {
     EnvMap env = full_env("DEL");
     env["CNI_IFNAME"] = bad;
     expect_env_error(read_env(Command::Del, env), "CNI_IFNAME");
@@ -168,7 +172,9 @@ TEST(CniArgs, ValueMayContainEqualsAndBeEmpty) {
 }
 
 TEST(CniArgs, LabelValuesAreBounded) {
-  EXPECT_FALSE(parse_cni_args("K8S_POD_NAME=a\x01" "b").ok());
+  EXPECT_FALSE(parse_cni_args("K8S_POD_NAME=a\x01"
+                              "b")
+                   .ok());
   EXPECT_FALSE(parse_cni_args("K8S_POD_NAME=" + std::string(kMaxLabelValueLength + 1, 'x')).ok());
   EXPECT_TRUE(parse_cni_args("K8S_POD_NAME=" + std::string(kMaxLabelValueLength, 'x')).ok());
 }

@@ -3,25 +3,23 @@
 #include "plugin.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "control_protocol.h"
 #include "control_transport.h"
@@ -190,7 +188,9 @@ class PluginTest : public ::testing::Test {
   TempDir dir_;
 };
 
-Reply ok_with(json data = json::object()) { return ok_reply(std::move(data)); }
+Reply ok_with(json data = json::object()) {
+  return ok_reply(std::move(data));
+}
 
 TEST_F(PluginTest, VersionNeedsOnlyTheCommand) {
   auto r = run({{"CNI_COMMAND", "VERSION"}}, "");
@@ -306,7 +306,8 @@ TEST_F(PluginTest, AddWithoutPrevResultPrintsAnEmptyResult) {
   FakeDaemon daemon(socket_path(), [](const Request&) { return ok_with(); });
   auto r = run(env("ADD"), config("1.0.0").dump());
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_EQ(r.out_json(), json::parse(R"({"cniVersion":"1.0.0","interfaces":[],"ips":[],"dns":{}})"));
+  EXPECT_EQ(r.out_json(),
+            json::parse(R"({"cniVersion":"1.0.0","interfaces":[],"ips":[],"dns":{}})"));
 }
 
 TEST_F(PluginTest, AddDaemonErrorIsCode100WithTheDaemonMessage) {
@@ -399,7 +400,8 @@ TEST_F(PluginTest, CheckResults) {
   std::filesystem::remove(socket_path());
   {
     FakeDaemon daemon(socket_path(), [](const Request&) {
-      return error_reply(make_error(codes::kNotServing, "listener 127.0.0.1:8080 is not accepting"));
+      return error_reply(
+          make_error(codes::kNotServing, "listener 127.0.0.1:8080 is not accepting"));
     });
     auto r = run(env("CHECK"), config().dump());
     expect_error(r, 100, "not accepting");
@@ -433,7 +435,9 @@ TEST_F(PluginTest, StatusAndGcNeedVersion110) {
 }
 
 TEST_F(PluginTest, GcSendsValidAttachments) {
-  FakeDaemon daemon(socket_path(), [](const Request&) { return ok_with({{"removed", json::array()}}); });
+  FakeDaemon daemon(socket_path(), [](const Request&) {
+    return ok_with({{"removed", json::array()}});
+  });
   auto c = config();
   c["cni.dev/valid-attachments"] =
       json::parse(R"([{"containerID":"c1","ifname":"eth0"},{"containerID":"c2","ifname":"net1"}])");
