@@ -1,0 +1,294 @@
+// nsproxyd on its own: control socket robustness, lifecycle, TCP forwarding details.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "control_transport.h"
+#include "fixture.h"
+
+namespace nspit {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kListen = "127.0.0.1:8080";
+
+nsproxy::UniqueFd connect_control(const std::string& path) {
+  nsproxy::UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ADD_FAILURE() << "connect " << path << ": " << std::strerror(errno);
+    fd.reset();
+  }
+  return fd;
+}
+
+// Waits for one reply datagram. Returns nullopt on EOF; fails the test on timeout.
+std::optional<std::string> recv_reply(int fd, Millis timeout = 3000ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) {
+    ADD_FAILURE() << "no reply from the daemon within " << timeout.count() << " ms";
+    return std::nullopt;
+  }
+  auto msg = nsproxy::recv_message(fd, nsproxy::kMaxMessageSize * 16);
+  if (!msg) return std::nullopt;
+  return msg->payload;
+}
+
+nsproxy::Request status_request() {
+  nsproxy::Request req;
+  req.op = nsproxy::Op::Status;
+  return req;
+}
+
+class DaemonTest : public IntegrationTest {
+ protected:
+  void SetUp() override {
+    IntegrationTest::SetUp();
+    if (IsSkipped()) return;
+    ASSERT_TRUE(binaries_exist({"nsproxyd"}));
+  }
+
+  // Registers `ns` for manual id `id` with one TCP listener to `upstream`.
+  nsproxy::Result<nsproxy::Reply> add(Daemon& d, const Netns& ns, const std::string& id,
+                                      const std::string& upstream,
+                                      const std::string& listen = kListen) {
+    auto fd = nsproxy::open_netns(ns.path());
+    if (!fd) return fd.error();
+    nsproxy::Request req;
+    req.op = nsproxy::Op::Add;
+    req.attachment.id = id;
+    req.netns_path = ns.path();
+    req.listeners = {{listen, upstream, nsproxy::Mode::Tcp}};
+    return d.call(req, fd->get());
+  }
+
+  TempDir tmp_;
+};
+
+TEST_F(DaemonTest, StatusReportsVersionAndPid) {
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  auto reply = d.call(status_request());
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  ASSERT_TRUE(reply->ok) << reply->error.message;
+  EXPECT_EQ(reply->data.value("pid", 0), d.process()->pid()) << reply->data.dump();
+  EXPECT_TRUE(reply->data.contains("version")) << reply->data.dump();
+  EXPECT_EQ(reply->data.value("registrations", -1), 0) << reply->data.dump();
+}
+
+TEST_F(DaemonTest, GarbageOnControlSocketGetsBadRequestAndDaemonKeepsServing) {
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+
+  {
+    auto fd = connect_control(d.socket_path());
+    ASSERT_TRUE(fd);
+    ASSERT_TRUE(nsproxy::send_message(fd.get(), "not json {").ok());
+    auto text = recv_reply(fd.get());
+    ASSERT_TRUE(text) << "the daemon closed the connection without an error reply";
+    auto reply = nsproxy::decode_reply(*text);
+    ASSERT_TRUE(reply.ok()) << "undecodable reply: " << *text;
+    EXPECT_FALSE(reply->ok);
+    EXPECT_EQ(reply->error.code, nsproxy::codes::kBadRequest) << *text;
+  }
+  {
+    // Valid JSON, wrong shape.
+    auto fd = connect_control(d.socket_path());
+    ASSERT_TRUE(fd);
+    ASSERT_TRUE(nsproxy::send_message(fd.get(), R"({"version":1,"op":"launch"})").ok());
+    auto text = recv_reply(fd.get());
+    ASSERT_TRUE(text);
+    auto reply = nsproxy::decode_reply(*text);
+    ASSERT_TRUE(reply.ok()) << *text;
+    EXPECT_FALSE(reply->ok);
+    EXPECT_EQ(reply->error.code, nsproxy::codes::kBadRequest) << *text;
+  }
+  {
+    // Oversized datagram: an error reply (too_large or bad_request) or a closed
+    // connection are both acceptable; a crash or hang is not.
+    auto fd = connect_control(d.socket_path());
+    ASSERT_TRUE(fd);
+    int sndbuf = 4 * 1024 * 1024;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    std::string big(nsproxy::kMaxMessageSize + 4096, 'x');
+    auto sent = nsproxy::send_message(fd.get(), big);
+    if (sent.ok()) {
+      auto text = recv_reply(fd.get());
+      if (text) {
+        auto reply = nsproxy::decode_reply(*text);
+        ASSERT_TRUE(reply.ok()) << *text;
+        EXPECT_FALSE(reply->ok) << *text;
+      }
+    }
+  }
+  {
+    // A client that connects and sends nothing, then goes away.
+    auto fd = connect_control(d.socket_path());
+    ASSERT_TRUE(fd);
+  }
+  auto reply = d.call(status_request());
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_TRUE(reply->ok) << reply->error.message;
+}
+
+TEST_F(DaemonTest, SilentClientDoesNotBlockOthers) {
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  auto idle = connect_control(d.socket_path());
+  ASSERT_TRUE(idle);
+  auto reply = d.call(status_request(), -1, 2000ms);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_TRUE(reply->ok);
+}
+
+TEST_F(DaemonTest, AddWithFdThatIsNotANetnsIsRefused) {
+  ASSERT_TRUE(binaries_exist({"nsproxy-echo"}));
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  nsproxy::UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  nsproxy::Request req;
+  req.op = nsproxy::Op::Add;
+  req.attachment.id = unique_name();
+  req.netns_path = "/dev/null";
+  req.listeners = {{kListen, "127.0.0.1:9", nsproxy::Mode::Tcp}};
+  auto reply = d.call(req, devnull.get());
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_FALSE(reply->ok);
+  EXPECT_EQ(reply->error.code, nsproxy::codes::kNotNetns) << reply->error.message;
+
+  req.netns_path = "/run/netns/none";
+  auto no_fd = d.call(req, -1);
+  ASSERT_TRUE(no_fd.ok()) << no_fd.error().message;
+  EXPECT_FALSE(no_fd->ok) << "add without a netns fd must be refused";
+  EXPECT_TRUE(d.list().empty());
+}
+
+TEST_F(DaemonTest, HalfCloseDeliversEchoOfEverythingSent) {
+  ASSERT_TRUE(binaries_exist({"nsproxy-echo"}));
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  auto added = add(d, ns, unique_name(), echo.address());
+  ASSERT_TRUE(added.ok()) << added.error().message;
+  ASSERT_TRUE(added->ok) << added->error.message;
+
+  // Bigger than every socket buffer on the way, so data is in flight in both directions
+  // when the client shuts down its write side.
+  std::string payload;
+  for (int i = 0; payload.size() < 4 * 1024 * 1024; ++i) payload += std::to_string(i) + ",";
+  auto c = connect_in_netns(ns.path(), kListen);
+  ASSERT_TRUE(c.ok()) << c.message;
+  auto got = exchange(c.fd.get(), payload, 30000ms);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->size(), payload.size());
+  EXPECT_TRUE(*got == payload) << "echoed bytes differ from the bytes sent";
+
+  // Small payload, write side shut first, then read: the reply still comes.
+  auto c2 = connect_in_netns(ns.path(), kListen);
+  ASSERT_TRUE(c2.ok()) << c2.message;
+  ASSERT_TRUE(send_all(c2.fd.get(), "ping").ok());
+  ASSERT_EQ(::shutdown(c2.fd.get(), SHUT_WR), 0);
+  auto rest = recv_until_eof(c2.fd.get());
+  ASSERT_TRUE(rest.ok()) << rest.error().message;
+  EXPECT_EQ(*rest, "ping");
+}
+
+TEST_F(DaemonTest, ManyConcurrentConnectionsAreServed) {
+  ASSERT_TRUE(binaries_exist({"nsproxy-echo"}));
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  auto added = add(d, ns, unique_name(), echo.address());
+  ASSERT_TRUE(added.ok() && added->ok);
+
+  std::vector<Connection> conns;
+  for (int i = 0; i < 50; ++i) {
+    conns.push_back(connect_in_netns(ns.path(), kListen));
+    ASSERT_TRUE(conns.back().ok()) << conns.back().message;
+  }
+  for (size_t i = 0; i < conns.size(); ++i) {
+    ASSERT_TRUE(send_all(conns[i].fd.get(), "conn " + std::to_string(i)).ok());
+  }
+  for (size_t i = 0; i < conns.size(); ++i) {
+    ASSERT_EQ(::shutdown(conns[i].fd.get(), SHUT_WR), 0);
+    auto got = recv_until_eof(conns[i].fd.get());
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    EXPECT_EQ(*got, "conn " + std::to_string(i));
+  }
+}
+
+TEST_F(DaemonTest, UpstreamDownClosesTenantConnection) {
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  // Port 1 on the host loopback: nothing listens there.
+  auto added = add(d, ns, unique_name(), "127.0.0.1:1");
+  ASSERT_TRUE(added.ok() && added->ok);
+  auto c = connect_in_netns(ns.path(), kListen);
+  ASSERT_TRUE(c.ok()) << c.message;
+  auto got = recv_until_eof(c.fd.get(), 5000ms);
+  // EOF or reset, promptly; never a hang.
+  if (got.ok())
+    EXPECT_EQ(*got, "");
+  else
+    EXPECT_NE(got.error().code, "timeout") << got.error().message;
+}
+
+TEST_F(DaemonTest, SigtermExitsZero) {
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
+TEST_F(DaemonTest, SecondDaemonOnSameSocketRefusesToStart) {
+  Daemon first(tmp_.path());
+  ASSERT_TRUE(first.start());
+  TempDir other_state;
+  auto second =
+      run({binary("nsproxyd"), "--socket", first.socket_path(), "--state-dir", other_state.path()},
+          5000ms);
+  EXPECT_FALSE(second.timed_out) << "the second daemon kept running: " << second.describe();
+  EXPECT_NE(second.exit_code, 0) << second.describe();
+  EXPECT_FALSE(second.err.empty()) << "no reason given on stderr";
+  // The first one is untouched.
+  auto reply = first.call(status_request());
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_TRUE(reply->ok);
+  EXPECT_EQ(reply->data.value("pid", 0), first.process()->pid());
+  EXPECT_EQ(first.stop(), 0) << first.log();
+}
+
+TEST_F(DaemonTest, StaleSocketFileIsReplaced) {
+  Daemon d(tmp_.path());
+  {
+    // A socket file with nobody behind it, as a crashed daemon leaves it.
+    nsproxy::UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, d.socket_path().c_str(), sizeof addr.sun_path - 1);
+    ASSERT_EQ(::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(d.socket_path().c_str(), &st), 0);
+  ASSERT_TRUE(S_ISSOCK(st.st_mode));
+  ASSERT_TRUE(d.start());
+  EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
+}  // namespace
+}  // namespace nspit
