@@ -19,12 +19,21 @@ struct ControlServer::Client {
   ControlServer* server;
   UniqueFd fd;
   ev_io read_w;
+  ev_io write_w;
   ev_timer idle_t;
   uid_t uid = static_cast<uid_t>(-1);
   pid_t pid = 0;
+  // A reply the socket could not take yet. While it is pending the client's next
+  // request is not read: every request gets its reply, in order.
+  std::string pending;
+  bool close_after_reply = false;
 
   // Handles one readable event; false when the client is finished.
   bool on_readable();
+  // Sends the pending reply; false when the client is finished.
+  bool on_writable();
+  // Queues one reply; false when the client is finished.
+  bool reply(const Reply& r);
 };
 
 namespace {
@@ -33,12 +42,8 @@ void accept_cb(struct ev_loop*, ev_io* w, int) {
   static_cast<ControlServer*>(w->data)->on_acceptable();
 }
 
-void reply(int fd, const Reply& r) {
-  std::string text = encode_reply(r);
-  if (Status s = send_message(fd, text); !s) {
-    LOG_DEBUG("control: reply not delivered: %s", s.error().message.c_str());
-  }
-}
+// Larger replies would not fit one datagram through the default socket buffers.
+constexpr size_t kMaxReplySize = 192 * 1024;
 
 Status fill_unix_addr(const std::string& path, sockaddr_un* addr) {
   if (path.empty() || path.size() >= sizeof addr->sun_path) {
@@ -53,6 +58,35 @@ Status fill_unix_addr(const std::string& path, sockaddr_un* addr) {
 
 }  // namespace
 
+bool ControlServer::Client::reply(const Reply& r) {
+  std::string text = encode_reply(r);
+  if (text.size() > kMaxReplySize) {
+    text = encode_reply(error_reply(make_error(
+        codes::kTooLarge, "the reply (" + std::to_string(text.size()) + " bytes) exceeds " +
+                              std::to_string(kMaxReplySize) + " bytes")));
+  }
+  pending = std::move(text);
+  return on_writable();
+}
+
+bool ControlServer::Client::on_writable() {
+  Status s = send_message(fd.get(), pending);
+  if (!s && s.error().code == "again") {
+    ev_io_stop(server->loop_, &read_w);
+    ev_io_start(server->loop_, &write_w);
+    return true;
+  }
+  if (!s) {
+    LOG_DEBUG("control: reply not delivered: %s", s.error().message.c_str());
+    return false;
+  }
+  pending.clear();
+  ev_io_stop(server->loop_, &write_w);
+  if (close_after_reply) return false;
+  ev_io_start(server->loop_, &read_w);
+  return true;
+}
+
 bool ControlServer::Client::on_readable() {
   auto msg = recv_message(fd.get(), kMaxMessageSize);
   if (!msg) {
@@ -64,26 +98,22 @@ bool ControlServer::Client::on_readable() {
   if (uid != 0) {
     LOG_WARN("control: refused a request from uid %u (pid %d): only root may use nsproxyd",
              static_cast<unsigned>(uid), static_cast<int>(pid));
-    reply(fd.get(), error_reply(make_error("forbidden", "only root may use the control socket")));
-    return false;
+    close_after_reply = true;
+    return reply(error_reply(make_error("forbidden", "only root may use the control socket")));
   }
   if (msg->truncated) {
-    reply(fd.get(), error_reply(make_error(codes::kTooLarge,
-                                           "request larger than " +
-                                               std::to_string(kMaxMessageSize) + " bytes")));
-    return true;
+    return reply(error_reply(make_error(
+        codes::kTooLarge, "request larger than " + std::to_string(kMaxMessageSize) + " bytes")));
   }
   if (msg->extra_fds) {
-    reply(fd.get(), error_reply(make_error(codes::kBadRequest,
-                                           "a request may carry at most one file descriptor")));
-    return true;
+    return reply(error_reply(
+        make_error(codes::kBadRequest, "a request may carry at most one file descriptor")));
   }
   auto req = decode_request(msg->payload);
   if (!req) {
     LOG_INFO("control: bad request from pid %d: %s", static_cast<int>(pid),
              req.error().message.c_str());
-    reply(fd.get(), error_reply(req.error()));
-    return true;
+    return reply(error_reply(req.error()));
   }
   Reply r;
   try {
@@ -92,20 +122,27 @@ bool ControlServer::Client::on_readable() {
     LOG_ERROR("control: %s failed: %s", op_name(req->op), e.what());
     r = error_reply(make_error(codes::kInternal, std::string("internal error: ") + e.what()));
   }
-  reply(fd.get(), r);
-  return true;
+  return reply(r);
 }
 
 namespace {
 
 void client_read_cb(struct ev_loop*, ev_io* w, int);
+void client_write_cb(struct ev_loop*, ev_io* w, int);
 void client_idle_cb(struct ev_loop*, ev_timer* w, int);
 
 }  // namespace
 
+void pause_cb(struct ev_loop* loop, ev_timer* w, int) {
+  auto* io = static_cast<ev_io*>(w->data);
+  ev_io_start(loop, io);
+}
+
 ControlServer::ControlServer(struct ev_loop* loop, Handler handler)
     : loop_(loop), handler_(std::move(handler)) {
   accept_w_.data = this;
+  ev_timer_init(&pause_t_, pause_cb, 0.1, 0.);
+  pause_t_.data = &accept_w_;
 }
 
 ControlServer::~ControlServer() { close(); }
@@ -125,9 +162,11 @@ Status ControlServer::listen(const std::string& path) {
     if (!S_ISSOCK(st.st_mode)) {
       return make_error("socket", path + " exists and is not a socket; refusing to replace it");
     }
-    UniqueFd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    UniqueFd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!probe) return errno_error("socket", "socket");
-    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    // Non-blocking: a wedged daemon with a full backlog (EAGAIN) is still a daemon.
+    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 ||
+        errno == EAGAIN) {
       return make_error("socket", "another nsproxyd is already serving on " + path);
     }
     if (errno != ECONNREFUSED && errno != ENOENT) {
@@ -160,6 +199,7 @@ Status ControlServer::listen(const std::string& path) {
 void ControlServer::close() {
   if (!fd_) return;
   ev_io_stop(loop_, &accept_w_);
+  ev_timer_stop(loop_, &pause_t_);
   fd_.reset();
   std::vector<Client*> open(clients_.begin(), clients_.end());
   for (Client* c : open) drop(c);
@@ -171,18 +211,21 @@ void ControlServer::on_acceptable() {
     int cfd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        LOG_WARN("control: accept: %s", std::strerror(errno));
-      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      // Out of fds (or memory): the connection stays queued, so a level-triggered
+      // watcher would spin. Pause accepting for a moment instead.
+      LOG_WARN("control: accept: %s; pausing the control socket for 100 ms", std::strerror(errno));
+      ev_io_stop(loop_, &accept_w_);
+      ev_timer_start(loop_, &pause_t_);
       return;
     }
     UniqueFd fd(cfd);
     if (clients_.size() >= kMaxClients) {
       LOG_WARN("control: %zu clients connected; refusing another", clients_.size());
-      reply(fd.get(), error_reply(make_error("busy", "too many control clients; retry")));
+      (void)send_message(fd.get(), encode_reply(error_reply(make_error("busy", "too many control clients; retry"))));
       continue;
     }
-    auto* c = new Client{this, std::move(fd), {}, {}};
+    auto* c = new Client{this, std::move(fd), {}, {}, {}, static_cast<uid_t>(-1), 0, {}, false};
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(c->fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -191,6 +234,8 @@ void ControlServer::on_acceptable() {
     }
     ev_io_init(&c->read_w, client_read_cb, c->fd.get(), EV_READ);
     c->read_w.data = c;
+    ev_io_init(&c->write_w, client_write_cb, c->fd.get(), EV_WRITE);
+    c->write_w.data = c;
     ev_init(&c->idle_t, client_idle_cb);
     c->idle_t.repeat = kIdleSeconds;
     c->idle_t.data = c;
@@ -202,6 +247,7 @@ void ControlServer::on_acceptable() {
 
 void ControlServer::drop(Client* c) {
   ev_io_stop(loop_, &c->read_w);
+  ev_io_stop(loop_, &c->write_w);
   ev_timer_stop(loop_, &c->idle_t);
   clients_.erase(c);
   delete c;
@@ -212,6 +258,11 @@ namespace {
 void client_read_cb(struct ev_loop*, ev_io* w, int) {
   auto* c = static_cast<ControlServer::Client*>(w->data);
   if (!c->on_readable()) c->server->drop(c);
+}
+
+void client_write_cb(struct ev_loop*, ev_io* w, int) {
+  auto* c = static_cast<ControlServer::Client*>(w->data);
+  if (!c->on_writable()) c->server->drop(c);
 }
 
 void client_idle_cb(struct ev_loop*, ev_timer* w, int) {

@@ -47,6 +47,7 @@ class ControlServer {
   std::string path_;
   UniqueFd fd_;
   ev_io accept_w_;
+  ev_timer pause_t_;  // accepting paused after EMFILE/ENFILE
   std::unordered_set<Client*> clients_;
 };
 

@@ -24,17 +24,19 @@ void pause_cb(struct ev_loop*, ev_timer* w, int) {
 
 Session::Session(Listener* listener) : listener_(listener) {
   listener_->adopt(this);
+  ++listener_->tenant().connections;
   ++listener_->worker()->connections;
   ++listener_->worker()->connections_total;
 }
 
 Session::~Session() {
   listener_->forget(this);
+  --listener_->tenant().connections;
   --listener_->worker()->connections;
 }
 
 Listener::Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstream,
-                   std::string tenant)
+                   std::shared_ptr<Tenant> tenant)
     : worker_(worker),
       fd_(std::move(fd)),
       spec_(std::move(spec)),
@@ -55,6 +57,11 @@ Listener::~Listener() {
   for (Session* s : open) delete s;
 }
 
+std::unique_ptr<Session> Listener::make_session(UniqueFd client, bool over_limit) {
+  (void)over_limit;  // http mode answers 503 itself
+  return std::make_unique<TcpSession>(this, std::move(client));
+}
+
 void Listener::start() { ev_io_start(worker_->loop, &accept_w_); }
 
 void Listener::on_pause_over() { ev_io_start(worker_->loop, &accept_w_); }
@@ -66,18 +73,25 @@ void Listener::on_acceptable() {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        LOG_WARN("tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_.c_str(),
+        LOG_WARN("tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_name().c_str(),
                  spec_.listen.c_str(), std::strerror(errno), kPauseSeconds * 1000);
         ev_io_stop(worker_->loop, &accept_w_);
         ev_timer_set(&pause_t_, kPauseSeconds, 0.);
         ev_timer_start(worker_->loop, &pause_t_);
         return;
       }
-      LOG_WARN("tenant %s: accept on %s: %s", tenant_.c_str(), spec_.listen.c_str(),
+      LOG_WARN("tenant %s: accept on %s: %s", tenant_name().c_str(), spec_.listen.c_str(),
                std::strerror(errno));
       return;
     }
-    std::unique_ptr<Session> s = std::make_unique<TcpSession>(this, UniqueFd(cfd));
+    UniqueFd client(cfd);
+    bool over_limit = tenant_->connections >= worker_->config->max_connections_per_tenant;
+    if (over_limit && spec_.mode == Mode::Tcp) {
+      LOG_WARN("tenant %s: %zu connections open, the limit; refusing one on %s",
+               tenant_name().c_str(), tenant_->connections, spec_.listen.c_str());
+      continue;  // closes it
+    }
+    std::unique_ptr<Session> s = make_session(std::move(client), over_limit);
     if (s->start()) s.release();  // the session owns itself from here on
   }
 }

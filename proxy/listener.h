@@ -5,10 +5,12 @@
 
 #include <ev.h>
 
+#include <memory>
 #include <string>
 #include <unordered_set>
 
 #include "address.h"
+#include "tenant.h"
 #include "control_protocol.h"
 #include "unique_fd.h"
 #include "worker.h"
@@ -19,8 +21,9 @@ class Session;
 
 class Listener {
  public:
-  // fd: a bound, listening, non-blocking socket. tenant: display name for logs.
-  Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstream, std::string tenant);
+  // fd: a bound, listening, non-blocking socket.
+  Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstream,
+           std::shared_ptr<Tenant> tenant);
   ~Listener();  // stops accepting and closes every session it accepted
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
@@ -31,7 +34,8 @@ class Listener {
 
   const ListenerSpec& spec() const { return spec_; }
   const Address& upstream() const { return upstream_; }
-  const std::string& tenant() const { return tenant_; }
+  const std::string& tenant_name() const { return tenant_->display; }
+  Tenant& tenant() const { return *tenant_; }
   Worker* worker() const { return worker_; }
 
   // Called by Session's constructor and destructor.
@@ -42,6 +46,10 @@ class Listener {
   void on_pause_over();
 
  private:
+  // The session for a freshly accepted connection, by mode. over_limit: the tenant is at
+  // its connection limit (http mode still reads the request to answer 503).
+  std::unique_ptr<Session> make_session(UniqueFd client, bool over_limit);
+
   static constexpr int kAcceptsPerWakeup = 64;
   static constexpr double kPauseSeconds = 0.1;
 
@@ -49,7 +57,7 @@ class Listener {
   UniqueFd fd_;
   ListenerSpec spec_;
   Address upstream_;
-  std::string tenant_;
+  std::shared_ptr<Tenant> tenant_;
   ev_io accept_w_;
   ev_timer pause_t_;
   std::unordered_set<Session*> sessions_;

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -23,54 +25,131 @@ namespace {
 struct Options {
   std::string socket_path = kDefaultSocketPath;
   std::string state_dir = "/var/lib/nsproxy";
+  std::string access_log_path;
   LogLevel log_level = LogLevel::Info;
+  ProxyConfig proxy;
 };
 
 void usage(FILE* out) {
-  std::fprintf(out,
-               "usage: nsproxyd [--socket PATH] [--state-dir DIR] [--log-level LEVEL]\n"
-               "\n"
-               "  --socket PATH      control socket (default %s)\n"
-               "  --state-dir DIR    state directory (default /var/lib/nsproxy)\n"
-               "  --log-level LEVEL  debug, info, warn or error (default info)\n"
-               "  --help             show this help\n"
-               "  --version          print the version\n",
-               kDefaultSocketPath);
+  ProxyConfig d;
+  std::fprintf(
+      out,
+      "usage: nsproxyd [OPTIONS]\n"
+      "\n"
+      "  --socket PATH                   control socket (default %s)\n"
+      "  --state-dir DIR                 state directory (default /var/lib/nsproxy)\n"
+      "  --log-level LEVEL               debug, info, warn or error (default info)\n"
+      "  --access-log PATH               one JSON line per HTTP request (\"-\": stdout)\n"
+      "  --tenant-header NAME            identity header (default %s)\n"
+      "  --label-header-prefix PREFIX    label header prefix (default %s)\n"
+      "  --connect-timeout SECONDS       upstream connect (default %g)\n"
+      "  --head-timeout SECONDS          request head must arrive within (default %g)\n"
+      "  --idle-timeout SECONDS          keep-alive idle between requests (default %g)\n"
+      "  --response-timeout SECONDS      upstream response head (default %g)\n"
+      "  --body-timeout SECONDS          body inactivity (default %g)\n"
+      "  --max-head-size BYTES           request head limit, 431 beyond (default %zu)\n"
+      "  --max-connections-per-tenant N  per registration; 503 beyond (default %zu)\n"
+      "  --upstream-idle-max N           idle pooled connections per upstream (default %zu)\n"
+      "  --upstream-idle-timeout SECONDS close pooled connections idle that long (default %g)\n"
+      "  --help, --version\n",
+      kDefaultSocketPath, d.tenant_header.c_str(), d.label_header_prefix.c_str(),
+      d.connect_timeout, d.head_timeout, d.idle_timeout, d.response_timeout, d.body_timeout,
+      d.max_head_size, d.max_connections_per_tenant, d.upstream_idle_max,
+      d.upstream_idle_timeout);
 }
 
-// Returns 0 to go on, or an exit code.
+bool parse_seconds(const char* flag, const char* text, double* out) {
+  char* end = nullptr;
+  double v = std::strtod(text, &end);
+  if (*text == '\0' || *end != '\0' || !(v > 0) || v > 86400) {
+    std::fprintf(stderr, "nsproxyd: %s: expected seconds (0 < s <= 86400), got \"%s\"\n", flag, text);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+bool parse_count(const char* flag, const char* text, size_t min, size_t max, size_t* out) {
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(text, &end, 10);
+  if (*text == '\0' || *text == '-' || *end != '\0' || v < min || v > max) {
+    std::fprintf(stderr, "nsproxyd: %s: expected an integer %zu..%zu, got \"%s\"\n", flag, min,
+                 max, text);
+    return false;
+  }
+  *out = static_cast<size_t>(v);
+  return true;
+}
+
+bool parse_header_flag(const char* flag, const char* text, std::string* out) {
+  if (!valid_header_name(text)) {
+    std::fprintf(stderr, "nsproxyd: %s: \"%s\" is not a valid header name\n", flag, text);
+    return false;
+  }
+  *out = text;
+  return true;
+}
+
+// Returns 0 to go on, -1 to exit 0 (help, version), or an exit code.
 int parse_options(int argc, char** argv, Options* o) {
-  static const option long_opts[] = {{"socket", required_argument, nullptr, 's'},
-                                     {"state-dir", required_argument, nullptr, 'd'},
-                                     {"log-level", required_argument, nullptr, 'l'},
-                                     {"help", no_argument, nullptr, 'h'},
-                                     {"version", no_argument, nullptr, 'V'},
-                                     {nullptr, 0, nullptr, 0}};
+  enum {
+    kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
+    kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
+    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kHelp, kVersion
+  };
+  static const option long_opts[] = {
+      {"socket", required_argument, nullptr, kSocket},
+      {"state-dir", required_argument, nullptr, kStateDir},
+      {"log-level", required_argument, nullptr, kLogLevel},
+      {"access-log", required_argument, nullptr, kAccessLog},
+      {"tenant-header", required_argument, nullptr, kTenantHeader},
+      {"label-header-prefix", required_argument, nullptr, kLabelPrefix},
+      {"connect-timeout", required_argument, nullptr, kConnectTimeout},
+      {"head-timeout", required_argument, nullptr, kHeadTimeout},
+      {"idle-timeout", required_argument, nullptr, kIdleTimeout},
+      {"response-timeout", required_argument, nullptr, kResponseTimeout},
+      {"body-timeout", required_argument, nullptr, kBodyTimeout},
+      {"max-head-size", required_argument, nullptr, kMaxHead},
+      {"max-connections-per-tenant", required_argument, nullptr, kMaxConns},
+      {"upstream-idle-max", required_argument, nullptr, kIdleMax},
+      {"upstream-idle-timeout", required_argument, nullptr, kIdlePoolTimeout},
+      {"help", no_argument, nullptr, kHelp},
+      {"version", no_argument, nullptr, kVersion},
+      {nullptr, 0, nullptr, 0}};
+  ProxyConfig& p = o->proxy;
   int c;
   while ((c = getopt_long(argc, argv, "", long_opts, nullptr)) != -1) {
+    bool ok = true;
     switch (c) {
-      case 's':
-        o->socket_path = optarg;
+      case kSocket: o->socket_path = optarg; break;
+      case kStateDir: o->state_dir = optarg; break;
+      case kAccessLog: o->access_log_path = optarg; break;
+      case kLogLevel:
+        ok = parse_log_level(optarg, &o->log_level);
+        if (!ok) std::fprintf(stderr, "nsproxyd: --log-level: expected debug, info, warn or error, got \"%s\"\n", optarg);
         break;
-      case 'd':
-        o->state_dir = optarg;
-        break;
-      case 'l':
-        if (!parse_log_level(optarg, &o->log_level)) {
-          std::fprintf(stderr, "nsproxyd: --log-level: expected debug, info, warn or error, got \"%s\"\n", optarg);
-          return 2;
-        }
-        break;
-      case 'h':
+      case kTenantHeader: ok = parse_header_flag("--tenant-header", optarg, &p.tenant_header); break;
+      case kLabelPrefix: ok = parse_header_flag("--label-header-prefix", optarg, &p.label_header_prefix); break;
+      case kConnectTimeout: ok = parse_seconds("--connect-timeout", optarg, &p.connect_timeout); break;
+      case kHeadTimeout: ok = parse_seconds("--head-timeout", optarg, &p.head_timeout); break;
+      case kIdleTimeout: ok = parse_seconds("--idle-timeout", optarg, &p.idle_timeout); break;
+      case kResponseTimeout: ok = parse_seconds("--response-timeout", optarg, &p.response_timeout); break;
+      case kBodyTimeout: ok = parse_seconds("--body-timeout", optarg, &p.body_timeout); break;
+      case kMaxHead: ok = parse_count("--max-head-size", optarg, 1024, 1 << 20, &p.max_head_size); break;
+      case kMaxConns: ok = parse_count("--max-connections-per-tenant", optarg, 1, 1000000, &p.max_connections_per_tenant); break;
+      case kIdleMax: ok = parse_count("--upstream-idle-max", optarg, 0, 100000, &p.upstream_idle_max); break;
+      case kIdlePoolTimeout: ok = parse_seconds("--upstream-idle-timeout", optarg, &p.upstream_idle_timeout); break;
+      case kHelp:
         usage(stdout);
         return -1;
-      case 'V':
+      case kVersion:
         std::printf("nsproxyd 0.1.0\n");
         return -1;
       default:
         usage(stderr);
         return 2;
     }
+    if (!ok) return 2;
   }
   if (optind < argc) {
     std::fprintf(stderr, "nsproxyd: unexpected argument \"%s\"\n", argv[optind]);
@@ -113,7 +192,22 @@ int run(const Options& opts) {
     return 1;
   }
 
+  Options mutable_opts = opts;
+  if (!opts.access_log_path.empty()) {
+    if (opts.access_log_path == "-") {
+      mutable_opts.proxy.access_log = stdout;
+    } else {
+      mutable_opts.proxy.access_log = std::fopen(opts.access_log_path.c_str(), "ae");
+      if (mutable_opts.proxy.access_log == nullptr) {
+        LOG_ERROR("cannot open access log %s: %s", opts.access_log_path.c_str(), std::strerror(errno));
+        return 1;
+      }
+    }
+    std::setvbuf(mutable_opts.proxy.access_log, nullptr, _IOLBF, 0);
+  }
+
   Worker worker;
+  worker.config = &mutable_opts.proxy;
   worker.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
   Registry registry(&worker, &*factory);
   ControlServer control(worker.loop, [&registry](const Request& req, UniqueFd fd) {

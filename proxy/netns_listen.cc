@@ -52,7 +52,7 @@ Result<NetnsListenerFactory> NetnsListenerFactory::open_home() {
 }
 
 Result<std::vector<UniqueFd>> NetnsListenerFactory::listen_all(
-    int netns_fd, const std::string& netns_path, const std::vector<Address>& addrs) const {
+    int netns_fd, const std::string& netns_path, const std::vector<Address>& addrs) const noexcept {
   if (::setns(netns_fd, CLONE_NEWNET) < 0) {
     return errno_error(codes::kListenerFailed, "enter network namespace " + netns_path);
   }

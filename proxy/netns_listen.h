@@ -25,8 +25,10 @@ class NetnsListenerFactory {
   // sockets already made are closed and the error (code "listener_failed") names the
   // listener, the namespace path and the errno text:
   //   "listen 127.0.0.1:8080 in /run/netns/x: Address already in use"
+  // noexcept: an exception (bad_alloc) between the switches terminates the process
+  // rather than leave this thread in the tenant's namespace.
   Result<std::vector<UniqueFd>> listen_all(int netns_fd, const std::string& netns_path,
-                                           const std::vector<Address>& addrs) const;
+                                           const std::vector<Address>& addrs) const noexcept;
 
   int home_fd() const { return home_.get(); }
 

@@ -25,13 +25,21 @@ json Registration::to_json() const {
   json ls = json::array();
   for (size_t i = 0; i < specs.size(); ++i) {
     const Listener* l = i < listeners.size() ? listeners[i].get() : nullptr;
-    ls.push_back({{"listen", specs[i].listen},
-                  {"upstream", specs[i].upstream},
-                  {"mode", mode_name(specs[i].mode)},
-                  {"accepting", l != nullptr && l->accepting()},
-                  {"connections", l != nullptr ? l->connections() : 0}});
+    json lj = {{"listen", specs[i].listen},
+               {"upstream", specs[i].upstream},
+               {"mode", mode_name(specs[i].mode)},
+               {"accepting", l != nullptr && l->accepting()},
+               {"connections", l != nullptr ? l->connections() : 0}};
+    if (specs[i].mode == Mode::Tcp) lj["proxy_protocol"] = proxy_protocol_name(specs[i].proxy_protocol);
+    ls.push_back(std::move(lj));
+  }
+  json h = json::object();
+  if (!listeners.empty()) {
+    const Tenant& t = listeners.front()->tenant();
+    h = {{"tenant_id", t.tenant_header}, {"label_prefix", t.label_header_prefix}};
   }
   return {{"attachment", attachment_json(key)},
+          {"headers", h},
           {"netns", netns_path},
           {"netns_dev", static_cast<uint64_t>(netns_id.dev)},
           {"netns_inode", static_cast<uint64_t>(netns_id.ino)},
@@ -101,7 +109,8 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
 
   if (auto it = regs_.find(req.attachment); it != regs_.end()) {
     const Registration& old = *it->second;
-    if (old.netns_id == *id && old.specs == req.listeners && old.labels == req.labels) {
+    if (old.netns_id == *id && old.specs == req.listeners && old.labels == req.labels &&
+        old.headers == req.headers) {
       LOG_DEBUG("add %s: already registered, nothing to do", who.c_str());
       return ok_reply({{"registration", old.to_json()}, {"created", false}});
     }
@@ -123,11 +132,21 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
   reg->netns_id = *id;
   reg->netns_path = req.netns_path;
   reg->labels = req.labels;
+  reg->headers = req.headers;
   reg->specs = req.listeners;
   reg->created_at = now_seconds();
+  auto tenant = std::make_shared<Tenant>();
+  tenant->id = req.attachment.id;
+  tenant->display = who;
+  tenant->labels = req.labels;
+  tenant->tenant_header = req.headers.tenant_id.empty() ? worker_->config->tenant_header
+                                                        : req.headers.tenant_id;
+  tenant->label_header_prefix = req.headers.label_prefix.empty()
+                                    ? worker_->config->label_header_prefix
+                                    : req.headers.label_prefix;
   for (size_t i = 0; i < fds->size(); ++i) {
     auto l = std::make_unique<Listener>(worker_, std::move((*fds)[i]), req.listeners[i],
-                                        std::move(upstreams[i]), who);
+                                        std::move(upstreams[i]), tenant);
     l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
     reg->listeners.push_back(std::move(l));
   }

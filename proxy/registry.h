@@ -34,6 +34,7 @@ struct Registration {
   NetnsId netns_id;
   std::string netns_path;
   std::map<std::string, std::string> labels;
+  IdentityHeaders headers;  // as requested (empty: daemon defaults)
   std::vector<ListenerSpec> specs;
   int64_t created_at = 0;
   std::vector<std::unique_ptr<Listener>> listeners;

@@ -46,7 +46,7 @@ TcpSession::TcpSession(Listener* listener, UniqueFd client)
   ev_io_init(&client_r_, client_r_cb, client_.get(), EV_READ);
   ev_io_init(&client_w_, client_w_cb, client_.get(), EV_WRITE);
   client_r_.data = client_w_.data = this;
-  ev_timer_init(&connect_t_, connect_t_cb, kConnectTimeoutSeconds, 0.);
+  ev_timer_init(&connect_t_, connect_t_cb, listener->worker()->config->connect_timeout, 0.);
   connect_t_.data = this;
 }
 
@@ -61,7 +61,7 @@ TcpSession::~TcpSession() {
 }
 
 bool TcpSession::fail(const char* what, int err) {
-  LOG_INFO("tenant %s: %s %s: %s", listener_->tenant().c_str(), what,
+  LOG_INFO("tenant %s: %s %s: %s", listener_->tenant_name().c_str(), what,
            listener_->upstream().text.c_str(), std::strerror(err));
   return false;
 }
@@ -78,7 +78,8 @@ bool TcpSession::start() {
     rc = ::connect(upstream_.get(), up.sa(), up.length);
   } while (rc < 0 && errno == EINTR);
   if (rc == 0) return on_connected();
-  if (errno != EINPROGRESS && !would_block(errno)) return fail("connect to upstream", errno);
+  // EAGAIN on a unix socket means its backlog is full, not "in progress".
+  if (errno != EINPROGRESS) return fail("connect to upstream", errno);
   ev_io_start(loop_, &upstream_w_);
   ev_timer_start(loop_, &connect_t_);
   // Read the tenant's first bytes while connecting (up to one buffer).

@@ -18,8 +18,6 @@ namespace nsproxy {
 
 class TcpSession : public Session {
  public:
-  static constexpr double kConnectTimeoutSeconds = 5.0;
-
   TcpSession(Listener* listener, UniqueFd client);
   ~TcpSession() override;
 

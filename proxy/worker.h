@@ -6,11 +6,13 @@
 #include <cstdint>
 
 #include "chunk_pool.h"
+#include "proxy_config.h"
 
 namespace nsproxy {
 
 struct Worker {
   struct ev_loop* loop = nullptr;
+  const ProxyConfig* config = nullptr;
   ChunkPool pool;
   uint64_t connections = 0;        // currently open tenant connections
   uint64_t connections_total = 0;  // accepted since start

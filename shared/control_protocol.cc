@@ -48,7 +48,8 @@ json encode_attachment(const AttachmentKey& k) {
 Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
   std::string where = "listeners[" + std::to_string(index) + "]";
   if (!j.is_object()) return bad(where + " must be an object");
-  std::string mode = "tcp";
+  std::string mode = "http";
+  std::string pp = "none";
   if (auto s = get_string(j, "listen", 256, &out->listen, true); !s) {
     return bad(where + ": " + s.error().message);
   }
@@ -58,6 +59,15 @@ Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
   if (auto s = get_string(j, "mode", 16, &mode); !s) return bad(where + ": " + s.error().message);
   if (!parse_mode(mode, &out->mode)) {
     return bad(where + ": mode must be \"tcp\" or \"http\", got \"" + mode + "\"");
+  }
+  if (auto s = get_string(j, "proxy_protocol", 16, &pp); !s) {
+    return bad(where + ": " + s.error().message);
+  }
+  if (!parse_proxy_protocol(pp, &out->proxy_protocol)) {
+    return bad(where + ".proxy_protocol: must be \"none\" or \"v2\", got \"" + pp + "\"");
+  }
+  if (out->proxy_protocol != ProxyProtocol::None && out->mode != Mode::Tcp) {
+    return bad(where + ".proxy_protocol: only tcp listeners send a PROXY header");
   }
   if (auto a = parse_address(out->listen, false); !a) {
     return bad(where + ".listen: " + a.error().message);
@@ -94,6 +104,29 @@ const char* op_name(Op op) {
 
 const char* mode_name(Mode mode) { return mode == Mode::Http ? "http" : "tcp"; }
 
+const char* proxy_protocol_name(ProxyProtocol p) { return p == ProxyProtocol::V2 ? "v2" : "none"; }
+
+bool parse_proxy_protocol(std::string_view text, ProxyProtocol* out) {
+  if (text == "none" || text.empty()) {
+    *out = ProxyProtocol::None;
+  } else if (text == "v2") {
+    *out = ProxyProtocol::V2;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool valid_header_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxHeaderNameLength) return false;
+  for (char c : name) {
+    bool ok = isalnum(static_cast<unsigned char>(c)) ||
+              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
 bool parse_mode(std::string_view text, Mode* out) {
   if (text == "tcp") {
     *out = Mode::Tcp;
@@ -119,17 +152,27 @@ std::string encode_request(const Request& req) {
   if (!req.listeners.empty()) {
     json ls = json::array();
     for (const auto& l : req.listeners) {
-      ls.push_back({{"listen", l.listen}, {"upstream", l.upstream}, {"mode", mode_name(l.mode)}});
+      json lj = {{"listen", l.listen}, {"upstream", l.upstream}, {"mode", mode_name(l.mode)}};
+      if (l.proxy_protocol != ProxyProtocol::None) {
+        lj["proxy_protocol"] = proxy_protocol_name(l.proxy_protocol);
+      }
+      ls.push_back(std::move(lj));
     }
     j["listeners"] = std::move(ls);
   }
   if (!req.labels.empty()) j["labels"] = req.labels;
+  if (!req.headers.tenant_id.empty() || !req.headers.label_prefix.empty()) {
+    json h = json::object();
+    if (!req.headers.tenant_id.empty()) h["tenant_id"] = req.headers.tenant_id;
+    if (!req.headers.label_prefix.empty()) h["label_prefix"] = req.headers.label_prefix;
+    j["headers"] = std::move(h);
+  }
   if (req.op == Op::Gc) {
     json va = json::array();
     for (const auto& k : req.valid_attachments) va.push_back(encode_attachment(k));
     j["valid_attachments"] = std::move(va);
   }
-  return j.dump();
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Result<Request> decode_request(std::string_view text) {
@@ -198,6 +241,22 @@ Result<Request> decode_request(std::string_view text) {
         }
       }
       req.labels[k] = s;
+    }
+  }
+
+  if (auto it = j.find("headers"); it != j.end()) {
+    if (!it->is_object()) return bad("\"headers\" must be an object");
+    for (const auto& [k, val] : it->items()) {
+      std::string* target = k == "tenant_id"      ? &req.headers.tenant_id
+                             : k == "label_prefix" ? &req.headers.label_prefix
+                                                   : nullptr;
+      if (target == nullptr) return bad("headers." + k.substr(0, 80) + ": unknown key");
+      if (!val.is_string()) return bad("headers." + k + " must be a string");
+      *target = val.get<std::string>();
+      if (!valid_header_name(*target)) {
+        return bad("headers." + k + ": \"" + target->substr(0, 80) +
+                   "\" is not a valid header name (1-64 token characters)");
+      }
     }
   }
 

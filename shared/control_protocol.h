@@ -65,12 +65,30 @@ enum class Mode { Tcp, Http };
 const char* mode_name(Mode mode);
 bool parse_mode(std::string_view text, Mode* out);
 
+// tcp mode only: what precedes the tenant's bytes towards the upstream.
+enum class ProxyProtocol { None, V2 };
+const char* proxy_protocol_name(ProxyProtocol p);  // "none", "v2"
+bool parse_proxy_protocol(std::string_view text, ProxyProtocol* out);
+
 struct ListenerSpec {
   std::string listen;    // "127.0.0.1:8080"
   std::string upstream;  // "127.0.0.1:18080" or "unix:/path"
-  Mode mode = Mode::Tcp;
+  Mode mode = Mode::Http;
+  ProxyProtocol proxy_protocol = ProxyProtocol::None;
   bool operator==(const ListenerSpec&) const = default;
 };
+
+// Names of the identity headers http mode adds; empty fields take the daemon's defaults
+// (X-Tenant-Id, X-Tenant-Label-<name>). JSON: "headers":{"tenant_id":..,"label_prefix":..}
+struct IdentityHeaders {
+  std::string tenant_id;
+  std::string label_prefix;
+  bool operator==(const IdentityHeaders&) const = default;
+};
+
+// A header field name token (RFC 9110 tchar), 1..kMaxHeaderNameLength characters.
+constexpr size_t kMaxHeaderNameLength = 64;
+bool valid_header_name(std::string_view name);
 
 struct Request {
   Op op = Op::Status;
@@ -78,6 +96,7 @@ struct Request {
   std::string netns_path;
   std::vector<ListenerSpec> listeners;
   std::map<std::string, std::string> labels;
+  IdentityHeaders headers;
   std::vector<AttachmentKey> valid_attachments;  // gc: (id, ifname) pairs; network from attachment
 };
 

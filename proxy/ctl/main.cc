@@ -38,10 +38,12 @@ void usage(FILE* out) {
                "usage: nsproxyctl [--socket PATH] [--timeout MS] COMMAND [OPTIONS]\n"
                "\n"
                "commands:\n"
-               "  add    --id ID --netns PATH --listen ADDR --upstream ADDR [--mode tcp|http]\n"
-               "         [--listen ADDR --upstream ADDR [--mode M]]... [--label KEY=VALUE]...\n"
+               "  add    --id ID --netns PATH --listen ADDR --upstream ADDR [--mode http|tcp]\n"
+               "         [--proxy-protocol none|v2] [--listen ADDR --upstream ADDR ...]...\n"
+               "         [--label KEY=VALUE]... [--tenant-header NAME] [--label-header-prefix P]\n"
                "         register a network namespace; each --listen starts a listener and\n"
-               "         the --upstream/--mode after it apply to that listener\n"
+               "         the --upstream/--mode/--proxy-protocol after it apply to it;\n"
+               "         mode defaults to http; --proxy-protocol v2 needs --mode tcp\n"
                "  del    --id ID                 unregister (succeeds when not registered)\n"
                "  check  --id ID [--netns PATH]  verify the registration is serving\n"
                "  list   [--json]                show registrations\n"
@@ -64,6 +66,7 @@ struct CommandArgs {
   std::string netns;
   std::vector<ListenerSpec> listeners;
   std::map<std::string, std::string> labels;
+  IdentityHeaders headers;
   bool json = false;
   bool saw_upstream_for_last = true;
 };
@@ -74,6 +77,9 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
                                 {"listen", required_argument, nullptr, 'L'},
                                 {"upstream", required_argument, nullptr, 'u'},
                                 {"mode", required_argument, nullptr, 'm'},
+                                {"proxy-protocol", required_argument, nullptr, 'P'},
+                                {"tenant-header", required_argument, nullptr, 'T'},
+                                {"label-header-prefix", required_argument, nullptr, 'X'},
                                 {"label", required_argument, nullptr, 'l'},
                                 {"network", required_argument, nullptr, 'N'},
                                 {"ifname", required_argument, nullptr, 'I'},
@@ -99,7 +105,7 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
         break;
       case 'L':
         if (!a.saw_upstream_for_last) die_usage("--listen " + a.listeners.back().listen + " has no --upstream");
-        a.listeners.push_back(ListenerSpec{optarg, "", Mode::Tcp});
+        a.listeners.push_back(ListenerSpec{optarg, "", Mode::Tcp, ProxyProtocol::None});  // TODO(http): default http
         a.saw_upstream_for_last = false;
         break;
       case 'u':
@@ -112,6 +118,20 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
         if (!parse_mode(optarg, &a.listeners.back().mode)) {
           die_usage(std::string("--mode: expected tcp or http, got \"") + optarg + "\"");
         }
+        break;
+      case 'P':
+        if (a.listeners.empty()) die_usage("--proxy-protocol must follow a --listen");
+        if (!parse_proxy_protocol(optarg, &a.listeners.back().proxy_protocol)) {
+          die_usage(std::string("--proxy-protocol: expected none or v2, got \"") + optarg + "\"");
+        }
+        break;
+      case 'T':
+        if (!valid_header_name(optarg)) die_usage(std::string("--tenant-header: invalid header name \"") + optarg + "\"");
+        a.headers.tenant_id = optarg;
+        break;
+      case 'X':
+        if (!valid_header_name(optarg)) die_usage(std::string("--label-header-prefix: invalid header name \"") + optarg + "\"");
+        a.headers.label_prefix = optarg;
         break;
       case 'l': {
         std::string kv = optarg;
@@ -167,6 +187,7 @@ int cmd_add(const Global& g, const CommandArgs& a) {
   req.netns_path = a.netns;
   req.listeners = a.listeners;
   req.labels = a.labels;
+  req.headers = a.headers;
   Reply r = call_or_die(g, req, ns->get());
   if (a.json) {
     std::printf("%s\n", r.data.dump(2).c_str());
@@ -176,7 +197,8 @@ int cmd_add(const Global& g, const CommandArgs& a) {
   std::printf("%s %s in %s\n", created ? "registered" : "already registered:",
               a.key.display().c_str(), a.netns.c_str());
   for (const auto& l : a.listeners) {
-    std::printf("  %s -> %s (%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode));
+    std::printf("  %s -> %s (%s%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode),
+                l.proxy_protocol == ProxyProtocol::V2 ? ", PROXY v2" : "");
   }
   return 0;
 }
@@ -326,5 +348,10 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   nsproxy::set_log_prefix("nsproxyctl");
-  return nsproxy::run(argc, argv);
+  try {
+    return nsproxy::run(argc, argv);
+  } catch (const nlohmann::json::exception& e) {
+    std::fprintf(stderr, "nsproxyctl: unexpected reply from nsproxyd: %s\n", e.what());
+    return 1;
+  }
 }

@@ -1,0 +1,34 @@
+// Daemon-wide settings of the forwarding path (nsproxyd flags), with their defaults.
+#pragma once
+
+#include <cstddef>
+#include <cstdio>
+#include <string>
+
+namespace nsproxy {
+
+struct ProxyConfig {
+  // Identity headers (http mode); a registration may name its own.
+  std::string tenant_header = "X-Tenant-Id";
+  std::string label_header_prefix = "X-Tenant-Label-";
+
+  // Timeouts, seconds.
+  double connect_timeout = 5;      // upstream connect
+  double head_timeout = 10;        // whole request head must arrive (slowloris)
+  double idle_timeout = 60;        // tenant keep-alive connection between requests
+  double response_timeout = 60;    // upstream response head after the request was sent
+  double body_timeout = 30;        // no body progress in either direction
+
+  // Limits.
+  size_t max_head_size = 64 * 1024;        // request head -> 431 beyond this
+  size_t max_connections_per_tenant = 1024; // per registration -> 503 (http) / close (tcp)
+
+  // Upstream connection pool (http mode), per upstream address.
+  size_t upstream_idle_max = 32;
+  double upstream_idle_timeout = 30;
+
+  // Access log: one JSON line per HTTP request; nullptr = off.
+  FILE* access_log = nullptr;
+};
+
+}  // namespace nsproxy

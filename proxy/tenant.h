@@ -1,0 +1,20 @@
+// Who a listener serves: the identity the daemon vouches for to upstreams. Shared by a
+// registration's listeners and kept alive by them (and so by their sessions).
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <string>
+
+namespace nsproxy {
+
+struct Tenant {
+  std::string id;       // container id (CNI) or the manual --id
+  std::string display;  // "net/cid/eth0" or the manual id, for logs
+  std::map<std::string, std::string> labels;
+  std::string tenant_header;        // resolved: registration's or the daemon's default
+  std::string label_header_prefix;  // resolved
+  size_t connections = 0;           // open connections over all its listeners
+};
+
+}  // namespace nsproxy
