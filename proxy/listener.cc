@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "session.h"
+#include "http_session.h"
 #include "tcp_session.h"
 
 namespace nsproxy {
@@ -58,7 +59,7 @@ Listener::~Listener() {
 }
 
 std::unique_ptr<Session> Listener::make_session(UniqueFd client, bool over_limit) {
-  (void)over_limit;  // http mode answers 503 itself
+  if (spec_.mode == Mode::Http) return std::make_unique<HttpSession>(this, std::move(client), over_limit);
   return std::make_unique<TcpSession>(this, std::move(client));
 }
 

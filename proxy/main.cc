@@ -17,6 +17,7 @@
 #include "log.h"
 #include "netns_listen.h"
 #include "registry.h"
+#include "upstream_pool.h"
 #include "worker.h"
 
 namespace nsproxy {
@@ -209,6 +210,8 @@ int run(const Options& opts) {
   Worker worker;
   worker.config = &mutable_opts.proxy;
   worker.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+  UpstreamPool upstreams(worker.loop, opts.proxy.upstream_idle_max, opts.proxy.upstream_idle_timeout);
+  worker.upstreams = &upstreams;
   Registry registry(&worker, &*factory);
   ControlServer control(worker.loop, [&registry](const Request& req, UniqueFd fd) {
     return registry.handle(req, std::move(fd));

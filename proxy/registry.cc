@@ -92,11 +92,6 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
   for (size_t i = 0; i < req.listeners.size(); ++i) {
     const ListenerSpec& spec = req.listeners[i];
     std::string where = "listeners[" + std::to_string(i) + "]";
-    if (spec.mode != Mode::Tcp) {
-      return error_reply(make_error(codes::kBadRequest,
-                                    where + ".mode: \"" + mode_name(spec.mode) +
-                                        "\" is not supported by this nsproxyd yet; use \"tcp\""));
-    }
     auto listen = parse_address(spec.listen, false);
     if (!listen) return error_reply(make_error(codes::kBadRequest, where + ".listen: " + listen.error().message));
     auto upstream = parse_address(spec.upstream, true);

@@ -10,10 +10,13 @@
 
 namespace nsproxy {
 
+class UpstreamPool;
+
 struct Worker {
   struct ev_loop* loop = nullptr;
   const ProxyConfig* config = nullptr;
   ChunkPool pool;
+  UpstreamPool* upstreams = nullptr;  // idle upstream connections (http mode)
   uint64_t connections = 0;        // currently open tenant connections
   uint64_t connections_total = 0;  // accepted since start
 };

@@ -105,7 +105,7 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
         break;
       case 'L':
         if (!a.saw_upstream_for_last) die_usage("--listen " + a.listeners.back().listen + " has no --upstream");
-        a.listeners.push_back(ListenerSpec{optarg, "", Mode::Tcp, ProxyProtocol::None});  // TODO(http): default http
+        a.listeners.push_back(ListenerSpec{optarg, "", Mode::Http, ProxyProtocol::None});
         a.saw_upstream_for_last = false;
         break;
       case 'u':

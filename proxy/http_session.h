@@ -1,0 +1,137 @@
+// `http` mode: an HTTP/1.1 reverse proxy for one tenant connection.
+//
+// Requests are parsed with http-parser; the daemon rewrites each request head (removes
+// hop-by-hop headers and every identity header the tenant sent, adds the identity it
+// vouches for: tenant id, labels, X-Forwarded-For, Forwarded) and streams bodies in
+// both directions with backpressure, re-framing chunked bodies. Upstream connections
+// come from the worker's pool and go back to it after a clean response.
+//
+// Phases (one at a time):
+//   kHead     reading a request head (head timeout: slowloris protection)
+//   kIdle     keep-alive, waiting for the next request (idle timeout)
+//   kExchange request forwarded; request body and/or response in flight
+//   kTunnel   after 101 Switching Protocols: raw bytes both ways, half-close aware
+//   kClosing  flushing the last response, then a short lingering read, then close
+//
+// Errors answer with a short text body while no response byte was sent yet:
+// 400 malformed or smuggling-shaped request, 431 head too large, 502 upstream refused or
+// broke, 503 tenant over its connection limit, 504 upstream connect/response timeout.
+#pragma once
+
+#include <ev.h>
+#include <http_parser.h>
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "byte_queue.h"
+#include "session.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+class HttpSession : public Session {
+ public:
+  HttpSession(Listener* listener, UniqueFd client, bool over_limit);
+  ~HttpSession() override;
+
+  bool start() override;
+
+  // libev handlers: each returns false when the session is over (the caller deletes it).
+  bool on_client_readable();
+  bool on_client_writable();
+  bool on_upstream_readable();
+  bool on_upstream_writable();
+  bool on_client_timer();
+  bool on_upstream_timer();
+
+  // http-parser callbacks (request side).
+  int req_message_begin();
+  int req_url(const char* at, size_t len);
+  int req_header_field(const char* at, size_t len);
+  int req_header_value(const char* at, size_t len);
+  int req_headers_complete();
+  int req_body(const char* at, size_t len);
+  int req_message_complete();
+  // http-parser callbacks (response side).
+  int resp_message_begin();
+  int resp_status(const char* at, size_t len);
+  int resp_header_field(const char* at, size_t len);
+  int resp_header_value(const char* at, size_t len);
+  int resp_headers_complete();
+  int resp_body(const char* at, size_t len);
+  int resp_message_complete();
+
+ private:
+  enum class Phase { kHead, kIdle, kExchange, kTunnel, kClosing };
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+
+  bool process_client_input();    // parse what the tenant sent; false when over
+  bool connect_upstream();        // pooled or new; false when over
+  bool upstream_connected();
+  bool finish_exchange();         // response complete: log, pool, next request
+  bool respond_error(int status, const char* reason, const std::string& why);
+  bool upstream_failed(const char* what, int err);  // 502/504 or close
+  bool pump();                    // tunnel half-close + watcher interest; false when over
+  void set_phase(Phase p);
+  void release_upstream(bool reusable);
+  void restart_upstream_timer(double seconds);
+  void build_request_head();
+  void build_response_head();
+  void access_log(int status);
+
+  struct ev_loop* loop_;
+  UniqueFd client_;
+  UniqueFd upstream_;
+  ev_io client_r_, client_w_, upstream_r_, upstream_w_;
+  ev_timer client_t_, upstream_t_, linger_t_;
+  http_parser req_parser_;
+  http_parser resp_parser_;
+  ByteQueue client_in_;    // tenant bytes not yet parsed
+  ByteQueue to_upstream_;
+  ByteQueue to_client_;
+  std::string peer_ip_;    // the tenant's address as seen in its namespace
+
+  Phase phase_ = Phase::kHead;
+  bool over_limit_;
+  bool upstream_connecting_ = false;
+  bool upstream_reused_ = false;
+  bool client_eof_ = false;
+  bool upstream_eof_ = false;
+  bool client_shut_ = false;
+  bool upstream_shut_ = false;
+
+  // The current request.
+  std::string method_;
+  std::string url_;
+  Headers req_headers_;
+  size_t head_bytes_ = 0;
+  bool head_too_large_ = false;
+  bool bad_header_name_ = false;
+  bool req_chunked_ = false;
+  bool req_complete_ = false;
+  bool req_keep_alive_ = true;
+  bool req_http10_ = false;
+  bool req_upgrade_ = false;
+  bool req_has_body_ = false;
+  bool exchange_ready_ = false;  // head parsed; the upstream must be engaged
+  std::string retry_head_;       // kept while the request can be retried on a fresh connection
+  uint64_t bytes_in_ = 0;
+  std::chrono::steady_clock::time_point started_;
+
+  // The current response.
+  std::string resp_reason_;
+  Headers resp_headers_;
+  bool resp_started_ = false;     // a response head was queued to the tenant
+  bool resp_complete_ = false;
+  bool resp_chunked_out_ = false; // we send chunked framing to the tenant
+  bool resp_interim_ = false;     // the message being parsed is a 1xx
+  bool client_keep_alive_ = true; // the tenant connection stays open after this response
+  bool tunnel_next_ = false;      // 101 accepted: switch to kTunnel after the head
+  int status_ = 0;
+  uint64_t bytes_out_ = 0;
+};
+
+}  // namespace nsproxy
