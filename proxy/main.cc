@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "log.h"
 #include "netns_listen.h"
 #include "registry.h"
+#include "state_journal.h"
 #include "upstream_pool.h"
 #include "worker.h"
 
@@ -27,6 +29,7 @@ struct Options {
   std::string socket_path = kDefaultSocketPath;
   std::string state_dir = "/var/lib/nsproxy";
   std::string access_log_path;
+  double reconcile_interval = 10;
   LogLevel log_level = LogLevel::Info;
   ProxyConfig proxy;
 };
@@ -41,6 +44,7 @@ void usage(FILE* out) {
       "  --state-dir DIR                 state directory (default /var/lib/nsproxy)\n"
       "  --log-level LEVEL               debug, info, warn or error (default info)\n"
       "  --access-log PATH               one JSON line per HTTP request (\"-\": stdout)\n"
+      "  --reconcile-interval SECONDS    drop registrations whose namespace vanished (default 10)\n"
       "  --tenant-header NAME            identity header (default %s)\n"
       "  --label-header-prefix PREFIX    label header prefix (default %s)\n"
       "  --connect-timeout SECONDS       upstream connect (default %g)\n"
@@ -96,7 +100,7 @@ int parse_options(int argc, char** argv, Options* o) {
   enum {
     kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
     kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
-    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kHelp, kVersion
+    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kHelp, kVersion
   };
   static const option long_opts[] = {
       {"socket", required_argument, nullptr, kSocket},
@@ -114,6 +118,7 @@ int parse_options(int argc, char** argv, Options* o) {
       {"max-connections-per-tenant", required_argument, nullptr, kMaxConns},
       {"upstream-idle-max", required_argument, nullptr, kIdleMax},
       {"upstream-idle-timeout", required_argument, nullptr, kIdlePoolTimeout},
+      {"reconcile-interval", required_argument, nullptr, kReconcile},
       {"help", no_argument, nullptr, kHelp},
       {"version", no_argument, nullptr, kVersion},
       {nullptr, 0, nullptr, 0}};
@@ -140,6 +145,7 @@ int parse_options(int argc, char** argv, Options* o) {
       case kMaxConns: ok = parse_count("--max-connections-per-tenant", optarg, 1, 1000000, &p.max_connections_per_tenant); break;
       case kIdleMax: ok = parse_count("--upstream-idle-max", optarg, 0, 100000, &p.upstream_idle_max); break;
       case kIdlePoolTimeout: ok = parse_seconds("--upstream-idle-timeout", optarg, &p.upstream_idle_timeout); break;
+      case kReconcile: ok = parse_seconds("--reconcile-interval", optarg, &o->reconcile_interval); break;
       case kHelp:
         usage(stdout);
         return -1;
@@ -167,6 +173,10 @@ void raise_fd_limit() {
     rl.rlim_cur = rl.rlim_max;
     if (::setrlimit(RLIMIT_NOFILE, &rl) < 0) LOG_WARN("cannot raise RLIMIT_NOFILE");
   }
+}
+
+void on_reconcile(struct ev_loop*, ev_timer* w, int) {
+  static_cast<Registry*>(w->data)->reconcile();
 }
 
 void on_stop_signal(struct ev_loop* loop, ev_signal* w, int) {
@@ -216,10 +226,32 @@ int run(const Options& opts) {
   ControlServer control(worker.loop, [&registry](const Request& req, UniqueFd fd) {
     return registry.handle(req, std::move(fd));
   });
+  // Bind first: it refuses when another daemon serves this socket. Requests are only
+  // served once the loop runs, after the saved registrations are back.
   if (Status s = control.listen(opts.socket_path); !s) {
     LOG_ERROR("%s", s.error().message.c_str());
     return 1;
   }
+  std::vector<SavedRegistration> saved;
+  auto journal = StateJournal::open(opts.state_dir, &saved);
+  if (!journal) {
+    LOG_ERROR("%s", journal.error().message.c_str());
+    return 1;
+  }
+  auto restore_start = std::chrono::steady_clock::now();
+  size_t restored = registry.restore(std::move(saved));
+  registry.set_journal(&*journal);
+  if (restored > 0) {
+    LOG_INFO("restored %zu registration(s) in %.1f ms", restored,
+             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                       restore_start).count());
+  }
+
+  ev_timer reconcile_t;
+  ev_timer_init(&reconcile_t, on_reconcile, opts.reconcile_interval, opts.reconcile_interval);
+  reconcile_t.data = &registry;
+  ev_timer_start(worker.loop, &reconcile_t);
+  ev_unref(worker.loop);
 
   ev_signal sigterm, sigint;
   ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
@@ -238,6 +270,8 @@ int run(const Options& opts) {
   registry.clear();
   ev_ref(worker.loop);
   ev_ref(worker.loop);
+  ev_ref(worker.loop);
+  ev_timer_stop(worker.loop, &reconcile_t);
   ev_signal_stop(worker.loop, &sigterm);
   ev_signal_stop(worker.loop, &sigint);
   LOG_INFO("stopped");

@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -112,7 +113,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
     LOG_INFO("add %s: replacing the registration for %s (inode %ju) with %s (inode %ju)",
              who.c_str(), old.netns_path.c_str(), static_cast<uintmax_t>(old.netns_id.ino),
              req.netns_path.c_str(), static_cast<uintmax_t>(id->ino));
-    regs_.erase(it);  // closes the old listeners first: the new ones may need their ports
+    forget(it, nullptr);  // closes the old listeners first: the new ones may need their ports
   }
 
   auto fds = factory_->listen_all(netns_fd.get(), req.netns_path, listen_addrs);
@@ -129,6 +130,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
   reg->labels = req.labels;
   reg->headers = req.headers;
   reg->specs = req.listeners;
+  reg->request = req;
   reg->created_at = now_seconds();
   auto tenant = std::make_shared<Tenant>();
   tenant->id = req.attachment.id;
@@ -145,6 +147,13 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
     l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
     reg->listeners.push_back(std::move(l));
   }
+  if (journal_ != nullptr) {
+    if (Status saved = journal_->record_add(req, *id); !saved) {
+      LOG_ERROR("add %s: %s; not registered", who.c_str(), saved.error().message.c_str());
+      return error_reply(make_error(codes::kInternal, "cannot persist the registration: " +
+                                                          saved.error().message));
+    }
+  }
   json data = {{"registration", reg->to_json()}, {"created", true}};
   LOG_INFO("add %s: netns %s (inode %ju), %zu listener(s)", who.c_str(), req.netns_path.c_str(),
            static_cast<uintmax_t>(id->ino), reg->listeners.size());
@@ -160,7 +169,7 @@ Reply Registry::del(const Request& req) {
   }
   LOG_INFO("del %s: closing %zu listener(s)", req.attachment.display().c_str(),
            it->second->listeners.size());
-  regs_.erase(it);
+  forget(it, nullptr);
   return ok_reply({{"deleted", true}});
 }
 
@@ -202,7 +211,8 @@ Reply Registry::status() const {
                    {"uptime_seconds", now_seconds() - started_at_},
                    {"registrations", regs_.size()},
                    {"listeners", listener_count()},
-                   {"connections", worker_->connections}});
+                   {"connections", worker_->connections},
+                   {"reclaimed", reclaimed_}});
 }
 
 Reply Registry::gc(const Request& req) {
@@ -219,12 +229,94 @@ Reply Registry::gc(const Request& req) {
       LOG_INFO("gc %s: not among the valid attachments of %s; removing", k.display().c_str(),
                network.c_str());
       removed.push_back(attachment_json(k));
-      it = regs_.erase(it);
+      auto next = std::next(it);
+      forget(it, nullptr);
+      it = next;
     } else {
       ++it;
     }
   }
   return ok_reply({{"removed", std::move(removed)}});
+}
+
+void Registry::forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::iterator it,
+                      const char* why) {
+  AttachmentKey key = it->first;
+  if (why != nullptr) {
+    LOG_WARN("%s: %s; dropping the registration (%zu listener(s))", key.display().c_str(), why,
+             it->second->listeners.size());
+  }
+  regs_.erase(it);
+  if (journal_ != nullptr) {
+    if (Status s = journal_->record_del(key); !s) {
+      LOG_ERROR("del %s: %s (it may come back after a restart)", key.display().c_str(),
+                s.error().message.c_str());
+    }
+    maybe_compact();
+  }
+}
+
+void Registry::maybe_compact() {
+  if (journal_ == nullptr || journal_->lines() < 2 * regs_.size() + 1024) return;
+  std::vector<SavedRegistration> live;
+  live.reserve(regs_.size());
+  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id});
+  if (Status s = journal_->compact(live); !s) {
+    LOG_ERROR("compacting %s: %s", journal_->path().c_str(), s.error().message.c_str());
+  }
+}
+
+size_t Registry::restore(std::vector<SavedRegistration> saved) {
+  StateJournal* journal = journal_;
+  journal_ = nullptr;  // re-creating is not a change
+  size_t restored = 0;
+  for (auto& s : saved) {
+    const std::string who = s.request.attachment.display();
+    auto fd = open_netns(s.request.netns_path);
+    if (!fd) {
+      LOG_WARN("restore %s: %s; dropped", who.c_str(), fd.error().message.c_str());
+      continue;
+    }
+    auto id = netns_identity(fd->get());
+    if (!id || !(*id == s.netns_id)) {
+      LOG_WARN("restore %s: %s is now another namespace than the one registered; dropped",
+               who.c_str(), s.request.netns_path.c_str());
+      continue;
+    }
+    Reply r = add(s.request, std::move(*fd));
+    if (!r.ok) {
+      LOG_WARN("restore %s: %s; dropped", who.c_str(), r.error.message.c_str());
+      continue;
+    }
+    ++restored;
+  }
+  journal_ = journal;
+  if (journal_ != nullptr) {
+    std::vector<SavedRegistration> live;
+    for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id});
+    if (Status st = journal_->compact(live); !st) {
+      LOG_ERROR("compacting %s: %s", journal_->path().c_str(), st.error().message.c_str());
+    }
+  }
+  return restored;
+}
+
+void Registry::reconcile() {
+  for (auto it = regs_.begin(); it != regs_.end();) {
+    auto next = std::next(it);
+    const Registration& reg = *it->second;
+    struct stat st;
+    if (::stat(reg.netns_path.c_str(), &st) < 0) {
+      if (errno == ENOENT || errno == ENOTDIR) {
+        ++reclaimed_;
+        forget(it, ("namespace path " + reg.netns_path + " is gone").c_str());
+      }
+    } else if (st.st_ino != reg.netns_id.ino || st.st_dev != reg.netns_id.dev) {
+      ++reclaimed_;
+      forget(it, ("namespace path " + reg.netns_path + " now names another namespace").c_str());
+    }
+    it = next;
+  }
 }
 
 }  // namespace nsproxy

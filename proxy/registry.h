@@ -23,6 +23,7 @@
 #include "listener.h"
 #include "netns.h"
 #include "netns_listen.h"
+#include "state_journal.h"
 #include "unique_fd.h"
 #include "worker.h"
 
@@ -36,6 +37,7 @@ struct Registration {
   std::map<std::string, std::string> labels;
   IdentityHeaders headers;  // as requested (empty: daemon defaults)
   std::vector<ListenerSpec> specs;
+  Request request;  // the add request, as persisted
   int64_t created_at = 0;
   std::vector<std::unique_ptr<Listener>> listeners;
 
@@ -53,7 +55,20 @@ class Registry {
   size_t listener_count() const;
   void clear() { regs_.clear(); }
 
+  // Every acknowledged change is recorded here before the reply (may be null).
+  void set_journal(StateJournal* journal) { journal_ = journal; }
+  // At start, before the control socket serves: re-creates saved registrations whose
+  // namespace still exists under its path with the recorded identity; drops (and logs)
+  // the others; then compacts the journal to the survivors. Returns how many came back.
+  size_t restore(std::vector<SavedRegistration> saved);
+  // Drops registrations whose namespace path vanished or now names another namespace
+  // (a DEL that never came): listening sockets would pin the namespace forever.
+  void reconcile();
+
  private:
+  void forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::iterator it,
+              const char* why);
+  void maybe_compact();
   Reply add(const Request& req, UniqueFd netns_fd);
   Reply del(const Request& req);
   Reply check(const Request& req, UniqueFd netns_fd);
@@ -64,6 +79,8 @@ class Registry {
   Worker* worker_;
   const NetnsListenerFactory* factory_;
   int64_t started_at_;
+  StateJournal* journal_ = nullptr;
+  uint64_t reclaimed_ = 0;  // dropped by reconcile (namespace gone or replaced)
   std::map<AttachmentKey, std::unique_ptr<Registration>> regs_;
 };
 

@@ -293,6 +293,8 @@ int cmd_status(const Global& g, const CommandArgs& a) {
               static_cast<unsigned long long>(r.data.value("registrations", 0)),
               static_cast<unsigned long long>(r.data.value("listeners", 0)),
               static_cast<unsigned long long>(r.data.value("connections", 0)));
+  std::printf("reclaimed %llu (registrations dropped because their namespace vanished)\n",
+              static_cast<unsigned long long>(r.data.value("reclaimed", 0)));
   return 0;
 }
 

@@ -1,0 +1,56 @@
+// Persistence of registrations: an append-only journal in the state directory.
+//
+// Each acknowledged change is one line, written and fsync'ed before the reply:
+//   {"op":"add","request":{<the add request, as on the control socket>},"dev":N,"ino":N}
+//   {"op":"del","attachment":{"network":..,"id":..,"ifname":..}}
+// A change costs one small append, whatever the number of tenants. When the journal has
+// grown well past the live set, it is compacted: the live registrations are written to
+// a temporary file, fsync'ed, renamed over the journal, and the directory fsync'ed.
+// A torn last line (crash in the middle of a write) is ignored on load.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "control_protocol.h"
+#include "error.h"
+#include "netns.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+struct SavedRegistration {
+  Request request;  // op add: attachment, netns path, listeners, labels, headers
+  NetnsId netns_id;
+};
+
+class StateJournal {
+ public:
+  // Opens (creating) DIR/registrations.journal. Returns the registrations it holds.
+  static Result<StateJournal> open(const std::string& dir,
+                                   std::vector<SavedRegistration>* saved);
+
+  Status record_add(const Request& req, NetnsId id);
+  Status record_del(const AttachmentKey& key);
+  // Rewrites the journal with exactly these registrations.
+  Status compact(const std::vector<SavedRegistration>& live);
+
+  size_t lines() const { return lines_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  StateJournal(std::string dir, std::string path, UniqueFd fd, size_t lines)
+      : dir_(std::move(dir)), path_(std::move(path)), fd_(std::move(fd)), lines_(lines) {}
+  Status append(const std::string& line);
+
+  std::string dir_;
+  std::string path_;
+  UniqueFd fd_;
+  UniqueFd lock_;
+  size_t lines_ = 0;
+};
+
+}  // namespace nsproxy
