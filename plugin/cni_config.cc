@@ -57,15 +57,19 @@ std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec
   if (!j.is_object()) return invalid(where, "must be an object, got " + excerpt(j));
   for (const auto& [key, value] : j.items()) {
     (void)value;
-    if (key != "listen" && key != "upstream" && key != "mode") {
-      return invalid(where + "." + key, "unknown key (expected listen, upstream, mode)");
+    if (key != "listen" && key != "upstream" && key != "mode" && key != "proxyProtocol") {
+      return invalid(where + "." + key,
+                     "unknown key (expected listen, upstream, mode, proxyProtocol)");
     }
   }
   CniError error;
-  std::string listen, upstream, mode = "tcp";
+  std::string listen, upstream, mode = "http", proxy_protocol = "none";
   if (!get_string(j, "listen", where + ".listen", &listen, &error)) return error;
   if (!get_string(j, "upstream", where + ".upstream", &upstream, &error)) return error;
   if (!get_string(j, "mode", where + ".mode", &mode, &error)) return error;
+  if (!get_string(j, "proxyProtocol", where + ".proxyProtocol", &proxy_protocol, &error)) {
+    return error;
+  }
   if (listen.empty()) return invalid(where + ".listen", "required (e.g. \"127.0.0.1:8080\")");
   if (upstream.empty()) return invalid(where + ".upstream", "required (e.g. \"127.0.0.1:18080\")");
   auto l = parse_address(listen, /*allow_unix=*/false);
@@ -74,6 +78,16 @@ std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec
   if (!u) return invalid(where + ".upstream", u.error().message);
   if (!parse_mode(mode, &out->mode)) {
     return invalid(where + ".mode", "must be \"tcp\" or \"http\", got \"" + mode + "\"");
+  }
+  if (proxy_protocol.empty() || !parse_proxy_protocol(proxy_protocol, &out->proxy_protocol)) {
+    return invalid(where + ".proxyProtocol",
+                   "must be \"v2\" or \"none\", got \"" + proxy_protocol.substr(0, 80) + "\"");
+  }
+  if (out->proxy_protocol != ProxyProtocol::None && out->mode != Mode::Tcp) {
+    return invalid(where + ".proxyProtocol",
+                   "only a listener with \"mode\": \"tcp\" sends a PROXY protocol header (this "
+                   "one is " +
+                       std::string(mode_name(out->mode)) + "; http mode sends identity headers)");
   }
   // Canonical forms, so that a repeated ADD compares equal in the daemon.
   out->listen = l->text;
@@ -127,6 +141,37 @@ std::optional<CniError> parse_labels(const Json& conf, PluginConfig* out) {
       }
     }
     out->labels[key] = s;
+  }
+  return std::nullopt;
+}
+
+std::optional<CniError> parse_headers(const Json& conf, PluginConfig* out) {
+  auto it = conf.find("headers");
+  if (it == conf.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object()) {
+    return invalid("headers",
+                   "must be an object like {\"tenantId\": \"X-Tenant-Id\", "
+                   "\"labelPrefix\": \"X-Tenant-Label-\"}, got " +
+                       excerpt(*it));
+  }
+  for (const auto& [key, value] : it->items()) {
+    (void)value;
+    if (key != "tenantId" && key != "labelPrefix") {
+      return invalid("headers." + key.substr(0, 80),
+                     "unknown key (expected tenantId, labelPrefix)");
+    }
+  }
+  CniError error;
+  for (auto [key, target] : {std::pair{"tenantId", &out->headers.tenant_id},
+                             std::pair{"labelPrefix", &out->headers.label_prefix}}) {
+    const std::string where = std::string("headers.") + key;
+    if (!get_string(*it, key, where, target, &error)) return error;
+    auto field = it->find(key);
+    if (field != it->end() && !field->is_null() && !valid_header_name(*target)) {
+      return invalid(where, "\"" + target->substr(0, 80) + "\" is not a header field name (1-" +
+                                std::to_string(kMaxHeaderNameLength) +
+                                " characters of letters, digits and !#$%&'*+-.^_`|~)");
+    }
   }
   return std::nullopt;
 }
@@ -242,6 +287,7 @@ CniResult<PluginConfig> parse_config(std::string_view text, Command command,
   if (command == Command::Add || command == Command::Check) {
     if (auto e = parse_listeners(conf, &out)) return *e;
     if (auto e = parse_labels(conf, &out)) return *e;
+    if (auto e = parse_headers(conf, &out)) return *e;
   }
   if (command == Command::Gc) {
     if (auto e = parse_valid_attachments(conf, &out)) return *e;

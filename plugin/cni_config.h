@@ -7,11 +7,16 @@
 //    "socket":"/run/nsproxy/nsproxyd.sock",          optional, absolute path
 //    "timeoutMs":3000,                              optional, integer 1..60000
 //    "listeners":[{"listen":"169.254.169.254:80", "upstream":"127.0.0.1:8080",
-//                  "mode":"http"}],                 mode optional, default "tcp"
+//                  "mode":"http",                   optional, "http" (default) or "tcp"
+//                  "proxyProtocol":"v2"}],          optional, "none" (default) or "v2";
+//                                                   "v2" only with mode "tcp"
 //    "labels":{"team":"a"},                         optional
+//    "headers":{"tenantId":"X-Tenant-Id",           optional, http mode's identity header
+//               "labelPrefix":"X-Tenant-Label-"},   names; absent: the daemon's defaults
 //    "prevResult":{...}}                            passed through on ADD
 // Unknown top-level keys (runtimeConfig, capabilities, args, ...) are ignored; unknown
-// keys inside a listener are refused (a typo there would silently change behaviour).
+// keys inside a listener or "headers" are refused (a typo there would silently change
+// behaviour).
 #pragma once
 
 #include <chrono>
@@ -45,14 +50,15 @@ struct PluginConfig {
   std::chrono::milliseconds timeout{kDefaultTimeoutMs};
   std::vector<ListenerSpec> listeners;        // ADD, CHECK
   std::map<std::string, std::string> labels;  // ADD, CHECK
+  IdentityHeaders headers;                    // ADD, CHECK; empty fields: daemon defaults
   std::optional<nlohmann::ordered_json> prev_result;
   std::vector<ValidAttachment> valid_attachments;  // GC
 };
 
 // Parses and validates what `command` needs: every command needs cniVersion, name,
-// socket and timeoutMs; ADD and CHECK also need listeners (non-empty) and labels; GC
-// needs "cni.dev/valid-attachments" (required: without it GC would drop every
-// registration of the network). When cni_version is given it receives the config's
+// socket and timeoutMs; ADD and CHECK also need listeners (non-empty), labels and
+// headers; GC needs "cni.dev/valid-attachments" (required: without it GC would drop
+// every registration of the network). When cni_version is given it receives the config's
 // cniVersion as soon as it is known to be supported, so errors can be reported in it.
 CniResult<PluginConfig> parse_config(std::string_view text, Command command,
                                      std::string* cni_version = nullptr);

@@ -93,6 +93,7 @@ Output cmd_add(const PluginConfig& conf, const CniEnv& env) {
   req.netns_path = env.netns;
   req.listeners = conf.listeners;
   req.labels = std::move(*labels);
+  req.headers = conf.headers;
   auto reply = call_daemon(conf.socket, req, netns->get(), conf.timeout);
   if (!reply) return transport_error(conf, reply.error(), code::kTryAgainLater);
   if (!reply->ok) return daemon_error(reply->error);
@@ -134,6 +135,7 @@ Output cmd_check(const PluginConfig& conf, const CniEnv& env) {
   req.netns_path = env.netns;
   req.listeners = conf.listeners;
   req.labels = std::move(*labels);
+  req.headers = conf.headers;
   auto reply = call_daemon(conf.socket, req, netns->get(), conf.timeout);
   if (!reply) return transport_error(conf, reply.error(), code::kTryAgainLater);
   if (!reply->ok) return daemon_error(reply->error);

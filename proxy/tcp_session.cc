@@ -7,6 +7,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "proxy_protocol.h"
 
 namespace nsproxy {
 namespace {
@@ -33,7 +34,9 @@ void connect_t_cb(struct ev_loop*, ev_timer* w, int) {
   if (!s->on_connect_timeout()) delete s;
 }
 
-bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+bool would_block(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK;
+}
 
 }  // namespace
 
@@ -66,8 +69,31 @@ bool TcpSession::fail(const char* what, int err) {
   return false;
 }
 
+bool TcpSession::queue_proxy_header() {
+  sockaddr_storage peer{}, local{};
+  socklen_t plen = sizeof peer, llen = sizeof local;
+  if (::getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &plen) < 0 ||
+      ::getsockname(client_.get(), reinterpret_cast<sockaddr*>(&local), &llen) < 0) {
+    return fail("addresses of tenant connection, upstream", errno);
+  }
+  const Tenant& t = listener_->tenant();
+  auto header = encode_proxy_v2(reinterpret_cast<const sockaddr*>(&peer),
+                                reinterpret_cast<const sockaddr*>(&local), t.id, t.labels);
+  if (!header) {
+    LOG_WARN("tenant %s: not forwarding to %s: %s", t.display.c_str(),
+             listener_->upstream().text.c_str(), header.error().message.c_str());
+    return false;
+  }
+  // The buffer is still empty and the header is bounded far below one chunk.
+  return to_upstream_.append(header->data(), header->size()) == header->size();
+}
+
 bool TcpSession::start() {
   const Address& up = listener_->upstream();
+  // The header goes first: it must be the first bytes the upstream sees.
+  if (listener_->spec().proxy_protocol == ProxyProtocol::V2 && !queue_proxy_header()) {
+    return false;
+  }
   upstream_.reset(::socket(up.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!upstream_) return fail("upstream socket for", errno);
   ev_io_init(&upstream_r_, upstream_r_cb, upstream_.get(), EV_READ);
@@ -86,7 +112,9 @@ bool TcpSession::start() {
   return pump();
 }
 
-bool TcpSession::on_connect_timeout() { return fail("connect to upstream", ETIMEDOUT); }
+bool TcpSession::on_connect_timeout() {
+  return fail("connect to upstream", ETIMEDOUT);
+}
 
 bool TcpSession::on_connected() {
   connected_ = true;

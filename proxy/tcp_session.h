@@ -5,7 +5,8 @@
 // Half-close: when one side ends its stream, the other side's write half is shut only
 // after everything that side sent has been delivered. The session ends when both
 // directions are finished, on any socket error, or when the upstream connect fails or
-// times out.
+// times out. With "proxy_protocol": "v2" a PROXY protocol v2 header (proxy_protocol.h)
+// precedes the tenant's bytes towards the upstream.
 #pragma once
 
 #include <ev.h>
@@ -32,7 +33,9 @@ class TcpSession : public Session {
 
  private:
   bool on_connected();  // upstream writable while connecting
-  bool pump();          // shuts write halves when due; updates interest; false when done
+  // PROXY v2 (listener spec says so): the header into to_upstream_, before any tenant byte.
+  bool queue_proxy_header();
+  bool pump();  // shuts write halves when due; updates interest; false when done
   bool fail(const char* what, int err);
 
   struct ev_loop* loop_;
@@ -43,10 +46,10 @@ class TcpSession : public Session {
   Buffer to_upstream_;  // tenant -> upstream
   Buffer to_client_;    // upstream -> tenant
   bool connected_ = false;
-  bool client_eof_ = false;       // tenant finished sending
-  bool upstream_eof_ = false;     // upstream finished sending
-  bool upstream_shut_ = false;    // we shut the upstream's write half
-  bool client_shut_ = false;      // we shut the tenant's write half
+  bool client_eof_ = false;     // tenant finished sending
+  bool upstream_eof_ = false;   // upstream finished sending
+  bool upstream_shut_ = false;  // we shut the upstream's write half
+  bool client_shut_ = false;    // we shut the tenant's write half
 };
 
 }  // namespace nsproxy

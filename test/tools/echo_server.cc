@@ -1,6 +1,6 @@
 // nsproxy-echo: a small upstream server for tests, benchmarks and the demo.
 //
-//   nsproxy-echo --listen ADDR [--mode echo|http|silent] [--name NAME]
+//   nsproxy-echo --listen ADDR [--mode echo|http|silent] [--name NAME] [--proxy-protocol]
 //
 // ADDR is "127.0.0.1:18080", "[::1]:0" or "unix:/path". After listening it prints
 // "listening on <actual address>" on stdout (port 0 resolved), then serves any number
@@ -13,10 +13,18 @@
 //           chunked bodies (counted, not stored). Answers 200 with a JSON description of
 //           the request; GET /bytes/N answers N bytes of 'x'; /status/N answers status N.
 //   silent  accepts and reads, never writes (for timeout tests).
+//
+// --proxy-protocol: every connection must start with a PROXY protocol v2 header (parsed
+// here independently of the daemon's encoder). A bad or truncated header closes the
+// connection. In echo mode the first line written is
+//   PROXY v2 src=IP:PORT dst=IP:PORT unique_id=ID labels=k=v,k2=v2
+// (src/dst "-" for a LOCAL header), then the bytes after the header are echoed. In http
+// mode the JSON gains "proxy":{"src","dst","unique_id","labels":{..}}. TLVs read:
+// 0x05 (PP2_TYPE_UNIQUE_ID) and 0xE0 ("name=value", one label each); others are skipped.
 #include <errno.h>
+#include <ev.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <ev.h>
 #include <http_parser.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -25,12 +33,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -49,6 +59,13 @@ constexpr size_t kMaxQueued = 1024 * 1024;
 
 struct Server;
 
+// What a PROXY v2 header said.
+struct ProxyInfo {
+  std::string src = "-", dst = "-";
+  std::string unique_id;
+  std::vector<std::pair<std::string, std::string>> labels;  // in header order
+};
+
 // One piece of output: literal bytes, or a run of 'x' generated on the fly (/bytes/N).
 struct Segment {
   std::string data;
@@ -63,12 +80,16 @@ struct Conn {
   ev_io rio{};
   ev_io wio{};
   std::string peer;
+  // --proxy-protocol: bytes of a header still incomplete, then what it said.
+  bool proxy_done = false;
+  std::string proxy_pending;
+  ProxyInfo proxy;
   std::deque<Segment> out;
-  size_t queued_bytes = 0;  // literal bytes in `out` (x runs are not counted: they use no memory)
-  bool read_eof = false;    // peer sent FIN (or we stopped caring about input)
-  bool close_after = false; // close once `out` is drained (http: Connection: close, errors)
+  size_t queued_bytes = 0;   // literal bytes in `out` (x runs are not counted: they use no memory)
+  bool read_eof = false;     // peer sent FIN (or we stopped caring about input)
+  bool close_after = false;  // close once `out` is drained (http: Connection: close, errors)
   bool wr_shut = false;
-  bool draining = false;    // write side shut; discarding input until EOF or linger timeout
+  bool draining = false;  // write side shut; discarding input until EOF or linger timeout
   ev_timer linger{};
 
   // http state
@@ -84,6 +105,7 @@ struct Server {
   struct ev_loop* loop = nullptr;
   Mode mode = Mode::Echo;
   std::string name = "nsproxy-echo";
+  bool proxy_protocol = false;
   nsproxy::UniqueFd listen_fd;
   ev_io accept_io{};
   ev_timer accept_resume{};
@@ -186,9 +208,88 @@ bool conn_flush(Conn* c) {
   return true;
 }
 
+// ---------------------------------------------------------------- PROXY protocol v2
+
+constexpr char kProxySignature[12] = {'\r', '\n', '\r', '\n', '\0', '\r',
+                                      '\n', 'Q',  'U',  'I',  'T',  '\n'};
+
+std::string ip_port(int family, const unsigned char* addr, const unsigned char* port) {
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    in->sin_family = AF_INET;
+    std::memcpy(&in->sin_addr, addr, 4);
+    std::memcpy(&in->sin_port, port, 2);
+    len = sizeof *in;
+  } else {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    in6->sin6_family = AF_INET6;
+    std::memcpy(&in6->sin6_addr, addr, 16);
+    std::memcpy(&in6->sin6_port, port, 2);
+    len = sizeof *in6;
+  }
+  return nsproxy::format_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+// Parses a v2 header at the start of `in`. Returns its length, 0 when more bytes are
+// needed, -1 when it is not a valid header.
+long parse_proxy_v2(std::string_view in, ProxyInfo* out) {
+  const auto* b = reinterpret_cast<const unsigned char*>(in.data());
+  if (std::memcmp(in.data(), kProxySignature, std::min(in.size(), sizeof kProxySignature)) != 0)
+    return -1;
+  if (in.size() < 16) return 0;
+  unsigned ver_cmd = b[12], fam = b[13];
+  size_t total = 16 + ((size_t{b[14]} << 8) | b[15]);
+  if ((ver_cmd & 0xf0) != 0x20 || (ver_cmd & 0x0f) > 1) return -1;
+  if (in.size() < total) return 0;
+  size_t pos = 16;
+  if (fam == 0x11) {
+    if (total < 16 + 12) return -1;
+    out->src = ip_port(AF_INET, b + 16, b + 24);
+    out->dst = ip_port(AF_INET, b + 20, b + 26);
+    pos += 12;
+  } else if (fam == 0x21) {
+    if (total < 16 + 36) return -1;
+    out->src = ip_port(AF_INET6, b + 16, b + 48);
+    out->dst = ip_port(AF_INET6, b + 32, b + 50);
+    pos += 36;
+  } else if (fam != 0x00) {
+    return -1;  // UDP, unix: not something a tcp listener sends
+  }
+  if ((ver_cmd & 0x0f) == 0) out->src = out->dst = "-";  // LOCAL: addresses are not the caller's
+  while (pos < total) {
+    if (total - pos < 3) return -1;
+    unsigned type = b[pos];
+    size_t len = (size_t{b[pos + 1]} << 8) | b[pos + 2];
+    pos += 3;
+    if (total - pos < len) return -1;
+    std::string value(in.substr(pos, len));
+    pos += len;
+    if (type == 0x05) {
+      if (len > 128) return -1;
+      out->unique_id = std::move(value);
+    } else if (type == 0xE0) {
+      size_t eq = value.find('=');
+      if (eq == std::string::npos) return -1;
+      out->labels.emplace_back(value.substr(0, eq), value.substr(eq + 1));
+    }
+  }
+  return static_cast<long>(total);
+}
+
+std::string proxy_line(const ProxyInfo& p) {
+  std::string labels;
+  for (auto& [k, v] : p.labels) labels += (labels.empty() ? "" : ",") + k + "=" + v;
+  return "PROXY v2 src=" + p.src + " dst=" + p.dst + " unique_id=" + p.unique_id +
+         " labels=" + labels + "\n";
+}
+
 // ---------------------------------------------------------------- http
 
-Conn* conn_of(http_parser* p) { return static_cast<Conn*>(p->data); }
+Conn* conn_of(http_parser* p) {
+  return static_cast<Conn*>(p->data);
+}
 
 int on_message_begin(http_parser* p) {
   Conn* c = conn_of(p);
@@ -220,7 +321,9 @@ int on_header_value(http_parser* p, const char* at, size_t len) {
   return 0;
 }
 
-bool iequals(const std::string& a, const char* b) { return strcasecmp(a.c_str(), b) == 0; }
+bool iequals(const std::string& a, const char* b) {
+  return strcasecmp(a.c_str(), b) == 0;
+}
 
 int on_headers_complete(http_parser* p) {
   Conn* c = conn_of(p);
@@ -291,6 +394,14 @@ int on_message_complete(http_parser* p) {
         {"peer", c->peer},
         {"connection_requests", c->requests},
     };
+    if (s->proxy_protocol) {
+      nlohmann::json labels = nlohmann::json::object();
+      for (auto& [k, v] : c->proxy.labels) labels[k] = v;
+      j["proxy"] = {{"src", c->proxy.src},
+                    {"dst", c->proxy.dst},
+                    {"unique_id", c->proxy.unique_id},
+                    {"labels", std::move(labels)}};
+    }
     body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     body.push_back('\n');
   }
@@ -323,10 +434,12 @@ int on_message_complete(http_parser* p) {
 }
 
 void http_bad_request(Conn* c) {
-  std::string body = std::string("bad request: ") +
-                     http_errno_description(HTTP_PARSER_ERRNO(&c->parser)) + "\n";
-  queue(c, "HTTP/1.1 400 Bad Request\r\nServer: nsproxy-echo\r\nContent-Type: text/plain\r\n"
-           "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+  std::string body =
+      std::string("bad request: ") + http_errno_description(HTTP_PARSER_ERRNO(&c->parser)) + "\n";
+  queue(c,
+        "HTTP/1.1 400 Bad Request\r\nServer: nsproxy-echo\r\nContent-Type: text/plain\r\n"
+        "Content-Length: " +
+            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
   c->close_after = true;
 }
 
@@ -348,6 +461,38 @@ void http_feed(Conn* c, const char* data, size_t len) {
 }
 
 // ---------------------------------------------------------------- io callbacks
+
+// Hands bytes from the peer to the mode.
+void deliver(Conn* c, const char* data, size_t len) {
+  switch (c->server->mode) {
+    case Mode::Echo:
+      queue(c, std::string(data, len));
+      break;
+    case Mode::Http:
+      http_feed(c, data, len);
+      break;
+    case Mode::Silent:
+      break;
+  }
+}
+
+// --proxy-protocol: collects the header; delivers what follows it. false: bad header.
+bool proxy_input(Conn* c, const char* data, size_t len) {
+  c->proxy_pending.append(data, len);
+  long n = parse_proxy_v2(c->proxy_pending, &c->proxy);
+  if (n < 0) {
+    LOG_INFO("%s: bad PROXY v2 header, closing", c->peer.c_str());
+    return false;
+  }
+  if (n == 0) return true;  // wait for more (bounded: the length field is 16 bits)
+  c->proxy_done = true;
+  std::string rest = c->proxy_pending.substr(static_cast<size_t>(n));
+  c->proxy_pending.clear();
+  c->proxy_pending.shrink_to_fit();
+  if (c->server->mode == Mode::Echo) queue(c, proxy_line(c->proxy));
+  if (!rest.empty()) deliver(c, rest.data(), rest.size());
+  return true;
+}
 
 void on_readable(struct ev_loop*, ev_io* w, int) {
   Conn* c = static_cast<Conn*>(w->data);
@@ -373,6 +518,10 @@ void on_readable(struct ev_loop*, ev_io* w, int) {
       return;
     }
     if (r == 0) {
+      if (s->proxy_protocol && !c->proxy_done) {
+        conn_close(c);  // ended before a complete header
+        return;
+      }
       c->read_eof = true;
       if (s->mode == Mode::Http) {
         http_feed(c, nullptr, 0);
@@ -381,10 +530,13 @@ void on_readable(struct ev_loop*, ev_io* w, int) {
       }
       break;
     }
-    switch (s->mode) {
-      case Mode::Echo: queue(c, std::string(buf, static_cast<size_t>(r))); break;
-      case Mode::Http: http_feed(c, buf, static_cast<size_t>(r)); break;
-      case Mode::Silent: break;
+    if (s->proxy_protocol && !c->proxy_done) {
+      if (!proxy_input(c, buf, static_cast<size_t>(r))) {
+        conn_close(c);
+        return;
+      }
+    } else {
+      deliver(c, buf, static_cast<size_t>(r));
     }
   }
   if (!conn_flush(c)) {
@@ -448,7 +600,9 @@ void on_accept_resume(struct ev_loop* loop, ev_timer* w, int) {
   ev_io_start(loop, &s->accept_io);
 }
 
-void on_signal(struct ev_loop* loop, ev_signal*, int) { ev_break(loop, EVBREAK_ALL); }
+void on_signal(struct ev_loop* loop, ev_signal*, int) {
+  ev_break(loop, EVBREAK_ALL);
+}
 
 // ---------------------------------------------------------------- setup
 
@@ -474,6 +628,7 @@ nsproxy::Result<nsproxy::UniqueFd> listen_on(const nsproxy::Address& addr) {
 void usage(FILE* f) {
   std::fprintf(f,
                "usage: nsproxy-echo --listen ADDR [--mode echo|http|silent] [--name NAME]\n"
+               "                    [--proxy-protocol]\n"
                "  ADDR: 127.0.0.1:18080, [::1]:0, unix:/path (port 0 picks a free port)\n"
                "  prints 'listening on <address>' on stdout once listening\n");
 }
@@ -485,30 +640,42 @@ int main(int argc, char** argv) {
   Server s;
   std::string listen_text;
   static const option opts[] = {
-      {"listen", required_argument, nullptr, 'l'},
-      {"mode", required_argument, nullptr, 'm'},
-      {"name", required_argument, nullptr, 'n'},
-      {"help", no_argument, nullptr, 'h'},
-      {nullptr, 0, nullptr, 0},
+      {"listen", required_argument, nullptr, 'l'}, {"mode", required_argument, nullptr, 'm'},
+      {"name", required_argument, nullptr, 'n'},   {"proxy-protocol", no_argument, nullptr, 'p'},
+      {"help", no_argument, nullptr, 'h'},         {nullptr, 0, nullptr, 0},
   };
   for (;;) {
     int o = getopt_long(argc, argv, "l:m:n:h", opts, nullptr);
     if (o == -1) break;
     switch (o) {
-      case 'l': listen_text = optarg; break;
+      case 'l':
+        listen_text = optarg;
+        break;
       case 'm':
-        if (std::strcmp(optarg, "echo") == 0) s.mode = Mode::Echo;
-        else if (std::strcmp(optarg, "http") == 0) s.mode = Mode::Http;
-        else if (std::strcmp(optarg, "silent") == 0) s.mode = Mode::Silent;
+        if (std::strcmp(optarg, "echo") == 0)
+          s.mode = Mode::Echo;
+        else if (std::strcmp(optarg, "http") == 0)
+          s.mode = Mode::Http;
+        else if (std::strcmp(optarg, "silent") == 0)
+          s.mode = Mode::Silent;
         else {
           std::fprintf(stderr, "nsproxy-echo: unknown mode '%s'\n", optarg);
           usage(stderr);
           return 2;
         }
         break;
-      case 'n': s.name = optarg; break;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+      case 'n':
+        s.name = optarg;
+        break;
+      case 'p':
+        s.proxy_protocol = true;
+        break;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        usage(stderr);
+        return 2;
     }
   }
   if (listen_text.empty() || optind != argc) {

@@ -42,17 +42,104 @@ TEST(CniConfig, ParsesValidConfigWithDefaults) {
   EXPECT_EQ(r->listeners[0].listen, "127.0.0.1:8080");
   EXPECT_EQ(r->listeners[0].upstream, "127.0.0.1:18080");
   EXPECT_EQ(r->listeners[0].mode, Mode::Http);
+  EXPECT_EQ(r->listeners[0].proxy_protocol, ProxyProtocol::None);
   EXPECT_TRUE(r->labels.empty());
+  EXPECT_EQ(r->headers, IdentityHeaders{});  // the daemon's defaults
   EXPECT_FALSE(r->prev_result.has_value());
 }
 
-TEST(CniConfig, ModeDefaultsToTcpAndUnixUpstreamAllowed) {
+TEST(CniConfig, ModeDefaultsToHttpAndUnixUpstreamAllowed) {
   json j = base_config();
   j["listeners"] = json::parse(R"([{"listen":"[::1]:80","upstream":"unix:/run/app.sock"}])");
   auto r = parse(j);
   ASSERT_TRUE(r.ok()) << r.error().msg;
-  EXPECT_EQ(r->listeners[0].mode, Mode::Tcp);
+  EXPECT_EQ(r->listeners[0].mode, Mode::Http);
+  EXPECT_EQ(r->listeners[0].proxy_protocol, ProxyProtocol::None);
   EXPECT_EQ(r->listeners[0].upstream, "unix:/run/app.sock");
+}
+
+TEST(CniConfig, TcpListenerMayAskForProxyProtocolV2) {
+  json j = base_config();
+  j["listeners"] = json::parse(R"([
+    {"listen":"127.0.0.1:443","upstream":"127.0.0.1:8443","mode":"tcp","proxyProtocol":"v2"},
+    {"listen":"127.0.0.1:444","upstream":"127.0.0.1:8444","mode":"tcp","proxyProtocol":"none"},
+    {"listen":"127.0.0.1:445","upstream":"127.0.0.1:8445","mode":"tcp"},
+    {"listen":"127.0.0.1:80","upstream":"127.0.0.1:8080","proxyProtocol":"none"}])");
+  auto r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  ASSERT_EQ(r->listeners.size(), 4u);
+  EXPECT_EQ(r->listeners[0].mode, Mode::Tcp);
+  EXPECT_EQ(r->listeners[0].proxy_protocol, ProxyProtocol::V2);
+  EXPECT_EQ(r->listeners[1].proxy_protocol, ProxyProtocol::None);
+  EXPECT_EQ(r->listeners[2].proxy_protocol, ProxyProtocol::None);
+  EXPECT_EQ(r->listeners[3].mode, Mode::Http);
+  EXPECT_EQ(r->listeners[3].proxy_protocol, ProxyProtocol::None);
+}
+
+TEST(CniConfig, ProxyProtocolOnlyWithTcpAndOnlyKnownVersions) {
+  json j = base_config();  // mode http
+  j["listeners"][0]["proxyProtocol"] = "v2";
+  expect_invalid(j, "listeners[0].proxyProtocol");
+  j["listeners"][0].erase("mode");  // default mode is http too
+  expect_invalid(j, "listeners[0].proxyProtocol");
+  auto r = parse(j);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().msg.find("tcp"), std::string::npos) << r.error().msg;
+
+  for (json bad : {json("v1"), json("V2"), json(""), json(2), json::array()}) {
+    j = base_config();
+    j["listeners"][0]["mode"] = "tcp";
+    j["listeners"][0]["proxyProtocol"] = bad;
+    expect_invalid(j, "listeners[0].proxyProtocol");
+  }
+  j = base_config();
+  j["listeners"].push_back({{"listen", "127.0.0.1:9"},
+                            {"upstream", "127.0.0.1:1"},
+                            {"mode", "http"},
+                            {"proxyProtocol", "v2"}});
+  expect_invalid(j, "listeners[1].proxyProtocol");
+}
+
+TEST(CniConfig, ReadsIdentityHeaderNames) {
+  json j = base_config();
+  j["headers"] = {{"tenantId", "X-Caller"}, {"labelPrefix", "X-Caller-"}};
+  auto r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->headers.tenant_id, "X-Caller");
+  EXPECT_EQ(r->headers.label_prefix, "X-Caller-");
+
+  j["headers"] = {{"labelPrefix", "X-L-"}};  // either alone; the other keeps the default
+  r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->headers.tenant_id, "");
+  EXPECT_EQ(r->headers.label_prefix, "X-L-");
+
+  j["headers"] = json::object();
+  r = parse(j, Command::Check);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->headers, IdentityHeaders{});
+
+  j["headers"] = nullptr;
+  EXPECT_TRUE(parse(j).ok());
+  j["headers"] = "X-Tenant-Id";  // not an object: ignored by commands that do not use it
+  EXPECT_TRUE(parse(j, Command::Del).ok());
+}
+
+TEST(CniConfig, BadIdentityHeadersNameTheField) {
+  json j = base_config();
+  j["headers"] = "X-Tenant-Id";
+  expect_invalid(j, "headers");
+  j["headers"] = {{"tenantid", "X-Tenant-Id"}};  // keys are case-sensitive: a typo
+  expect_invalid(j, "headers.tenantid");
+  for (json bad : {json(""), json("X Tenant"), json("X-Tenant:"), json("X-T\xc3\xa9"),
+                   json(std::string(kMaxHeaderNameLength + 1, 'x')), json(1), json::array()}) {
+    j["headers"] = {{"tenantId", bad}};
+    expect_invalid(j, "headers.tenantId");
+    j["headers"] = {{"labelPrefix", bad}};
+    expect_invalid(j, "headers.labelPrefix");
+  }
+  j["headers"] = {{"tenantId", std::string(kMaxHeaderNameLength, 'x')}};
+  EXPECT_TRUE(parse(j).ok());
 }
 
 TEST(CniConfig, ReadsOptionalFields) {

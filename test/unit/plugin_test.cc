@@ -235,6 +235,17 @@ TEST_F(PluginTest, ErrorUsesTheConfigVersion) {
   EXPECT_EQ(r.out_json()["cniVersion"], "0.4.0");
 }
 
+TEST_F(PluginTest, ProxyProtocolOnAnHttpListenerIsCode7AndContactsNoDaemon) {
+  FakeDaemon daemon(socket_path(), [](const Request&) { return ok_with(); });
+  auto c = config();
+  c["listeners"][0]["proxyProtocol"] = "v2";  // the listener is http
+  expect_error(run(env("ADD"), c.dump()), 7, "listeners[0].proxyProtocol");
+  c = config();
+  c["headers"] = {{"tenantId", "X Tenant"}};
+  expect_error(run(env("ADD"), c.dump()), 7, "headers.tenantId");
+  EXPECT_TRUE(daemon.received().empty());
+}
+
 TEST_F(PluginTest, MissingEnvironmentIsCode4) {
   auto e = env("ADD");
   e.erase("CNI_NETNS");
@@ -266,6 +277,11 @@ TEST_F(PluginTest, AddSendsTheRegistrationAndPrintsPrevResultUnchanged) {
   FakeDaemon daemon(socket_path(), [](const Request&) { return ok_with({{"created", true}}); });
   auto c = config("1.0.0");
   c["labels"] = {{"team", "a"}, {"pod-name", "from-config"}};
+  c["headers"] = {{"tenantId", "X-Caller"}, {"labelPrefix", "X-Caller-Label-"}};
+  c["listeners"].push_back({{"listen", "127.0.0.1:8443"},
+                            {"upstream", "127.0.0.1:18443"},
+                            {"mode", "tcp"},
+                            {"proxyProtocol", "v2"}});
   ordered_json prev = ordered_json::parse(R"({
     "cniVersion": "1.0.0",
     "zeta": {"keep": [1, 2.5, "x", null, true]},
@@ -291,10 +307,15 @@ TEST_F(PluginTest, AddSendsTheRegistrationAndPrintsPrevResultUnchanged) {
   EXPECT_EQ(req.attachment.id, "ctr1");
   EXPECT_EQ(req.attachment.ifname, "eth0");
   EXPECT_EQ(req.netns_path, "/proc/self/ns/net");
-  ASSERT_EQ(req.listeners.size(), 1u);
+  ASSERT_EQ(req.listeners.size(), 2u);
   EXPECT_EQ(req.listeners[0].listen, "127.0.0.1:8080");
   EXPECT_EQ(req.listeners[0].upstream, "127.0.0.1:18080");
   EXPECT_EQ(req.listeners[0].mode, Mode::Http);
+  EXPECT_EQ(req.listeners[0].proxy_protocol, ProxyProtocol::None);
+  EXPECT_EQ(req.listeners[1].mode, Mode::Tcp);
+  EXPECT_EQ(req.listeners[1].proxy_protocol, ProxyProtocol::V2);
+  EXPECT_EQ(req.headers.tenant_id, "X-Caller");
+  EXPECT_EQ(req.headers.label_prefix, "X-Caller-Label-");
   std::map<std::string, std::string> want_labels = {
       {"team", "a"}, {"pod-name", "web-0"}, {"pod-namespace", "ns1"}};
   EXPECT_EQ(req.labels, want_labels);  // CNI_ARGS wins over the config on the same key
@@ -389,12 +410,15 @@ TEST_F(PluginTest, CheckResults) {
   expect_error(run(env("CHECK"), config().dump()), 11, socket_path());
   {
     FakeDaemon daemon(socket_path(), [](const Request&) { return ok_with(); });
-    auto r = run(env("CHECK"), config().dump());
+    auto c = config();
+    c["headers"] = {{"tenantId", "X-Caller"}};
+    auto r = run(env("CHECK"), c.dump());
     EXPECT_EQ(r.exit_code, 0) << r.out;
     EXPECT_EQ(r.out, "");
     auto got = daemon.received();
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0].request.op, Op::Check);
+    EXPECT_EQ(got[0].request.headers.tenant_id, "X-Caller");  // CHECK compares the same request
     EXPECT_TRUE(got[0].fd_is_our_netns);
   }
   std::filesystem::remove(socket_path());
