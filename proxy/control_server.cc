@@ -22,6 +22,7 @@ struct ControlServer::Client {
   ev_io write_w;
   ev_timer idle_t;
   uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
   pid_t pid = 0;
   // A reply the socket could not take yet. While it is pending the client's next
   // request is not read: every request gets its reply, in order.
@@ -42,8 +43,6 @@ void accept_cb(struct ev_loop*, ev_io* w, int) {
   static_cast<ControlServer*>(w->data)->on_acceptable();
 }
 
-// Larger replies would not fit one datagram through the default socket buffers.
-constexpr size_t kMaxReplySize = 192 * 1024;
 
 Status fill_unix_addr(const std::string& path, sockaddr_un* addr) {
   if (path.empty() || path.size() >= sizeof addr->sun_path) {
@@ -95,9 +94,10 @@ bool ControlServer::Client::on_readable() {
     return false;
   }
   ev_timer_again(server->loop_, &idle_t);
-  if (uid != 0) {
-    LOG_WARN("control: refused a request from uid %u (pid %d): only root may use nsproxyd",
-             static_cast<unsigned>(uid), static_cast<int>(pid));
+  if (uid != 0 && !(server->has_allowed_gid_ && gid == server->allowed_gid_)) {
+    LOG_WARN("control: refused a request from uid %u gid %u (pid %d): only root%s may use nsproxyd",
+             static_cast<unsigned>(uid), static_cast<unsigned>(gid), static_cast<int>(pid),
+             server->has_allowed_gid_ ? " and the allowed group" : "");
     close_after_reply = true;
     return reply(error_reply(make_error("forbidden", "only root may use the control socket")));
   }
@@ -186,7 +186,12 @@ Status ControlServer::listen(const std::string& path) {
   int bind_errno = errno;
   ::umask(old_umask);
   if (rc < 0) return errno_error("socket", "bind " + path, bind_errno);
-  if (::chmod(path.c_str(), 0600) < 0) return errno_error("socket", "chmod " + path);
+  if (has_allowed_gid_) {
+    if (::chown(path.c_str(), 0, allowed_gid_) < 0) return errno_error("socket", "chown " + path);
+    if (::chmod(path.c_str(), 0660) < 0) return errno_error("socket", "chmod " + path);
+  } else if (::chmod(path.c_str(), 0600) < 0) {
+    return errno_error("socket", "chmod " + path);
+  }
   if (::listen(fd.get(), 128) < 0) return errno_error("socket", "listen " + path);
   path_ = path;
   fd_ = std::move(fd);
@@ -225,11 +230,12 @@ void ControlServer::on_acceptable() {
       (void)send_message(fd.get(), encode_reply(error_reply(make_error("busy", "too many control clients; retry"))));
       continue;
     }
-    auto* c = new Client{this, std::move(fd), {}, {}, {}, static_cast<uid_t>(-1), 0, {}, false};
+    auto* c = new Client{this, std::move(fd), {}, {}, {}, static_cast<uid_t>(-1), static_cast<gid_t>(-1), 0, {}, false};
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(c->fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
       c->uid = cred.uid;
+      c->gid = cred.gid;
       c->pid = cred.pid;
     }
     ev_io_init(&c->read_w, client_read_cb, c->fd.get(), EV_READ);

@@ -7,6 +7,8 @@
 
 #include <ev.h>
 
+#include <sys/types.h>
+
 #include <functional>
 #include <string>
 #include <unordered_set>
@@ -29,8 +31,12 @@ class ControlServer {
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
+  // Peers with uid 0 are served; with allow_gid set, also peers whose primary group is
+  // that gid (the socket is then mode 0660, group allow_gid). Call before listen().
+  void allow_gid(gid_t gid) { allowed_gid_ = gid; has_allowed_gid_ = true; }
+
   // Creates the socket directory, refuses when another daemon answers on path, replaces
-  // a stale socket file, binds with mode 0600 and starts serving.
+  // a stale socket file, binds with mode 0600 (0660 with allow_gid) and starts serving.
   Status listen(const std::string& path);
   // Stops accepting, closes every client and removes the socket file.
   void close();
@@ -44,6 +50,8 @@ class ControlServer {
 
   struct ev_loop* loop_;
   Handler handler_;
+  gid_t allowed_gid_ = 0;
+  bool has_allowed_gid_ = false;
   std::string path_;
   UniqueFd fd_;
   ev_io accept_w_;

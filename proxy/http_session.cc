@@ -90,8 +90,23 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+// Header names as CGI-style upstreams (WSGI, Rack, PHP) see them: case-insensitive and
+// '_' equal to '-' (both become HTTP_X_TENANT_ID). Identity checks use this form, so
+// "X_Tenant_Id" cannot slip past the stripping.
+char cgi_fold(char c) {
+  return c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+}
+
+bool cgi_equals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (cgi_fold(a[i]) != cgi_fold(b[i])) return false;
+  }
+  return true;
+}
+
+bool cgi_starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && cgi_equals(s.substr(0, prefix.size()), prefix);
 }
 
 // Hop-by-hop headers (RFC 9110 7.6.1) plus the framing headers the proxy re-creates.
@@ -207,6 +222,12 @@ void HttpSession::set_phase(Phase p) {
   }
 }
 
+void HttpSession::touch_tunnel() {
+  ev_timer_stop(loop_, &client_t_);
+  ev_timer_set(&client_t_, listener_->worker()->config->idle_timeout, 0.);
+  ev_timer_start(loop_, &client_t_);
+}
+
 void HttpSession::restart_upstream_timer(double seconds) {
   ev_timer_stop(loop_, &upstream_t_);
   ev_timer_set(&upstream_t_, seconds, 0.);
@@ -243,6 +264,7 @@ bool HttpSession::on_client_readable() {
   }
   if (phase_ == Phase::kTunnel) {
     to_upstream_.append(buf, static_cast<size_t>(n));
+    touch_tunnel();
     return pump();
   }
   client_in_.append(buf, static_cast<size_t>(n));
@@ -269,6 +291,9 @@ bool HttpSession::process_client_input() {
                              "request head larger than " +
                                  std::to_string(listener_->worker()->config->max_head_size) +
                                  " bytes");
+      }
+      if (bad_transfer_encoding_) {
+        return respond_error(400, "Bad Request", "Transfer-Encoding other than \"chunked\"");
       }
       if (bad_header_name_) {
         return respond_error(400, "Bad Request", "invalid character (or whitespace) in a header name");
@@ -301,9 +326,11 @@ int HttpSession::req_message_begin() {
   method_.clear();
   url_.clear();
   req_headers_.clear();
+  req_last_was_value_ = false;
   head_bytes_ = 0;
   head_too_large_ = false;
   bad_header_name_ = false;
+  bad_transfer_encoding_ = false;
   req_chunked_ = false;
   req_complete_ = false;
   req_upgrade_ = false;
@@ -339,12 +366,14 @@ int HttpSession::req_header_field(const char* at, size_t len) {
       return 1;
     }
   }
-  // A field arrives in pieces across reads; a new field starts after a value.
-  if (req_headers_.empty() || !req_headers_.back().second.empty()) {
+  // A field arrives in pieces across reads; a new field starts after a value (which may
+  // have been empty).
+  if (req_headers_.empty() || req_last_was_value_) {
     req_headers_.emplace_back(std::string(at, len), std::string());
   } else {
     req_headers_.back().first.append(at, len);
   }
+  req_last_was_value_ = false;
   return 0;
 }
 
@@ -356,6 +385,7 @@ int HttpSession::req_header_value(const char* at, size_t len) {
   }
   if (req_headers_.empty()) return 1;
   req_headers_.back().second.append(at, len);
+  req_last_was_value_ = true;
   return 0;
 }
 
@@ -370,6 +400,19 @@ int HttpSession::req_headers_complete() {
                                    req_parser_.content_length != ULLONG_MAX);
   req_upgrade_ = req_parser_.upgrade != 0;
   client_keep_alive_ = req_keep_alive_;
+  if (req_chunked_) {
+    // Only "chunked" itself: another coding (gzip, chunked) would reach the upstream
+    // without its coding, since the body is re-framed here.
+    std::vector<std::string> codings;
+    for (const auto& [name, value] : req_headers_) {
+      if (!iequals(name, "transfer-encoding")) continue;
+      for (const auto& tok : connection_tokens({{"connection", value}})) codings.push_back(tok);
+    }
+    if (codings.size() != 1 || !iequals(codings[0], "chunked")) {
+      bad_transfer_encoding_ = true;
+      return -1;
+    }
+  }
   build_request_head();
   exchange_ready_ = true;
   // Response state for this exchange.
@@ -394,10 +437,10 @@ void HttpSession::build_request_head() {
   for (const auto& [name, value] : req_headers_) {
     if (hop_by_hop(name) || listed(conn_tokens, name)) continue;
     // Identity is the daemon's to state: drop every version the tenant sent.
-    if (iequals(name, t.tenant_header) || iequals(name, cfg.tenant_header) ||
-        istarts_with(name, t.label_header_prefix) ||
-        istarts_with(name, cfg.label_header_prefix) || iequals(name, "x-forwarded-for") ||
-        iequals(name, "forwarded")) {
+    if (cgi_equals(name, t.tenant_header) || cgi_equals(name, cfg.tenant_header) ||
+        cgi_starts_with(name, t.label_header_prefix) ||
+        cgi_starts_with(name, cfg.label_header_prefix) || cgi_equals(name, "x-forwarded-for") ||
+        cgi_equals(name, "forwarded")) {
       continue;
     }
     head += name;
@@ -425,8 +468,13 @@ void HttpSession::build_request_head() {
   head += "\r\n";
   // A request without a body can be replayed on a fresh connection if a pooled one
   // turns out to have been closed by the upstream.
-  if (!req_has_body_ && !req_upgrade_) retry_head_ = head;
-  else retry_head_.clear();
+  bool idempotent = req_parser_.method == HTTP_GET || req_parser_.method == HTTP_HEAD ||
+                    req_parser_.method == HTTP_OPTIONS;
+  if (!req_has_body_ && !req_upgrade_ && idempotent) {
+    retry_head_ = head;
+  } else {
+    retry_head_.clear();
+  }
   to_upstream_.append(head);
 }
 
@@ -466,17 +514,22 @@ bool HttpSession::on_client_writable() {
 
 bool HttpSession::on_client_timer() {
   if (phase_ == Phase::kIdle || phase_ == Phase::kClosing) return false;  // close quietly
+  if (phase_ == Phase::kTunnel) {
+    LOG_INFO("tenant %s: tunnel idle for %g s; closing", listener_->tenant_name().c_str(),
+             listener_->worker()->config->idle_timeout);
+    return false;
+  }
   // kHead: the request head did not arrive in time (slowloris).
   return respond_error(408, "Request Timeout", "request head not received in time");
 }
 
 // ---- upstream side -----------------------------------------------------------------
 
-bool HttpSession::connect_upstream() {
+bool HttpSession::connect_upstream(bool fresh) {
   const Address& up = listener_->upstream();
   UpstreamPool* pool = listener_->worker()->upstreams;
   upstream_reused_ = false;
-  if (pool != nullptr) {
+  if (pool != nullptr && !fresh) {
     upstream_ = pool->take(up.text);
     upstream_reused_ = static_cast<bool>(upstream_);
   }
@@ -534,13 +587,17 @@ bool HttpSession::on_upstream_readable() {
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (would_block(errno)) return true;
-    return upstream_failed("read from upstream", errno);
+    if (errno != ECONNRESET || phase_ == Phase::kTunnel) {
+      return upstream_failed("read from upstream", errno);
+    }
+    n = 0;  // a reset pooled connection: handled like a close below (may retry)
   }
   if (phase_ == Phase::kTunnel) {
     if (n == 0) {
       upstream_eof_ = true;
     } else {
       to_client_.append(buf, static_cast<size_t>(n));
+      touch_tunnel();
     }
     return pump();
   }
@@ -560,8 +617,7 @@ bool HttpSession::on_upstream_readable() {
       retry_head_.clear();
       http_parser_init(&resp_parser_, HTTP_RESPONSE);
       resp_parser_.data = this;
-      if (!connect_upstream()) return false;
-      upstream_reused_ = false;
+      if (!connect_upstream(/*fresh=*/true)) return false;
       return true;
     }
     // End of stream: completes a body delimited by close, or breaks the response.
@@ -581,8 +637,10 @@ bool HttpSession::on_upstream_readable() {
   if (tunnel_next_) {
     // 101: what follows the head belongs to the new protocol, both ways.
     tunnel_next_ = false;
+    access_log(101);
     phase_ = Phase::kTunnel;
     ev_timer_stop(loop_, &upstream_t_);
+    touch_tunnel();
     to_client_.append(buf + done, static_cast<size_t>(n) - done);
     to_upstream_.append(client_in_.view());
     client_in_.clear();
@@ -601,6 +659,7 @@ bool HttpSession::on_upstream_readable() {
 
 int HttpSession::resp_message_begin() {
   resp_headers_.clear();
+  resp_last_was_value_ = false;
   resp_reason_.clear();
   resp_interim_ = false;
   return 0;
@@ -614,17 +673,19 @@ int HttpSession::resp_status(const char* at, size_t len) {
 
 int HttpSession::resp_header_field(const char* at, size_t len) {
   if (resp_headers_.size() > 1000) return 1;
-  if (resp_headers_.empty() || !resp_headers_.back().second.empty()) {
+  if (resp_headers_.empty() || resp_last_was_value_) {
     resp_headers_.emplace_back(std::string(at, len), std::string());
   } else {
     resp_headers_.back().first.append(at, len);
   }
+  resp_last_was_value_ = false;
   return 0;
 }
 
 int HttpSession::resp_header_value(const char* at, size_t len) {
   if (resp_headers_.empty()) return 1;
   resp_headers_.back().second.append(at, len);
+  resp_last_was_value_ = true;
   return 0;
 }
 
@@ -640,13 +701,14 @@ int HttpSession::resp_headers_complete() {
   }
   ev_timer_stop(loop_, &upstream_t_);
   if (status_ == 101) {
-    if (!req_upgrade_) return 1;  // unsolicited protocol switch: malformed
+    if (!req_upgrade_) return -1;  // unsolicited protocol switch: a broken upstream
     tunnel_next_ = true;
   }
   build_response_head();
   resp_started_ = true;
-  // HEAD responses carry framing headers but no body: tell the parser.
-  return req_parser_.method == HTTP_HEAD ? 1 : 0;
+  // HEAD, 204 and 304 responses may carry a Content-Length but never a body: tell the
+  // parser, or it would wait for bytes that never come.
+  return (req_parser_.method == HTTP_HEAD || status_ == 204 || status_ == 304) ? 1 : 0;
 }
 
 void HttpSession::build_response_head() {
@@ -673,7 +735,7 @@ void HttpSession::build_response_head() {
   head += "\r\n";
   for (const auto& [name, value] : resp_headers_) {
     if (iequals(name, "content-length")) {
-      if (no_body && status_ != 101) {
+      if (no_body && status_ != 101 && status_ != 204) {
         head += name + ": " + value + "\r\n";  // HEAD/304 report the entity's length
       }
       continue;
@@ -756,8 +818,11 @@ void HttpSession::release_upstream(bool reusable) {
   if (phase_ == Phase::kTunnel) return;  // the tunnel keeps the connection
   ev_io_stop(loop_, &upstream_r_);
   ev_io_stop(loop_, &upstream_w_);
+  // Bytes of this request that were never sent die with this upstream connection: they
+  // must never be sent in front of the next request.
+  to_upstream_.clear();
   UpstreamPool* pool = listener_->worker()->upstreams;
-  if (reusable && pool != nullptr && upstream_) {
+  if (reusable && pool != nullptr && upstream_ && status_ != 101) {
     pool->put(listener_->upstream().text, std::move(upstream_));
   }
   upstream_.reset();
@@ -767,11 +832,14 @@ void HttpSession::release_upstream(bool reusable) {
 
 bool HttpSession::finish_exchange() {
   access_log(status_);
+  bool fully_sent = to_upstream_.empty();
   bool reusable = req_complete_ && !upstream_eof_ && http_should_keep_alive(&resp_parser_) &&
-                  to_upstream_.empty();
+                  fully_sent;
   release_upstream(reusable);
   retry_head_.clear();
-  if (!req_complete_) client_keep_alive_ = false;  // answered before the body finished
+  // Answered before the whole request was parsed or sent: the rest of this request is
+  // still in flight from the tenant, so the connection cannot carry another request.
+  if (!req_complete_ || !fully_sent) client_keep_alive_ = false;
   if (!client_keep_alive_) {
     set_phase(Phase::kClosing);
     return pump();
@@ -810,11 +878,11 @@ bool HttpSession::respond_error(int status, const char* reason, const std::strin
 
 void HttpSession::access_log(int status) {
   FILE* out = listener_->worker()->config->access_log;
-  if (out == nullptr || method_.empty()) return;
+  if (out == nullptr) return;
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_);
   nlohmann::json j = {{"tenant", listener_->tenant().id},
                       {"listen", listener_->spec().listen},
-                      {"method", method_},
+                      {"method", method_.empty() ? "-" : method_},
                       {"path", url_},
                       {"status", status},
                       {"bytes_in", bytes_in_},

@@ -10,7 +10,8 @@
 //   kHead     reading a request head (head timeout: slowloris protection)
 //   kIdle     keep-alive, waiting for the next request (idle timeout)
 //   kExchange request forwarded; request body and/or response in flight
-//   kTunnel   after 101 Switching Protocols: raw bytes both ways, half-close aware
+//   kTunnel   after 101 Switching Protocols: raw bytes both ways, half-close aware,
+//             closed after --idle-timeout without traffic
 //   kClosing  flushing the last response, then a short lingering read, then close
 //
 // Errors answer with a short text body while no response byte was sent yet:
@@ -69,7 +70,7 @@ class HttpSession : public Session {
   using Headers = std::vector<std::pair<std::string, std::string>>;
 
   bool process_client_input();    // parse what the tenant sent; false when over
-  bool connect_upstream();        // pooled or new; false when over
+  bool connect_upstream(bool fresh = false);  // pooled (unless fresh) or new; false when over
   bool upstream_connected();
   bool finish_exchange();         // response complete: log, pool, next request
   bool respond_error(int status, const char* reason, const std::string& why);
@@ -78,6 +79,7 @@ class HttpSession : public Session {
   void set_phase(Phase p);
   void release_upstream(bool reusable);
   void restart_upstream_timer(double seconds);
+  void touch_tunnel();  // (re)starts the tunnel's idle timeout
   void build_request_head();
   void build_response_head();
   void access_log(int status);
@@ -110,6 +112,8 @@ class HttpSession : public Session {
   size_t head_bytes_ = 0;
   bool head_too_large_ = false;
   bool bad_header_name_ = false;
+  bool req_last_was_value_ = false;
+  bool bad_transfer_encoding_ = false;
   bool req_chunked_ = false;
   bool req_complete_ = false;
   bool req_keep_alive_ = true;
@@ -124,6 +128,7 @@ class HttpSession : public Session {
   // The current response.
   std::string resp_reason_;
   Headers resp_headers_;
+  bool resp_last_was_value_ = false;
   bool resp_started_ = false;     // a response head was queued to the tenant
   bool resp_complete_ = false;
   bool resp_chunked_out_ = false; // we send chunked framing to the tenant

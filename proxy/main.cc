@@ -30,6 +30,8 @@ struct Options {
   std::string state_dir = "/var/lib/nsproxy";
   std::string access_log_path;
   double reconcile_interval = 10;
+  bool allow_host_netns = false;
+  long allow_gid = -1;
   LogLevel log_level = LogLevel::Info;
   ProxyConfig proxy;
 };
@@ -45,6 +47,8 @@ void usage(FILE* out) {
       "  --log-level LEVEL               debug, info, warn or error (default info)\n"
       "  --access-log PATH               one JSON line per HTTP request (\"-\": stdout)\n"
       "  --reconcile-interval SECONDS    drop registrations whose namespace vanished (default 10)\n"
+      "  --allow-gid GID                 also serve control clients of this primary group\n"
+      "  --allow-host-netns              allow registering nsproxyd's own network namespace\n"
       "  --tenant-header NAME            identity header (default %s)\n"
       "  --label-header-prefix PREFIX    label header prefix (default %s)\n"
       "  --connect-timeout SECONDS       upstream connect (default %g)\n"
@@ -100,7 +104,7 @@ int parse_options(int argc, char** argv, Options* o) {
   enum {
     kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
     kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
-    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kHelp, kVersion
+    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kHelp, kVersion
   };
   static const option long_opts[] = {
       {"socket", required_argument, nullptr, kSocket},
@@ -119,6 +123,8 @@ int parse_options(int argc, char** argv, Options* o) {
       {"upstream-idle-max", required_argument, nullptr, kIdleMax},
       {"upstream-idle-timeout", required_argument, nullptr, kIdlePoolTimeout},
       {"reconcile-interval", required_argument, nullptr, kReconcile},
+      {"allow-gid", required_argument, nullptr, kAllowGid},
+      {"allow-host-netns", no_argument, nullptr, kAllowHost},
       {"help", no_argument, nullptr, kHelp},
       {"version", no_argument, nullptr, kVersion},
       {nullptr, 0, nullptr, 0}};
@@ -146,6 +152,13 @@ int parse_options(int argc, char** argv, Options* o) {
       case kIdleMax: ok = parse_count("--upstream-idle-max", optarg, 0, 100000, &p.upstream_idle_max); break;
       case kIdlePoolTimeout: ok = parse_seconds("--upstream-idle-timeout", optarg, &p.upstream_idle_timeout); break;
       case kReconcile: ok = parse_seconds("--reconcile-interval", optarg, &o->reconcile_interval); break;
+      case kAllowGid: {
+        size_t gid = 0;
+        ok = parse_count("--allow-gid", optarg, 0, 4294967294u, &gid);
+        o->allow_gid = static_cast<long>(gid);
+        break;
+      }
+      case kAllowHost: o->allow_host_netns = true; break;
       case kHelp:
         usage(stdout);
         return -1;
@@ -226,6 +239,8 @@ int run(const Options& opts) {
   ControlServer control(worker.loop, [&registry](const Request& req, UniqueFd fd) {
     return registry.handle(req, std::move(fd));
   });
+  if (opts.allow_gid >= 0) control.allow_gid(static_cast<gid_t>(opts.allow_gid));
+  registry.allow_host_netns(opts.allow_host_netns);
   // Bind first: it refuses when another daemon serves this socket. Requests are only
   // served once the loop runs, after the saved registrations are back.
   if (Status s = control.listen(opts.socket_path); !s) {

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "log.h"
+#include "proxy_protocol.h"
 
 namespace nsproxy {
 namespace {
@@ -87,6 +88,14 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
   if (req.listeners.empty()) {
     return error_reply(make_error(codes::kBadRequest, "add needs at least one listener"));
   }
+  if (!allow_host_netns_) {
+    auto home = netns_identity(factory_->home_fd());
+    if (home && *home == *id) {
+      return error_reply(make_error(
+          "host_netns", req.netns_path + " is nsproxyd's own network namespace; refusing to "
+                                         "register it (start nsproxyd with --allow-host-netns)"));
+    }
+  }
 
   std::vector<Address> listen_addrs;
   std::vector<Address> upstreams;
@@ -98,6 +107,12 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
     auto upstream = parse_address(spec.upstream, true);
     if (!upstream) {
       return error_reply(make_error(codes::kBadRequest, where + ".upstream: " + upstream.error().message));
+    }
+    if (spec.proxy_protocol == ProxyProtocol::V2) {
+      if (Status ok = check_proxy_v2_identity(req.attachment.id, req.labels); !ok) {
+        return error_reply(make_error(codes::kBadRequest, where + ".proxy_protocol: " +
+                                                              ok.error().message));
+      }
     }
     listen_addrs.push_back(std::move(*listen));
     upstreams.push_back(std::move(*upstream));

@@ -55,6 +55,10 @@ class Registry {
   size_t listener_count() const;
   void clear() { regs_.clear(); }
 
+  // Registering the daemon's own network namespace is refused unless allowed: listeners
+  // there would be reachable from the host itself, not from one tenant.
+  void allow_host_netns(bool allow) { allow_host_netns_ = allow; }
+
   // Every acknowledged change is recorded here before the reply (may be null).
   void set_journal(StateJournal* journal) { journal_ = journal; }
   // At start, before the control socket serves: re-creates saved registrations whose
@@ -80,6 +84,7 @@ class Registry {
   const NetnsListenerFactory* factory_;
   int64_t started_at_;
   StateJournal* journal_ = nullptr;
+  bool allow_host_netns_ = false;
   uint64_t reclaimed_ = 0;  // dropped by reconcile (namespace gone or replaced)
   std::map<AttachmentKey, std::unique_ptr<Registration>> regs_;
 };

@@ -77,7 +77,7 @@ Result<Reply> call_daemon(const std::string& socket_path, const Request& req, in
       return make_error(codes::kTimeout, "timed out waiting for a reply from " + where + " after " +
                                              std::to_string(timeout.count()) + " ms");
     }
-    auto msg = recv_message(sock.get(), kMaxMessageSize * 16);
+    auto msg = recv_message(sock.get(), kMaxReplySize);
     if (!msg) {
       if (msg.error().code == "again") continue;
       if (msg.error().code == "eof") {

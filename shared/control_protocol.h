@@ -36,14 +36,18 @@
 namespace nsproxy {
 
 constexpr int kProtocolVersion = 1;
-constexpr size_t kMaxMessageSize = 64 * 1024;
+// Requests: large enough for a GC listing kMaxValidAttachments attachments. Receivers
+// allocate by the actual datagram size, so the limit costs nothing for small messages.
+constexpr size_t kMaxMessageSize = 4 * 1024 * 1024;
+// Replies (a list of every registration): up to 16 MiB.
+constexpr size_t kMaxReplySize = 16 * 1024 * 1024;
 constexpr size_t kMaxListeners = 32;
 constexpr size_t kMaxLabels = 64;
 constexpr size_t kMaxIdLength = 256;
 constexpr size_t kMaxLabelKeyLength = 63;
 constexpr size_t kMaxLabelValueLength = 1024;
 constexpr size_t kMaxPathLength = 4096;
-constexpr size_t kMaxValidAttachments = 100000;
+constexpr size_t kMaxValidAttachments = 30000;
 
 constexpr const char* kDefaultSocketPath = "/run/nsproxy/nsproxyd.sock";
 

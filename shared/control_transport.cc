@@ -7,7 +7,18 @@
 
 namespace nsproxy {
 
+void ensure_send_buffer(int sock, size_t message_size) {
+  constexpr size_t kDefaultRoom = 192 * 1024;
+  if (message_size <= kDefaultRoom) return;
+  int want = static_cast<int>(message_size + 64 * 1024);
+  // Root may exceed net.core.wmem_max; others get what the limit allows.
+  if (::setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) < 0) {
+    ::setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+  }
+}
+
 Status send_message(int sock, std::string_view payload, int pass_fd) {
+  ensure_send_buffer(sock, payload.size());
   iovec iov{const_cast<char*>(payload.data()), payload.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -33,8 +44,23 @@ Status send_message(int sock, std::string_view payload, int pass_fd) {
 
 Result<Message> recv_message(int sock, size_t max_size) {
   Message m;
-  // One spare byte detects oversize datagrams even without MSG_TRUNC reporting.
-  std::vector<char> buf(max_size + 1);
+  // Learn the datagram's size first (MSG_TRUNC reports the real length on unix
+  // sockets; no control buffer, so no fd is installed by the peek), then allocate just
+  // that much: limits can be generous without costing memory per small message.
+  size_t want = max_size + 1;  // one spare byte detects oversize datagrams
+  {
+    char probe;
+    iovec piov{&probe, 1};
+    msghdr pmsg{};
+    pmsg.msg_iov = &piov;
+    pmsg.msg_iovlen = 1;
+    ssize_t len;
+    do {
+      len = ::recvmsg(sock, &pmsg, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+    } while (len < 0 && errno == EINTR);
+    if (len >= 0 && static_cast<size_t>(len) < want) want = static_cast<size_t>(len) + 1;
+  }
+  std::vector<char> buf(want);
   iovec iov{buf.data(), buf.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -74,6 +100,8 @@ Result<Message> recv_message(int sock, size_t max_size) {
     return make_error("eof", "peer closed");
   }
   if ((msg.msg_flags & MSG_TRUNC) || static_cast<size_t>(n) > max_size) {
+    // Also covers a datagram that grew between peek and read (cannot happen) or a peek
+    // that failed: whatever did not fit is reported as truncated.
     m.truncated = true;
     n = static_cast<ssize_t>(max_size);
   }

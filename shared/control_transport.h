@@ -17,6 +17,10 @@ struct Message {
   bool extra_fds = false; // more than one fd (or other control data) was sent; extras closed
 };
 
+// A SOCK_SEQPACKET datagram must fit the sender's socket buffer: grows it for large
+// messages (send_message calls this).
+void ensure_send_buffer(int sock, size_t message_size);
+
 // Sends one datagram. pass_fd < 0 sends no fd. Returns errno-based errors with code "io".
 Status send_message(int sock, std::string_view payload, int pass_fd = -1);
 
