@@ -2,10 +2,13 @@
 # `make demo` runs the three-tenant demo (root).
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = fuzz_control_request fuzz_cni_config fuzz_http_request
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build asan test unit-test integration-test demo clean format
+.PHONY: all deps build asan test unit-test integration-test demo clean format fuzz
 
 all: build
 
@@ -27,6 +30,15 @@ test: deps
 	@scripts/run-tests.sh $(BUILD)
 	@scripts/run-tests.sh $(BUILD_ASAN)
 
+# libFuzzer targets (clang, ASan+UBSan) in $(BUILD_FUZZ), each run for FUZZ_SECONDS on a
+# copy of test/fuzz/corpus/<target>/. A crash leaves its input in
+# $(BUILD_FUZZ)/fuzz-artifacts/<target>/ and fails.
+fuzz: deps
+	@cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNSPROXY_FUZZ=ON -DNSPROXY_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target $(FUZZ_TARGETS)
+	@test/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 demo: build
 	@scripts/demo.sh $(BUILD)
 
@@ -34,4 +46,4 @@ format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
