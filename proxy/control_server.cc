@@ -192,7 +192,7 @@ Status ControlServer::listen(const std::string& path) {
   } else if (::chmod(path.c_str(), 0600) < 0) {
     return errno_error("socket", "chmod " + path);
   }
-  if (::listen(fd.get(), 128) < 0) return errno_error("socket", "listen " + path);
+  if (::listen(fd.get(), SOMAXCONN) < 0) return errno_error("socket", "listen " + path);
   path_ = path;
   fd_ = std::move(fd);
   ev_io_init(&accept_w_, accept_cb, fd_.get(), EV_READ);

@@ -307,10 +307,7 @@ bool HttpSession::process_client_input() {
   if (exchange_ready_) {
     exchange_ready_ = false;
     if (over_limit_) {
-      return respond_error(503, "Service Unavailable",
-                           "tenant connection limit (" +
-                               std::to_string(listener_->worker()->config->max_connections_per_tenant) +
-                               ") reached");
+      return respond_error(503, "Service Unavailable", "connection limit reached");
     }
     if (req_parser_.method == HTTP_CONNECT) {
       return respond_error(405, "Method Not Allowed", "CONNECT is not proxied");

@@ -86,10 +86,14 @@ void Listener::on_acceptable() {
       return;
     }
     UniqueFd client(cfd);
-    bool over_limit = tenant_->connections >= worker_->config->max_connections_per_tenant;
+    const ProxyConfig& cfg = *worker_->config;
+    bool tenant_full = tenant_->connections >= cfg.max_connections_per_tenant;
+    bool global_full = cfg.max_connections > 0 && worker_->connections >= cfg.max_connections;
+    bool over_limit = tenant_full || global_full;
     if (over_limit && spec_.mode == Mode::Tcp) {
-      LOG_WARN("tenant %s: %zu connections open, the limit; refusing one on %s",
-               tenant_name().c_str(), tenant_->connections, spec_.listen.c_str());
+      LOG_WARN("tenant %s: %s; refusing a connection on %s", tenant_name().c_str(),
+               tenant_full ? "tenant connection limit reached" : "daemon connection limit reached",
+               spec_.listen.c_str());
       continue;  // closes it
     }
     std::unique_ptr<Session> s = make_session(std::move(client), over_limit);

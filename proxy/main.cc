@@ -48,6 +48,9 @@ void usage(FILE* out) {
       "  --access-log PATH               one JSON line per HTTP request (\"-\": stdout)\n"
       "  --reconcile-interval SECONDS    drop registrations whose namespace vanished (default 10)\n"
       "  --allow-gid GID                 also serve control clients of this primary group\n"
+      "  --max-registrations N           refuse add beyond N registrations (default 65536)\n"
+      "  --max-connections N             tenant connections over all tenants (default: from\n"
+      "                                  RLIMIT_NOFILE, (limit - 256) / 2)\n"
       "  --allow-host-netns              allow registering nsproxyd's own network namespace\n"
       "  --tenant-header NAME            identity header (default %s)\n"
       "  --label-header-prefix PREFIX    label header prefix (default %s)\n"
@@ -104,7 +107,7 @@ int parse_options(int argc, char** argv, Options* o) {
   enum {
     kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
     kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
-    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kHelp, kVersion
+    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kHelp, kVersion
   };
   static const option long_opts[] = {
       {"socket", required_argument, nullptr, kSocket},
@@ -124,6 +127,8 @@ int parse_options(int argc, char** argv, Options* o) {
       {"upstream-idle-timeout", required_argument, nullptr, kIdlePoolTimeout},
       {"reconcile-interval", required_argument, nullptr, kReconcile},
       {"allow-gid", required_argument, nullptr, kAllowGid},
+      {"max-registrations", required_argument, nullptr, kMaxRegs},
+      {"max-connections", required_argument, nullptr, kMaxAllConns},
       {"allow-host-netns", no_argument, nullptr, kAllowHost},
       {"help", no_argument, nullptr, kHelp},
       {"version", no_argument, nullptr, kVersion},
@@ -159,6 +164,8 @@ int parse_options(int argc, char** argv, Options* o) {
         break;
       }
       case kAllowHost: o->allow_host_netns = true; break;
+      case kMaxRegs: ok = parse_count("--max-registrations", optarg, 1, 10000000, &p.max_registrations); break;
+      case kMaxAllConns: ok = parse_count("--max-connections", optarg, 1, 100000000, &p.max_connections); break;
       case kHelp:
         usage(stdout);
         return -1;
@@ -179,13 +186,20 @@ int parse_options(int argc, char** argv, Options* o) {
   return 0;
 }
 
-// Tenants' connections need fds: take the hard limit (rule 4 of DESIGN.md).
-void raise_fd_limit() {
+// Tenants' connections need fds: take the hard limit (rule 4 of DESIGN.md). Returns
+// the limit in effect.
+size_t raise_fd_limit() {
   rlimit rl;
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t old = rl.rlim_cur;
     rl.rlim_cur = rl.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &rl) < 0) LOG_WARN("cannot raise RLIMIT_NOFILE");
+    if (::setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+      LOG_WARN("cannot raise RLIMIT_NOFILE");
+      rl.rlim_cur = old;
+    }
   }
+  return rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : static_cast<size_t>(rl.rlim_cur);
 }
 
 void on_reconcile(struct ev_loop*, ev_timer* w, int) {
@@ -200,7 +214,7 @@ void on_stop_signal(struct ev_loop* loop, ev_signal* w, int) {
 int run(const Options& opts) {
   set_log_level(opts.log_level);
   ::signal(SIGPIPE, SIG_IGN);
-  raise_fd_limit();
+  size_t fd_limit = raise_fd_limit();
 
   std::error_code ec;
   std::filesystem::create_directories(opts.state_dir, ec);
@@ -217,6 +231,11 @@ int run(const Options& opts) {
   }
 
   Options mutable_opts = opts;
+  if (mutable_opts.proxy.max_connections == 0) {
+    // Each tenant connection costs two fds (tenant and upstream); keep room for
+    // listeners, control clients and namespace fds.
+    mutable_opts.proxy.max_connections = fd_limit > 512 ? (fd_limit - 256) / 2 : 128;
+  }
   if (!opts.access_log_path.empty()) {
     if (opts.access_log_path == "-") {
       mutable_opts.proxy.access_log = stdout;

@@ -131,6 +131,10 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
     forget(it, nullptr);  // closes the old listeners first: the new ones may need their ports
   }
 
+  if (regs_.size() >= worker_->config->max_registrations) {
+    return error_reply(make_error("limit", "nsproxyd already holds " + std::to_string(regs_.size()) +
+                                               " registrations (--max-registrations)"));
+  }
   auto fds = factory_->listen_all(netns_fd.get(), req.netns_path, listen_addrs);
   if (!fds) {
     LOG_WARN("add %s: %s", who.c_str(), fds.error().message.c_str());

@@ -47,18 +47,16 @@ Result<Reply> call_daemon(const std::string& socket_path, const Request& req, in
 
   UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!sock) return errno_error(codes::kUnreachable, "socket");
-  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    if (errno != EINPROGRESS && errno != EAGAIN) {
-      return errno_error(codes::kUnreachable, "cannot reach " + where);
+  // A unix socket connects at once or fails; EAGAIN means the daemon's accept backlog
+  // is full (a storm of plugin processes): it starts nothing, so retry until the deadline.
+  for (;;) {
+    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return errno_error(codes::kUnreachable, "cannot reach " + where);
+    if (Clock::now() >= deadline) {
+      return make_error(codes::kTimeout, "timed out connecting to " + where + " (backlog full)");
     }
-    // The daemon's accept backlog is full: wait for room, bounded.
-    if (!wait_for(sock.get(), POLLOUT, deadline)) {
-      return make_error(codes::kTimeout, "timed out connecting to " + where);
-    }
-    int err = 0;
-    socklen_t len = sizeof err;
-    ::getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) return errno_error(codes::kUnreachable, "cannot reach " + where, err);
+    ::usleep(2000);
   }
 
   std::string payload = encode_request(req);
