@@ -2,14 +2,16 @@
 # Three-tenant demo: three network namespaces with the SAME address (10.0.0.2/24), one
 # shared nsproxyd, registered through a real CNI client (cnitool over libcni) running the
 # chain [loopback, nsproxy]. Each tenant reaches a host-side upstream at 127.0.0.1:8080
-# inside its own namespace; after CNI DEL the listener is gone.
+# inside its own namespace. In http mode the upstream learns WHICH tenant is calling
+# (X-Tenant-Id, X-Tenant-Label-*, X-Forwarded-For), and a tenant that sends a forged
+# X-Tenant-Id does not get it through. After CNI DEL the listener is gone.
 #
 #   scripts/demo.sh BUILD_DIR          (as root; `make demo` does this)
 #
 # Environment:
-#   DEMO_MODE=tcp|http   tcp (default): byte stream to an echo upstream;
-#                        http: HTTP proxy to an upstream that answers with a JSON
-#                        description of the request it received.
+#   DEMO_MODE=http|tcp   http (default): HTTP proxy to an upstream that answers with a
+#                        JSON description of the request it received (identity headers);
+#                        tcp: byte stream to an echo upstream.
 #   DEMO_KEEP_LOGS=1     print the daemon log at the end even on success.
 #
 # Everything runs on loopback or inside namespaces this script creates, and everything it
@@ -19,7 +21,7 @@ set -euo pipefail
 usage() { echo "usage: $0 BUILD_DIR" >&2; exit 2; }
 [ $# -eq 1 ] || usage
 
-MODE=${DEMO_MODE:-tcp}
+MODE=${DEMO_MODE:-http}
 case "$MODE" in tcp | http) ;; *) echo "demo: DEMO_MODE must be tcp or http" >&2; exit 2 ;; esac
 
 bold="" reset=""
@@ -48,7 +50,9 @@ BUILD=$(cd "$1" 2>/dev/null && pwd) || die "build directory '$1' does not exist"
 for bin in nsproxyd nsproxy nsproxyctl nsproxy-echo cnitool; do
   [ -x "$BUILD/$bin" ] || die "$BUILD/$bin is missing; build first (make build)"
 done
-for tool in ip python3; do
+tools=(ip python3)
+[ "$MODE" = http ] && tools+=(curl)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || die "'$tool' is not installed"
 done
 [ -x /usr/lib/cni/loopback ] || die "/usr/lib/cni/loopback missing (install containernetworking-plugins)"
@@ -62,8 +66,10 @@ ECHO_PID=""
 DAEMON_PID=""
 CREATED_NS=()
 
-stop_pid() { # pid name: SIGTERM, wait up to 5 s, then SIGKILL
+STOP_STATUS=0
+stop_pid() { # pid name: SIGTERM, wait up to 5 s, then SIGKILL; exit status in STOP_STATUS
   local pid=$1
+  STOP_STATUS=0
   [ -n "$pid" ] || return 0
   kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || true
@@ -75,7 +81,7 @@ stop_pid() { # pid name: SIGTERM, wait up to 5 s, then SIGKILL
     echo "    $2 (pid $pid) ignored SIGTERM; killing it" >&2
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  wait "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || STOP_STATUS=$?
 }
 
 cleanup() {
@@ -95,6 +101,15 @@ cleanup() {
     sed 's/^/      /' "$TMP/nsproxyd.log"
   fi
   stop_pid "$DAEMON_PID" nsproxyd
+  if [ "$STOP_STATUS" -ne 0 ] && [ "$STOP_STATUS" -ne 127 ]; then
+    # nsproxyd exits 0 on SIGTERM; anything else (a crash on shutdown) fails the demo.
+    echo "    nsproxyd exited with status $STOP_STATUS on SIGTERM (expected 0)" >&2
+    if [ -n "$TMP" ] && [ -s "$TMP/nsproxyd.log" ]; then
+      echo "    --- last lines of nsproxyd.log:" >&2
+      tail -n 30 "$TMP/nsproxyd.log" | sed 's/^/      /' >&2
+    fi
+    [ "$rc" -ne 0 ] || rc=1
+  fi
   stop_pid "$ECHO_PID" nsproxy-echo
   for ns in "${CREATED_NS[@]}"; do
     ip netns del "$ns" 2>/dev/null
@@ -149,6 +164,38 @@ if prefix:
     # A PROXY protocol header sent by the proxy to the upstream, echoed back.
     print(f"(upstream received a {len(prefix)}-byte header before the data: {prefix[:16]!r}...)")
 print("reply: " + data[len(prefix):].decode().rstrip("\n"))
+EOF
+
+# Reads nsproxy-echo's JSON description of a request on stdin, prints the identity the
+# upstream received, and checks it: exactly one X-Tenant-Id equal to argv[1], and none of
+# the forged values argv[2:] anywhere in the headers. Exit 1 on a mismatch.
+cat >"$TMP/identity.py" <<'EOF'
+import json, sys
+expected, forged = sys.argv[1], sys.argv[2:]
+raw = sys.stdin.read()
+try:
+    seen = json.loads(raw)
+    headers = seen["headers"]
+except (ValueError, KeyError, TypeError):
+    print(f"not an nsproxy-echo answer: {raw[:300]!r}")
+    sys.exit(1)
+def identity(name):
+    n = name.lower()
+    return n in ("x-tenant-id", "x-forwarded-for", "forwarded") or n.startswith("x-tenant-label-")
+print(f'upstream received {seen["method"]} {seen["path"]} with:')
+for name, value in headers:
+    if identity(name):
+        print(f"  {name}: {value}")
+ids = [v for k, v in headers if k.lower() == "x-tenant-id"]
+if ids != [expected]:
+    print(f"WRONG: expected exactly X-Tenant-Id: {expected}, upstream got {ids}")
+    sys.exit(1)
+leaked = [f"{k}: {v}" for k, v in headers for f in forged if f in v]
+if leaked:
+    print(f"WRONG: forged values reached the upstream: {leaked}")
+    sys.exit(1)
+print(f"  -> the upstream knows this is {expected}" +
+      (f"; the forged {', '.join(forged)} did not get through" if forged else ""))
 EOF
 
 step "Creating three namespaces that all use 10.0.0.2/24"
@@ -227,6 +274,7 @@ cat >"$TMP/demo.conflist" <<EOF
     {
       "type": "nsproxy",
       "socket": "$SOCK",
+      "labels": {"env": "demo"},
       "listeners": [
         {"listen": "127.0.0.1:8080", "upstream": "$UPSTREAM", "mode": "$MODE"}
       ]
@@ -237,14 +285,15 @@ EOF
 run ls -l "$TMP/cni-bin"
 run cat "$TMP/demo.conflist"
 
-cni() { # cni add|del TENANT
+cni() { # cni add|del TENANT  (CNI_ARGS carry the pod name: it becomes a label)
   "$BUILD/cnitool" --cni-path "$TMP/cni-bin" --cache-dir "$TMP/cni-cache" \
-    --container-id "demo-$2" "$1" "$TMP/demo.conflist" "/run/netns/$PREFIX-$2"
+    --container-id "demo-$2" --args "K8S_POD_NAMESPACE=demo;K8S_POD_NAME=pod-$2" \
+    "$1" "$TMP/demo.conflist" "/run/netns/$PREFIX-$2"
 }
 
 step "CNI ADD for each tenant (cnitool -> libcni -> loopback, nsproxy)"
 for t in "${TENANTS[@]}"; do
-  printf '    $ cnitool --container-id demo-%s add demo.conflist /run/netns/%s\n' "$t" "$PREFIX-$t"
+  printf '    $ cnitool --container-id demo-%s --args "K8S_POD_NAMESPACE=demo;K8S_POD_NAME=pod-%s" add demo.conflist /run/netns/%s\n' "$t" "$t" "$PREFIX-$t"
   if ! out=$(cni add "$t" 2>&1); then
     indent "$out"
     die "CNI ADD failed for tenant $t"
@@ -271,9 +320,43 @@ for t in "${TENANTS[@]}"; do
   if [ "$MODE" = tcp ]; then
     run ip netns exec "$ns" "$PYTHON" "$TMP/client.py" 127.0.0.1 8080 "hello from tenant $t (10.0.0.2)"
   else
-    run ip netns exec "$ns" curl -sS -m 5 -H "X-Demo-Tenant: $t" "http://127.0.0.1:8080/hello-from-$t"
+    run ip netns exec "$ns" curl -sS -m 5 "http://127.0.0.1:8080/hello-from-$t"
   fi
 done
+
+if [ "$MODE" = http ]; then
+  # curl inside a tenant namespace; the upstream's JSON answer goes to identity.py.
+  identity() { # identity TENANT EXPECTED_ID [FORGED_VALUE...] -- CURL_ARGS...
+    local t=$1 expected=$2
+    shift 2
+    local forged=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do forged+=("$1"); shift; done
+    shift
+    printf '    $ ip netns exec %s curl -sS' "$PREFIX-$t"
+    printf " %q" "$@"
+    printf '\n'
+    local out rc=0
+    out=$(ip netns exec "$PREFIX-$t" curl -sS -m 5 "$@" 2>&1) || rc=$?
+    [ "$rc" -eq 0 ] || { indent "$out"; die "curl failed in tenant $t (exit $rc)"; }
+    out=$(printf '%s' "$out" | "$PYTHON" "$TMP/identity.py" "$expected" "${forged[@]}" 2>&1) || rc=$?
+    indent "$out"
+    [ "$rc" -eq 0 ] || die "tenant $t: the upstream did not receive the expected identity"
+  }
+
+  step "The identity the upstream received, per tenant (all three are 10.0.0.2)"
+  for t in "${TENANTS[@]}"; do
+    identity "$t" "demo-$t" -- "http://127.0.0.1:8080/whoami"
+  done
+
+  step "A tenant forging its identity: the upstream still sees the real one"
+  for t in "${TENANTS[@]}"; do
+    # Mixed case and duplicates, a forged label and a forged client address.
+    identity "$t" "demo-$t" someone-else pod-of-someone-else 6.6.6.6 -- \
+      -H "X-Tenant-Id: someone-else" -H "x-tenant-id: someone-else" \
+      -H "X-Tenant-Label-pod-name: pod-of-someone-else" -H "X-Forwarded-For: 6.6.6.6" \
+      "http://127.0.0.1:8080/forged-by-$t"
+  done
+fi
 
 step "CNI DEL for each tenant"
 for t in "${TENANTS[@]}"; do

@@ -1,6 +1,8 @@
 #include "fixture.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -462,7 +464,8 @@ Daemon::~Daemon() {
   std::vector<std::string> argv = prefix_;
   argv.insert(argv.end(), {binary("nsproxyd"), "--socket", socket_, "--state-dir", state_dir_,
                            "--log-level", "debug"});
-  process_ = std::make_unique<Process>(argv);
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  process_ = std::make_unique<Process>(argv, env_);
   stopped_ = false;
   if (!process_->started()) {
     return ::testing::AssertionFailure() << "cannot start nsproxyd: " << process_->start_error();
@@ -528,6 +531,15 @@ std::vector<nlohmann::json> Daemon::registrations_with_id(const std::string& id)
     if (r.contains("attachment") && r["attachment"].value("id", "") == id) out.push_back(r);
   }
   return out;
+}
+
+long rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  }
+  return -1;
 }
 
 EchoServer::EchoServer(std::string mode, std::vector<std::string> prefix, std::string listen,
@@ -740,6 +752,376 @@ Result<std::string> roundtrip_in_netns(const std::string& netns_path, const std:
 }
 
 // ---------------------------------------------------------------------------------------
+// HTTP clients and upstreams
+
+namespace {
+
+bool iequal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string trim(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
+  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t')) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+std::string printable(std::string_view s, size_t max = 400) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max; ++i) {
+    unsigned char ch = static_cast<unsigned char>(s[i]);
+    if (ch == '\r') {
+      out += "\\r";
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else if (ch < 32 || ch > 126) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\x%02x", ch);
+      out += b;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  if (s.size() > max) out += "...(" + std::to_string(s.size()) + " bytes)";
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> HttpResponse::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (iequal(k, name)) return v;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> HttpResponse::all(std::string_view name) const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : headers) {
+    if (iequal(k, name)) out.push_back(v);
+  }
+  return out;
+}
+
+nlohmann::json HttpResponse::json() const {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  return j.is_discarded() ? nlohmann::json() : j;
+}
+
+std::string HttpResponse::describe(size_t body_bytes) const {
+  return printable(head, 4000) + " | body (" + std::to_string(body.size()) +
+         " bytes): " + printable(body, body_bytes);
+}
+
+HttpConn HttpConn::open(const std::string& netns_path, const std::string& address, Millis timeout) {
+  auto c = connect_in_netns(netns_path, address, timeout);
+  HttpConn h;
+  if (!c.ok()) {
+    h.error_ = c.message;
+    return h;
+  }
+  h.fd_ = std::move(c.fd);
+  return h;
+}
+
+Status HttpConn::send(std::string_view data, Millis timeout) {
+  if (!fd_) return make_error("closed", "send on a closed connection");
+  return send_all(fd_.get(), data, timeout);
+}
+
+Status HttpConn::fill(Clock::time_point deadline) {
+  if (!fd_) return make_error("closed", "read on a closed connection");
+  if (eof_) return make_error("eof", "connection closed by the peer");
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      buf_.append(buf, static_cast<size_t>(n));
+      return {};
+    }
+    if (n == 0) {
+      eof_ = true;
+      return make_error("eof", "connection closed by the peer");
+    }
+    if (errno == ECONNRESET) {
+      eof_ = true;
+      return make_error("eof", "connection reset by the peer");
+    }
+    if (errno != EAGAIN && errno != EINTR) return nsproxy::errno_error("recv", "recv");
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, remaining_ms(deadline)) == 0) {
+      return make_error("timeout", "timed out waiting for bytes");
+    }
+  }
+}
+
+Result<HttpResponse> HttpConn::read_head(Millis timeout) {
+  auto deadline = Clock::now() + timeout;
+  size_t end;
+  while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+    auto st = fill(deadline);
+    if (!st.ok()) {
+      return make_error(st.error().code,
+                        st.error().message + " before a complete response head; got " +
+                            std::to_string(buf_.size()) + " bytes: \"" + printable(buf_) + "\"");
+    }
+  }
+  HttpResponse r;
+  r.head = buf_.substr(0, end + 4);
+  buf_.erase(0, end + 4);
+  std::string_view head(r.head);
+  size_t eol = head.find("\r\n");
+  std::string_view status_line = head.substr(0, eol);
+  // "HTTP/1.1 200 OK"
+  size_t sp1 = status_line.find(' ');
+  if (sp1 == std::string_view::npos || status_line.substr(0, 5) != "HTTP/") {
+    return make_error("bad_response", "bad status line: \"" + printable(status_line) + "\"");
+  }
+  r.version = std::string(status_line.substr(0, sp1));
+  size_t sp2 = status_line.find(' ', sp1 + 1);
+  std::string code(status_line.substr(
+      sp1 + 1, sp2 == std::string_view::npos ? std::string_view::npos : sp2 - sp1 - 1));
+  if (code.size() != 3 || !std::isdigit(static_cast<unsigned char>(code[0])) ||
+      !std::isdigit(static_cast<unsigned char>(code[1])) ||
+      !std::isdigit(static_cast<unsigned char>(code[2]))) {
+    return make_error("bad_response", "bad status code in \"" + printable(status_line) + "\"");
+  }
+  r.status = std::stoi(code);
+  if (sp2 != std::string_view::npos) r.reason = std::string(status_line.substr(sp2 + 1));
+  size_t pos = eol + 2;
+  while (pos < head.size()) {
+    size_t e = head.find("\r\n", pos);
+    if (e == pos) break;
+    std::string_view line = head.substr(pos, e - pos);
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0 || line[colon - 1] == ' ') {
+      return make_error("bad_response", "bad header line: \"" + printable(line) + "\"");
+    }
+    r.headers.emplace_back(std::string(line.substr(0, colon)), trim(line.substr(colon + 1)));
+    pos = e + 2;
+  }
+  return r;
+}
+
+Result<std::string> HttpConn::read_exact(size_t n, Millis timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (buf_.size() < n) {
+    auto st = fill(deadline);
+    if (!st.ok()) {
+      return make_error(st.error().code, st.error().message + " after " +
+                                             std::to_string(buf_.size()) + " of " +
+                                             std::to_string(n) + " bytes");
+    }
+  }
+  std::string out = buf_.substr(0, n);
+  buf_.erase(0, n);
+  return out;
+}
+
+Result<HttpResponse> HttpConn::read_response(Millis timeout, bool head_request) {
+  auto deadline = Clock::now() + timeout;
+  auto head = read_head(timeout);
+  if (!head) return head.error();
+  HttpResponse r = std::move(*head);
+  if (head_request || (r.status >= 100 && r.status < 200) || r.status == 204 || r.status == 304) {
+    return r;
+  }
+  auto te = r.header("Transfer-Encoding");
+  if (te && te->size() >= 7 && iequal(te->substr(te->size() - 7), "chunked")) {
+    r.chunked = true;
+    for (;;) {
+      size_t e;
+      while ((e = buf_.find("\r\n")) == std::string::npos) {
+        auto st = fill(deadline);
+        if (!st.ok()) {
+          return make_error(st.error().code, st.error().message + " in a chunk size line after " +
+                                                 std::to_string(r.body.size()) + " body bytes; " +
+                                                 r.describe());
+        }
+      }
+      std::string line = buf_.substr(0, e);
+      buf_.erase(0, e + 2);
+      size_t semi = line.find(';');
+      std::string hex = trim(line.substr(0, semi));
+      char* endp = nullptr;
+      unsigned long long size = std::strtoull(hex.c_str(), &endp, 16);
+      if (hex.empty() || *endp != '\0') {
+        return make_error("bad_response", "bad chunk size line \"" + printable(line) + "\" after " +
+                                              std::to_string(r.body.size()) + " body bytes");
+      }
+      if (size == 0) {
+        // Trailers, then an empty line.
+        for (;;) {
+          while ((e = buf_.find("\r\n")) == std::string::npos) {
+            auto st = fill(deadline);
+            if (!st.ok()) return make_error(st.error().code, st.error().message + " in trailers");
+          }
+          bool empty = e == 0;
+          buf_.erase(0, e + 2);
+          if (empty) break;
+        }
+        return r;
+      }
+      auto data = read_exact(static_cast<size_t>(size) + 2, Millis(remaining_ms(deadline)));
+      if (!data) {
+        return make_error(data.error().code, data.error().message + " in a chunk after " +
+                                                 std::to_string(r.body.size()) + " body bytes");
+      }
+      if (data->compare(size, 2, "\r\n") != 0) {
+        return make_error("bad_response", "chunk not followed by CRLF after " +
+                                              std::to_string(r.body.size()) + " body bytes");
+      }
+      r.body.append(*data, 0, static_cast<size_t>(size));
+    }
+  }
+  auto cl = r.header("Content-Length");
+  if (cl) {
+    char* endp = nullptr;
+    unsigned long long n = std::strtoull(cl->c_str(), &endp, 10);
+    if (cl->empty() || *endp != '\0') {
+      return make_error("bad_response", "bad Content-Length: " + r.describe());
+    }
+    auto data = read_exact(static_cast<size_t>(n), Millis(remaining_ms(deadline)));
+    if (!data) {
+      return make_error(data.error().code,
+                        data.error().message + " of the body; head: " + printable(r.head));
+    }
+    r.body = std::move(*data);
+    return r;
+  }
+  // Delimited by the close of the connection.
+  r.until_eof = true;
+  for (;;) {
+    auto st = fill(deadline);
+    if (!st.ok()) {
+      if (st.error().code == "eof") break;
+      return make_error(st.error().code, st.error().message + " reading a body delimited by EOF");
+    }
+  }
+  r.body = std::move(buf_);
+  buf_.clear();
+  return r;
+}
+
+Result<HttpResponse> HttpConn::request(std::string_view raw, Millis timeout, bool head_request) {
+  auto st = send(raw, timeout);
+  if (!st.ok()) return st.error();
+  return read_response(timeout, head_request);
+}
+
+Result<std::string> HttpConn::wait_closed(Millis timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto st = fill(deadline);
+    if (!st.ok()) {
+      if (st.error().code == "eof") {
+        std::string out = std::move(buf_);
+        buf_.clear();
+        return out;
+      }
+      return make_error(st.error().code, "the connection stayed open for " +
+                                             std::to_string(timeout.count()) + " ms; received \"" +
+                                             printable(buf_) + "\"");
+    }
+  }
+}
+
+RawUpstream::RawUpstream(Handler handler) : handler_(std::move(handler)) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(fd, 64) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return;
+  }
+  listen_fd_ = fd;
+  address_ = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  accept_thread_ = std::thread([this] {
+    for (;;) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      ::poll(&p, 1, 50);
+      if (stopping_) return;
+      if (!(p.revents & POLLIN)) continue;
+      int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      ++accepted_;
+      std::lock_guard<std::mutex> lock(mu_);
+      conn_fds_.push_back(c);
+      threads_.emplace_back([this, c] { handler_(c); });
+    }
+  });
+}
+
+RawUpstream::~RawUpstream() {
+  stopping_ = true;
+  if (accept_thread_.joinable()) accept_thread_.join();
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int c : conn_fds_) ::shutdown(c, SHUT_RDWR);
+    threads.swap(threads_);
+  }
+  for (auto& t : threads) t.join();
+  for (int c : conn_fds_) ::close(c);
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+}
+
+std::optional<std::string> read_head_blocking(int fd, std::string* rest, Millis timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::string got;
+  char buf[16384];
+  for (;;) {
+    size_t end = got.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      if (rest) *rest = got.substr(end + 4);
+      return got.substr(0, end + 4);
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, remaining_ms(deadline)) <= 0) return std::nullopt;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return std::nullopt;
+    got.append(buf, static_cast<size_t>(n));
+  }
+}
+
+bool write_all_blocking(int fd, std::string_view data) {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  if (fd >= 0) ::close(fd);
+  return port;
+}
+
+// ---------------------------------------------------------------------------------------
 // The CNI plugin
 
 std::string PluginResult::describe() const {
@@ -802,6 +1184,156 @@ nlohmann::json plugin_config(const std::string& network, const std::string& sock
 }
 
 // ---------------------------------------------------------------------------------------
+
+::testing::AssertionResult register_listeners(const Daemon& d, const Netns& ns,
+                                              const std::string& id,
+                                              const std::vector<nsproxy::ListenerSpec>& listeners,
+                                              const std::map<std::string, std::string>& labels,
+                                              const nsproxy::IdentityHeaders& headers) {
+  auto fd = nsproxy::open_netns(ns.path());
+  if (!fd) return ::testing::AssertionFailure() << fd.error().message;
+  nsproxy::Request req;
+  req.op = nsproxy::Op::Add;
+  req.attachment.id = id;
+  req.netns_path = ns.path();
+  req.listeners = listeners;
+  req.labels = labels;
+  req.headers = headers;
+  auto reply = d.call(req, fd->get());
+  if (!reply) {
+    return ::testing::AssertionFailure()
+           << "add " << id << ": " << reply.error().code << ": " << reply.error().message;
+  }
+  if (!reply->ok) {
+    return ::testing::AssertionFailure()
+           << "add " << id << " refused: " << reply->error.code << ": " << reply->error.message;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult register_http(const Daemon& d, const Netns& ns, const std::string& id,
+                                         const std::string& upstream,
+                                         const std::map<std::string, std::string>& labels,
+                                         const nsproxy::IdentityHeaders& headers,
+                                         const std::string& listen) {
+  nsproxy::ListenerSpec spec;
+  spec.listen = listen;
+  spec.upstream = upstream;
+  spec.mode = nsproxy::Mode::Http;
+  return register_listeners(d, ns, id, {spec}, labels, headers);
+}
+
+std::string http_request(const std::string& method, const std::string& path,
+                         const std::string& extra_headers, const std::string& body) {
+  return method + " " + path + " HTTP/1.1\r\nHost: tenant.test\r\n" + extra_headers + "\r\n" + body;
+}
+
+std::vector<std::string> echo_headers(const nlohmann::json& echo, std::string_view name) {
+  std::vector<std::string> out;
+  if (!echo.is_object() || !echo.contains("headers") || !echo["headers"].is_array()) return out;
+  for (const auto& h : echo["headers"]) {
+    if (h.is_array() && h.size() == 2 && iequal(h[0].get<std::string>(), name)) {
+      out.push_back(h[1].get<std::string>());
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> echo_headers_with_prefix(const nlohmann::json& echo,
+                                                  std::string_view prefix) {
+  std::vector<std::string> out;
+  if (!echo.is_object() || !echo.contains("headers") || !echo["headers"].is_array()) return out;
+  for (const auto& h : echo["headers"]) {
+    if (!h.is_array() || h.size() != 2) continue;
+    auto k = h[0].get<std::string>();
+    if (k.size() >= prefix.size() && iequal(std::string_view(k).substr(0, prefix.size()), prefix)) {
+      out.push_back(k + ": " + h[1].get<std::string>());
+    }
+  }
+  return out;
+}
+
+void HttpTest::SetUp() {
+  IntegrationTest::SetUp();
+  if (IsSkipped()) return;
+  ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy-echo"}));
+}
+
+Nginx::Nginx(std::string dir, std::string server_body)
+    : dir_(std::move(dir)), server_body_(std::move(server_body)) {
+  ::mkdir((dir_ + "/www").c_str(), 0755);
+  ::mkdir((dir_ + "/tmp").c_str(), 0755);
+}
+
+Nginx::~Nginx() {
+  if (::testing::Test::HasFailure() && process_) {
+    std::cerr << "--- nginx log ---\n" << tail(process_->err()) << "\n---\n";
+  }
+}
+
+std::string Nginx::log() const {
+  return process_ ? process_->err() : std::string();
+}
+
+::testing::AssertionResult Nginx::start(Millis timeout) {
+  const char* nginx = "/usr/sbin/nginx";
+  if (::access(nginx, X_OK) != 0) {
+    return ::testing::AssertionFailure() << nginx << " is missing (install the nginx package)";
+  }
+  std::string last;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    int port = free_port();
+    address_ = "127.0.0.1:" + std::to_string(port);
+    std::string t = dir_ + "/tmp";
+    std::string conf =
+        "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+        "error_log stderr warn;\npid " +
+        dir_ +
+        "/nginx.pid;\n"
+        "events { worker_connections 256; }\n"
+        "http {\n  access_log off;\n"
+        "  client_body_temp_path " +
+        t +
+        "/body;\n"
+        "  proxy_temp_path " +
+        t +
+        "/proxy;\n"
+        "  fastcgi_temp_path " +
+        t +
+        "/fastcgi;\n"
+        "  uwsgi_temp_path " +
+        t +
+        "/uwsgi;\n"
+        "  scgi_temp_path " +
+        t +
+        "/scgi;\n"
+        "  default_type application/octet-stream;\n"
+        "  server {\n    listen " +
+        address_ + ";\n    root " + dir_ + "/www;\n" + server_body_ + "\n  }\n}\n";
+    std::ofstream(dir_ + "/nginx.conf") << conf;
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{nginx, "-p", dir_, "-c", dir_ + "/nginx.conf"});
+    if (!process_->started()) {
+      return ::testing::AssertionFailure() << "cannot start nginx: " << process_->start_error();
+    }
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline && process_->running()) {
+      auto fd = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<uint16_t>(port));
+      if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+        return ::testing::AssertionSuccess();
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    last = process_->err();
+    process_->stop(2000ms);
+    if (last.find("Address already in use") == std::string::npos) break;
+  }
+  return ::testing::AssertionFailure() << "nginx did not start on " << address_ << ":\n" << last;
+}
 
 void IntegrationTest::SetUp() {
   if (::geteuid() != 0) {

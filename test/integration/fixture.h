@@ -8,8 +8,10 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -179,6 +181,10 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
+  // Extra nsproxyd flags for the next start(), e.g. {"--response-timeout", "1"}.
+  void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
+  // Environment changes for the next start(), on top of the test's own environment.
+  void set_env(Env env) { env_ = std::move(env); }
   // Spawns nsproxyd and waits (bounded) until a status call answers.
   ::testing::AssertionResult start(Millis timeout = 5000ms);
   // SIGTERM and wait; returns the exit code.
@@ -187,6 +193,8 @@ class Daemon {
   const std::string& socket_path() const { return socket_; }
   const std::string& state_dir() const { return state_dir_; }
   Process* process() { return process_.get(); }
+  // The daemon's pid (-1 before start). Started without a prefix, it is nsproxyd itself.
+  pid_t pid() const { return process_ && process_->started() ? process_->pid() : -1; }
   std::string log() const { return process_ ? process_->err() : std::string(); }
 
   nsproxy::Result<nsproxy::Reply> call(const nsproxy::Request& req, int netns_fd = -1,
@@ -202,9 +210,14 @@ class Daemon {
   std::vector<std::string> prefix_;
   std::string socket_;
   std::string state_dir_;
+  std::vector<std::string> extra_args_;
+  Env env_;
   std::unique_ptr<Process> process_;
   bool stopped_ = false;
 };
+
+// Resident set size (VmRSS of /proc/PID/status) in KiB, or -1 when unreadable.
+long rss_kib(pid_t pid);
 
 // nsproxy-echo listening on `listen` (default 127.0.0.1:0): after start(), address() is
 // the resolved "ip:port" it printed.
@@ -256,6 +269,108 @@ nsproxy::Result<std::string> roundtrip_in_netns(const std::string& netns_path,
                                                 std::string_view payload, Millis timeout = 10000ms);
 
 // ---------------------------------------------------------------------------------------
+// HTTP clients and upstreams (for http mode). The response parser here is deliberately
+// independent of the daemon's (it follows RFC 9112 framing: 1xx/204/304/HEAD without a
+// body, chunked, Content-Length, or until EOF).
+
+struct HttpResponse {
+  std::string version;  // "HTTP/1.1"
+  int status = 0;
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  bool chunked = false;    // the body arrived with Transfer-Encoding: chunked
+  bool until_eof = false;  // the body was delimited by the connection closing
+  std::string head;        // raw status line and headers, for messages
+
+  // First header with that name (case-insensitive), or nullopt.
+  std::optional<std::string> header(std::string_view name) const;
+  // Every value of headers with that name, in order.
+  std::vector<std::string> all(std::string_view name) const;
+  // The body parsed as JSON (null when it is not JSON).
+  nlohmann::json json() const;
+  // The head plus the start of the body, for assertion messages.
+  std::string describe(size_t body_bytes = 300) const;
+};
+
+// One client connection (usually from inside a tenant namespace). Keeps the bytes read
+// past the end of a response for the next one (keep-alive, pipelining).
+class HttpConn {
+ public:
+  HttpConn() = default;
+  explicit HttpConn(nsproxy::UniqueFd fd) : fd_(std::move(fd)) {}
+  // Connects from inside the namespace (connect_in_netns); check ok() / error().
+  static HttpConn open(const std::string& netns_path, const std::string& address,
+                       Millis timeout = 3000ms);
+
+  bool ok() const { return static_cast<bool>(fd_); }
+  const std::string& error() const { return error_; }
+  int fd() const { return fd_.get(); }
+
+  nsproxy::Status send(std::string_view data, Millis timeout = 10000ms);
+  // Reads one response. head_request: the request was HEAD (no body whatever the
+  // headers say). The whole response must arrive within timeout.
+  nsproxy::Result<HttpResponse> read_response(Millis timeout = 5000ms, bool head_request = false);
+  // Reads a response head only (status line and headers), leaving the body unread.
+  nsproxy::Result<HttpResponse> read_head(Millis timeout = 5000ms);
+  // Reads exactly n bytes (buffered ones first).
+  nsproxy::Result<std::string> read_exact(size_t n, Millis timeout = 5000ms);
+  // send + read_response.
+  nsproxy::Result<HttpResponse> request(std::string_view raw, Millis timeout = 5000ms,
+                                        bool head_request = false);
+  // Waits for the peer to close (EOF or reset). Returns the bytes that arrived before
+  // the close (buffered ones included), or an error on timeout.
+  nsproxy::Result<std::string> wait_closed(Millis timeout = 5000ms);
+  // Bytes read but not yet consumed by a response.
+  const std::string& buffered() const { return buf_; }
+  void close() { fd_.reset(); }
+
+ private:
+  // Reads more into buf_. Error on timeout; "eof" error when the peer closed.
+  nsproxy::Status fill(std::chrono::steady_clock::time_point deadline);
+
+  nsproxy::UniqueFd fd_;
+  std::string error_;
+  std::string buf_;
+  bool eof_ = false;
+};
+
+// A small upstream of the test's own on 127.0.0.1:0: every accepted connection is
+// handed to `handler` on its own thread (a blocking socket). The destructor shuts the
+// listener and every connection down and joins the threads.
+class RawUpstream {
+ public:
+  using Handler = std::function<void(int fd)>;
+  explicit RawUpstream(Handler handler);
+  ~RawUpstream();
+  RawUpstream(const RawUpstream&) = delete;
+  RawUpstream& operator=(const RawUpstream&) = delete;
+  bool ok() const { return listen_fd_ >= 0; }
+  const std::string& address() const { return address_; }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  Handler handler_;
+  int listen_fd_ = -1;
+  std::string address_;
+  std::atomic<int> accepted_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::vector<int> conn_fds_;
+  std::vector<std::thread> threads_;
+  std::thread accept_thread_;
+};
+
+// Helpers for RawUpstream handlers (blocking fd): read until "\r\n\r\n" (returns the
+// head, everything up to and including it; extra bytes go to *rest), write everything.
+std::optional<std::string> read_head_blocking(int fd, std::string* rest, Millis timeout = 5000ms);
+bool write_all_blocking(int fd, std::string_view data);
+
+// A free TCP port on 127.0.0.1 (bound to port 0, then released) for servers that cannot
+// report the port they got.
+int free_port();
+
+// ---------------------------------------------------------------------------------------
 // The CNI plugin
 
 struct PluginResult {
@@ -290,6 +405,60 @@ nlohmann::json plugin_config(const std::string& network, const std::string& sock
 class IntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override;
+};
+
+// ---------------------------------------------------------------------------------------
+// http mode
+
+// Registers `ns` for manual id `id` with the listeners given, through the control client.
+::testing::AssertionResult register_listeners(const Daemon& d, const Netns& ns,
+                                              const std::string& id,
+                                              const std::vector<nsproxy::ListenerSpec>& listeners,
+                                              const std::map<std::string, std::string>& labels = {},
+                                              const nsproxy::IdentityHeaders& headers = {});
+// One http listener `listen` -> `upstream`.
+::testing::AssertionResult register_http(const Daemon& d, const Netns& ns, const std::string& id,
+                                         const std::string& upstream,
+                                         const std::map<std::string, std::string>& labels = {},
+                                         const nsproxy::IdentityHeaders& headers = {},
+                                         const std::string& listen = "127.0.0.1:8080");
+
+// "METHOD PATH HTTP/1.1\r\nHost: tenant.test\r\n" + extra_headers + "\r\n" + body.
+// extra_headers: complete lines, each ending in \r\n.
+std::string http_request(const std::string& method, const std::string& path,
+                         const std::string& extra_headers = "", const std::string& body = "");
+
+// Values of every header `name` (case-insensitive) in an nsproxy-echo JSON answer
+// ({"headers":[[name,value],...]}).
+std::vector<std::string> echo_headers(const nlohmann::json& echo, std::string_view name);
+// Names of the headers in an nsproxy-echo answer that start with `prefix`
+// (case-insensitive), as "name: value" lines.
+std::vector<std::string> echo_headers_with_prefix(const nlohmann::json& echo,
+                                                  std::string_view prefix);
+
+// Base for http tests: root check, the programs, a temp dir.
+class HttpTest : public IntegrationTest {
+ protected:
+  void SetUp() override;
+  TempDir tmp_;
+};
+
+// nginx from Debian in the foreground on 127.0.0.1:<free port>, everything under `dir`;
+// `server_body` is inserted into the server block (locations). The root is dir/www.
+class Nginx {
+ public:
+  Nginx(std::string dir, std::string server_body);
+  ~Nginx();
+  ::testing::AssertionResult start(Millis timeout = 5000ms);
+  const std::string& address() const { return address_; }
+  std::string root() const { return dir_ + "/www"; }
+  std::string log() const;
+
+ private:
+  std::string dir_;
+  std::string server_body_;
+  std::string address_;
+  std::unique_ptr<Process> process_;
 };
 
 }  // namespace nspit

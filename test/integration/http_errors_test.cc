@@ -1,0 +1,308 @@
+// http mode: what a tenant gets when something is wrong: malformed and smuggling-shaped
+// requests (400 and close), oversized heads (431), upstream down (502), silent upstream
+// (504), per-tenant connection limit (503), slowloris (closed after the head timeout).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "fixture.h"
+
+namespace nspit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr const char* kListen = "127.0.0.1:8080";
+
+Millis since(Clock::time_point t0) {
+  return std::chrono::duration_cast<Millis>(Clock::now() - t0);
+}
+
+// The error answers are short text/plain bodies.
+void expect_short_text(const HttpResponse& r) {
+  auto ct = r.header("Content-Type");
+  EXPECT_TRUE(ct && ct->rfind("text/plain", 0) == 0) << r.describe();
+  EXPECT_FALSE(r.body.empty()) << r.describe();
+  EXPECT_LT(r.body.size(), 1024u) << r.describe();
+}
+
+class HttpErrorsTest : public HttpTest {
+ protected:
+  // Daemon (with extra flags), echo upstream of `mode`, one namespace registered.
+  void start(std::vector<std::string> flags = {}, const std::string& echo_mode = "http") {
+    daemon_ = std::make_unique<Daemon>(tmp_.path());
+    daemon_->set_extra_args(std::move(flags));
+    ASSERT_TRUE(daemon_->start());
+    echo_ = std::make_unique<EchoServer>(echo_mode);
+    ASSERT_TRUE(echo_->start());
+    ASSERT_TRUE(ns_.ok()) << ns_.error();
+    id_ = "err-" + short_token();
+    ASSERT_TRUE(register_http(*daemon_, ns_, id_, echo_->address()));
+  }
+  HttpConn conn() {
+    auto c = HttpConn::open(ns_.path(), kListen);
+    EXPECT_TRUE(c.ok()) << c.error();
+    return c;
+  }
+
+  Netns ns_;
+  std::unique_ptr<Daemon> daemon_;
+  std::unique_ptr<EchoServer> echo_;
+  std::string id_;
+};
+
+struct BadRequest {
+  const char* what;
+  std::string bytes;
+};
+
+// Each shape is sent on its own connection, followed (in the same write) by a valid
+// request that must never be answered: the proxy answers 400 and closes.
+TEST_F(HttpErrorsTest, MalformedAndSmugglingShapedRequestsGet400AndClose) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::vector<BadRequest> shapes = {
+      {"malformed request line", "GARBAGE\r\n\r\n"},
+      {"malformed: bad version", "GET / HTTP/9.Z\r\nHost: x\r\n\r\n"},
+      {"Content-Length with Transfer-Encoding",
+       "POST /cl-te HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "0\r\n\r\n" +
+           smuggled},
+      {"Transfer-Encoding with Content-Length",
+       "POST /te-cl HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n"
+       "0\r\n\r\n" +
+           smuggled},
+      {"differing duplicate Content-Length",
+       "POST /cl-cl HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 37\r\n\r\n" +
+           smuggled},
+      {"Content-Length list with differing values",
+       "POST /cl-list HTTP/1.1\r\nHost: x\r\nContent-Length: 0, 37\r\n\r\n" + smuggled},
+      {"Transfer-Encoding not ending in chunked",
+       "POST /te-identity HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n"
+       "0\r\n\r\n" +
+           smuggled},
+      {"Transfer-Encoding gzip only",
+       "POST /te-gzip HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n" + smuggled},
+      {"invalid chunk size",
+       "POST /bad-chunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "zz\r\nhello\r\n0\r\n\r\n" +
+           smuggled},
+      {"chunk size overflow",
+       "POST /big-chunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "fffffffffffffffff1\r\nhello\r\n0\r\n\r\n" +
+           smuggled},
+      {"whitespace before the colon (Content-Length)",
+       "POST /ws-cl HTTP/1.1\r\nHost: x\r\nContent-Length : 37\r\n\r\n" + smuggled},
+      {"whitespace before the colon (Transfer-Encoding)",
+       "POST /ws-te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n" +
+           smuggled},
+  };
+  for (const auto& s : shapes) {
+    SCOPED_TRACE(std::string("shape: ") + s.what);
+    auto c = conn();
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(c.send(s.bytes).ok());
+    auto r = c.read_response(5000ms);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->status, 400) << r->describe();
+    expect_short_text(*r);
+    auto rest = c.wait_closed(3000ms);
+    ASSERT_TRUE(rest.ok()) << "not closed after the 400: " << rest.error().message;
+    EXPECT_EQ(*rest, "") << "bytes after the 400 (an answer to the smuggled request?)";
+  }
+  // The daemon still serves.
+  auto c = conn();
+  auto r = c.request(http_request("GET", "/after"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, 200) << r->describe();
+  EXPECT_NE(daemon_->log().find(id_), std::string::npos) << "no log line names the tenant";
+}
+
+TEST_F(HttpErrorsTest, RequestHeadOverTheLimitGets431) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  {
+    // Under the 64 KiB default: served.
+    auto c = conn();
+    auto r =
+        c.request(http_request("GET", "/big-ok", "X-Big: " + std::string(60 * 1024, 'a') + "\r\n"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->status, 200) << r->describe(100);
+  }
+  {
+    auto c = conn();
+    ASSERT_TRUE(
+        c.send(http_request("GET", "/big", "X-Big: " + std::string(70 * 1024, 'a') + "\r\n"),
+               10000ms)
+            .ok());
+    auto r = c.read_response();
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->status, 431) << r->describe();
+    expect_short_text(*r);
+  }
+  {
+    // Many small headers add up too.
+    std::string many;
+    for (int i = 0; i < 2000; ++i)
+      many += "X-H" + std::to_string(i) + ": " + std::string(30, 'b') + "\r\n";
+    auto c = conn();
+    ASSERT_TRUE(c.send(http_request("GET", "/many", many), 10000ms).ok());
+    auto r = c.read_response();
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->status, 431) << r->describe();
+  }
+}
+
+TEST_F(HttpErrorsTest, RequestHeadLimitFollowsTheFlag) {
+  ASSERT_NO_FATAL_FAILURE(start({"--max-head-size", "4096"}));
+  auto c = conn();
+  auto r =
+      c.request(http_request("GET", "/small-limit", "X-Big: " + std::string(5000, 'a') + "\r\n"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, 431) << r->describe();
+  auto c2 = conn();
+  auto ok = c2.request(http_request("GET", "/fits", "X-Small: " + std::string(2000, 'a') + "\r\n"));
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->status, 200) << ok->describe();
+}
+
+TEST_F(HttpErrorsTest, UpstreamDownGets502) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  // A port that is bound but not listening: connections are refused.
+  nsproxy::UniqueFd holder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(holder.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+  std::string down = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  Netns ns2;
+  ASSERT_TRUE(ns2.ok()) << ns2.error();
+  ASSERT_TRUE(register_http(*daemon_, ns2, "down-" + short_token(), down));
+  auto c = HttpConn::open(ns2.path(), kListen);
+  ASSERT_TRUE(c.ok()) << c.error();
+  for (int i = 0; i < 2; ++i) {
+    auto t0 = Clock::now();
+    auto r = c.request(http_request("GET", "/down"));
+    ASSERT_TRUE(r.ok()) << "request " << i + 1 << ": " << r.error().message;
+    EXPECT_EQ(r->status, 502) << r->describe();
+    expect_short_text(*r);
+    EXPECT_LT(since(t0).count(), 2000);
+    if (r->header("Connection").value_or("") == "close") break;  // closing is allowed
+  }
+}
+
+TEST_F(HttpErrorsTest, SilentUpstreamGets504AfterTheResponseTimeout) {
+  ASSERT_NO_FATAL_FAILURE(start({"--response-timeout", "1"}, "silent"));
+  auto c = conn();
+  auto t0 = Clock::now();
+  auto r = c.request(http_request("GET", "/silent"), 8000ms);
+  auto took = since(t0);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, 504) << r->describe();
+  expect_short_text(*r);
+  EXPECT_GE(took.count(), 900) << "504 before the 1 s response timeout";
+  EXPECT_LT(took.count(), 4000) << "504 long after the 1 s response timeout";
+}
+
+TEST_F(HttpErrorsTest, PerTenantConnectionLimitGets503) {
+  ASSERT_NO_FATAL_FAILURE(start({"--max-connections-per-tenant", "1"}));
+  Netns other;
+  ASSERT_TRUE(other.ok()) << other.error();
+  ASSERT_TRUE(register_http(*daemon_, other, "other-" + short_token(), echo_->address()));
+
+  auto first = conn();
+  auto r1 = first.request(http_request("GET", "/first"));
+  ASSERT_TRUE(r1.ok()) << r1.error().message;
+  ASSERT_EQ(r1->status, 200) << r1->describe();
+
+  {
+    auto second = conn();
+    ASSERT_TRUE(second.ok());
+    ASSERT_TRUE(second.send(http_request("GET", "/second")).ok());
+    auto r2 = second.read_response();
+    ASSERT_TRUE(r2.ok()) << r2.error().message;
+    EXPECT_EQ(r2->status, 503) << r2->describe();
+    expect_short_text(*r2);
+  }
+  {
+    // Another tenant is not affected.
+    auto c = HttpConn::open(other.path(), kListen);
+    ASSERT_TRUE(c.ok()) << c.error();
+    auto r = c.request(http_request("GET", "/other"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->status, 200) << r->describe();
+  }
+  // The first connection still works; once it is gone, a new one is served.
+  auto again = first.request(http_request("GET", "/first-again"));
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->status, 200) << again->describe();
+  first.close();
+  int status = 0;
+  for (auto deadline = Clock::now() + 3000ms; Clock::now() < deadline;) {
+    auto c = conn();
+    auto r = c.request(http_request("GET", "/later"));
+    if (r.ok()) status = r->status;
+    if (status == 200) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(status, 200) << "a connection after the first closed was not served";
+}
+
+// Slowloris: the head trickles in a byte at a time and never completes.
+TEST_F(HttpErrorsTest, SlowlorisIsClosedAfterTheHeadTimeout) {
+  ASSERT_NO_FATAL_FAILURE(start({"--head-timeout", "1"}));
+  auto c = conn();
+  ASSERT_TRUE(c.ok());
+  auto t0 = Clock::now();
+  ASSERT_TRUE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n").ok());
+  bool closed = false;
+  std::string got;
+  while (since(t0) < 5000ms) {
+    // Keep sending one header byte every 100 ms; the head never ends.
+    if (!c.send("X").ok()) {
+      closed = true;
+      break;
+    }
+    auto rest = c.wait_closed(100ms);
+    if (rest.ok()) {
+      got = *rest;
+      closed = true;
+      break;
+    }
+  }
+  auto took = since(t0);
+  ASSERT_TRUE(closed) << "connection still open after 5 s of an unfinished head";
+  EXPECT_GE(took.count(), 800) << "closed before the 1 s head timeout";
+  EXPECT_LT(took.count(), 3000) << "closed long after the 1 s head timeout";
+  // A 408 before closing is fine; anything else is not.
+  if (!got.empty()) {
+    EXPECT_EQ(got.rfind("HTTP/1.1 408", 0), 0u) << got;
+  }
+}
+
+// A connection that never sends anything is closed too (head timeout from accept or idle
+// timeout), and an idle keep-alive connection after a response is closed after
+// --idle-timeout.
+TEST_F(HttpErrorsTest, IdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
+  ASSERT_NO_FATAL_FAILURE(start({"--idle-timeout", "1", "--head-timeout", "1"}));
+  auto c = conn();
+  auto r = c.request(http_request("GET", "/then-idle"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->status, 200);
+  auto t0 = Clock::now();
+  auto rest = c.wait_closed(5000ms);
+  ASSERT_TRUE(rest.ok()) << rest.error().message;
+  EXPECT_EQ(*rest, "");
+  EXPECT_GE(since(t0).count(), 800);
+  EXPECT_LT(since(t0).count(), 3000);
+
+  auto silent = conn();
+  auto t1 = Clock::now();
+  auto rest2 = silent.wait_closed(5000ms);
+  ASSERT_TRUE(rest2.ok()) << "a connection that never sent a byte stayed open: "
+                          << rest2.error().message;
+  EXPECT_LT(since(t1).count(), 3000);
+}
+
+}  // namespace
+}  // namespace nspit
