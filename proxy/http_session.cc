@@ -532,7 +532,8 @@ bool HttpSession::connect_upstream(bool fresh) {
   }
   if (!upstream_) {
     upstream_.reset(::socket(up.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!upstream_) return upstream_failed("upstream socket for", errno);
+    if (!upstream_) return upstream_failed("upstream socket for", errno);  // 502
+    if (up.family() != AF_UNIX) set_nodelay(upstream_.get());
   }
   ev_io_set(&upstream_r_, upstream_.get(), EV_READ);
   ev_io_set(&upstream_w_, upstream_.get(), EV_WRITE);

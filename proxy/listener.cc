@@ -63,6 +63,15 @@ std::unique_ptr<Session> Listener::make_session(UniqueFd client, bool over_limit
   return std::make_unique<TcpSession>(this, std::move(client));
 }
 
+void Listener::pause(const char* why) {
+  LOG_WARN("tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_name().c_str(),
+           spec_.listen.c_str(), why, kPauseSeconds * 1000);
+  ev_io_stop(worker_->loop, &accept_w_);
+  ev_timer_stop(worker_->loop, &pause_t_);
+  ev_timer_set(&pause_t_, kPauseSeconds, 0.);
+  ev_timer_start(worker_->loop, &pause_t_);
+}
+
 void Listener::start() { ev_io_start(worker_->loop, &accept_w_); }
 
 void Listener::on_pause_over() { ev_io_start(worker_->loop, &accept_w_); }
@@ -74,11 +83,7 @@ void Listener::on_acceptable() {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        LOG_WARN("tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_name().c_str(),
-                 spec_.listen.c_str(), std::strerror(errno), kPauseSeconds * 1000);
-        ev_io_stop(worker_->loop, &accept_w_);
-        ev_timer_set(&pause_t_, kPauseSeconds, 0.);
-        ev_timer_start(worker_->loop, &pause_t_);
+        pause(std::strerror(errno));
         return;
       }
       LOG_WARN("tenant %s: accept on %s: %s", tenant_name().c_str(), spec_.listen.c_str(),
@@ -86,6 +91,7 @@ void Listener::on_acceptable() {
       return;
     }
     UniqueFd client(cfd);
+    set_nodelay(cfd);
     const ProxyConfig& cfg = *worker_->config;
     bool tenant_full = tenant_->connections >= cfg.max_connections_per_tenant;
     bool global_full = cfg.max_connections > 0 && worker_->connections >= cfg.max_connections;
@@ -97,7 +103,14 @@ void Listener::on_acceptable() {
       continue;  // closes it
     }
     std::unique_ptr<Session> s = make_session(std::move(client), over_limit);
-    if (s->start()) s.release();  // the session owns itself from here on
+    if (s->start()) {
+      s.release();  // the session owns itself from here on
+    } else if (worker_->out_of_fds) {
+      worker_->out_of_fds = false;
+      s.reset();
+      pause("no file descriptor left for the upstream connection");
+      return;
+    }
   }
 }
 

@@ -49,6 +49,8 @@ class Listener {
   // The session for a freshly accepted connection, by mode. over_limit: the tenant is at
   // its connection limit (http mode still reads the request to answer 503).
   std::unique_ptr<Session> make_session(UniqueFd client, bool over_limit);
+  // Stops accepting for kPauseSeconds (out of fds or memory): never spin.
+  void pause(const char* why);
 
   static constexpr int kAcceptsPerWakeup = 64;
   static constexpr double kPauseSeconds = 0.1;

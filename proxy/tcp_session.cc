@@ -95,7 +95,11 @@ bool TcpSession::start() {
     return false;
   }
   upstream_.reset(::socket(up.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!upstream_) return fail("upstream socket for", errno);
+  if (!upstream_) {
+    if (errno == EMFILE || errno == ENFILE) listener_->worker()->out_of_fds = true;
+    return fail("upstream socket for", errno);
+  }
+  if (up.family() != AF_UNIX) set_nodelay(upstream_.get());
   ev_io_init(&upstream_r_, upstream_r_cb, upstream_.get(), EV_READ);
   ev_io_init(&upstream_w_, upstream_w_cb, upstream_.get(), EV_WRITE);
   upstream_r_.data = upstream_w_.data = this;

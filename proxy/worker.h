@@ -2,6 +2,9 @@
 #pragma once
 
 #include <ev.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <cstdint>
 
@@ -18,8 +21,18 @@ struct Worker {
   ChunkPool pool;
   UpstreamPool* upstreams = nullptr;  // idle upstream connections (http mode)
   uint64_t connections = 0;        // currently open tenant connections
+  // Set by a session whose upstream socket() failed with EMFILE/ENFILE: the listener
+  // that accepted it pauses, as for a failed accept, instead of accepting and dropping.
+  bool out_of_fds = false;
   uint64_t connections_total = 0;  // accepted since start
 };
+
+// Disables Nagle on TCP sockets: a proxy forwards small writes (a response head, then
+// its body) that must not wait for the peer's delayed ACK. No-op on unix sockets.
+inline void set_nodelay(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
 
 // Starts or stops an io watcher so that it is active exactly when `on`.
 inline void set_active(struct ev_loop* loop, ev_io* w, bool on) {

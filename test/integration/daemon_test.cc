@@ -6,7 +6,11 @@
 #include <sys/un.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
 
 #include "control_transport.h"
 #include "fixture.h"
@@ -287,6 +291,115 @@ TEST_F(DaemonTest, StaleSocketFileIsReplaced) {
   ASSERT_EQ(::stat(d.socket_path().c_str(), &st), 0);
   ASSERT_TRUE(S_ISSOCK(st.st_mode));
   ASSERT_TRUE(d.start());
+  EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
+TEST_F(DaemonTest, RestartRecreatesListenersFromState) {
+  ASSERT_TRUE(binaries_exist({"nsproxy-echo"}));
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  Netns gone;
+  ASSERT_TRUE(gone.ok()) << gone.error();
+  std::string id = unique_name();
+  std::string gone_id = unique_name();
+  {
+    Daemon d(tmp_.path());
+    ASSERT_TRUE(d.start());
+    auto added = add(d, ns, id, echo.address());
+    ASSERT_TRUE(added.ok() && added->ok);
+    auto added2 = add(d, gone, gone_id, echo.address());
+    ASSERT_TRUE(added2.ok() && added2->ok);
+    ASSERT_EQ(d.stop(), 0) << d.log();
+  }
+  auto c = connect_in_netns(ns.path(), kListen);
+  EXPECT_EQ(c.err, ECONNREFUSED) << "listener survived the daemon: " << c.message;
+  ASSERT_TRUE(gone.remove());  // vanished while the daemon was down
+
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  auto regs = d.registrations_with_id(id);
+  ASSERT_EQ(regs.size(), 1u) << d.list().dump(2);
+  EXPECT_EQ(regs[0].value("netns_inode", 0ull), static_cast<uint64_t>(ns.identity().ino));
+  auto got = roundtrip_in_netns(ns.path(), kListen, "after restart");
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, "after restart");
+  EXPECT_TRUE(d.registrations_with_id(gone_id).empty())
+      << "registration of a namespace deleted while the daemon was down was restored: "
+      << d.list().dump(2);
+}
+
+TEST_F(DaemonTest, KillNineThenRestartRestoresEveryAcknowledgedAdd) {
+  ASSERT_TRUE(binaries_exist({"nsproxy-echo"}));
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  constexpr int kTenants = 5;
+  std::vector<std::unique_ptr<Netns>> nss;
+  std::vector<std::string> ids;
+  {
+    Daemon d(tmp_.path());
+    ASSERT_TRUE(d.start());
+    for (int i = 0; i < kTenants; ++i) {
+      nss.push_back(std::make_unique<Netns>());
+      ASSERT_TRUE(nss.back()->ok()) << nss.back()->error();
+      ids.push_back(unique_name());
+      auto added = add(d, *nss.back(), ids.back(), echo.address());
+      ASSERT_TRUE(added.ok() && added->ok) << (added.ok() ? added->error.message : added.error().message);
+    }
+    // The last one is deleted again: it must not come back.
+    nsproxy::Request del;
+    del.op = nsproxy::Op::Del;
+    del.attachment.id = ids.back();
+    auto deleted = d.call(del);
+    ASSERT_TRUE(deleted.ok() && deleted->ok);
+    d.process()->signal(SIGKILL);
+    auto code = d.process()->wait(5000ms);
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, 128 + SIGKILL);
+    d.stop();  // reaps; the exit code of a killed daemon is not checked here
+  }
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start()) << "restart after kill -9 (stale socket must be replaced)";
+  for (int i = 0; i < kTenants - 1; ++i) {
+    EXPECT_EQ(d.registrations_with_id(ids[i]).size(), 1u) << ids[i] << "\n" << d.list().dump(2);
+    auto got = roundtrip_in_netns(nss[i]->path(), kListen, "tenant " + std::to_string(i));
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    EXPECT_EQ(*got, "tenant " + std::to_string(i));
+  }
+  EXPECT_TRUE(d.registrations_with_id(ids.back()).empty())
+      << "a deleted registration came back: " << d.list().dump(2);
+  auto c = connect_in_netns(nss.back()->path(), kListen);
+  EXPECT_EQ(c.err, ECONNREFUSED) << c.message;
+}
+
+TEST_F(DaemonTest, NamespaceDeletedWithoutDelIsReclaimedWithinInterval) {
+  ASSERT_TRUE(binaries_exist({"nsproxy-echo"}));
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns kept;
+  ASSERT_TRUE(kept.ok()) << kept.error();
+  Netns gone;
+  ASSERT_TRUE(gone.ok()) << gone.error();
+  Daemon d(tmp_.path());
+  d.set_extra_args({"--reconcile-interval", "0.5"});
+  ASSERT_TRUE(d.start());
+  std::string kept_id = unique_name();
+  std::string gone_id = unique_name();
+  ASSERT_TRUE(add(d, kept, kept_id, echo.address())->ok);
+  ASSERT_TRUE(add(d, gone, gone_id, echo.address())->ok);
+  ASSERT_TRUE(gone.remove());  // no DEL: the runtime forgot it
+  bool reclaimed = false;
+  for (int i = 0; i < 40 && !reclaimed; ++i) {
+    std::this_thread::sleep_for(100ms);
+    reclaimed = d.registrations_with_id(gone_id).empty();
+  }
+  EXPECT_TRUE(reclaimed) << "not reclaimed within 4 s: " << d.list().dump(2);
+  EXPECT_EQ(d.registrations_with_id(kept_id).size(), 1u) << "the live one was dropped too";
+  auto status = d.call(status_request());
+  ASSERT_TRUE(status.ok() && status->ok);
+  EXPECT_EQ(status->data.value("reclaimed", 0), 1) << status->data.dump();
+  EXPECT_NE(d.log().find("is gone"), std::string::npos) << d.log();
   EXPECT_EQ(d.stop(), 0) << d.log();
 }
 

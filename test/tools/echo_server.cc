@@ -28,6 +28,8 @@
 #include <http_parser.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -575,6 +577,11 @@ void on_accept(struct ev_loop* loop, ev_io* w, int) {
         ev_timer_start(loop, &s->accept_resume);
       }
       return;
+    }
+    if (ss.ss_family != AF_UNIX) {
+      // Responses go out as a head and a body: no Nagle delay between them.
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     auto* c = new Conn;
     c->server = s;

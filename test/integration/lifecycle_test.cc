@@ -1,0 +1,278 @@
+// Lifecycle and limits of nsproxyd: concurrent registration storms, who may talk to the
+// control socket, the host namespace, fd exhaustion, and the daemon-wide limits.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fixture.h"
+
+namespace nspit {
+namespace {
+
+using nlohmann::json;
+
+class LifecycleTest : public IntegrationTest {
+ protected:
+  void SetUp() override {
+    IntegrationTest::SetUp();
+    if (IsSkipped()) return;
+    ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy", "nsproxyctl", "nsproxy-echo"}));
+  }
+
+  nsproxy::Result<nsproxy::Reply> add_tcp(const Daemon& d, const std::string& netns_path,
+                                          const std::string& id, const std::string& listen,
+                                          const std::string& upstream) {
+    auto fd = nsproxy::open_netns(netns_path);
+    if (!fd) return fd.error();
+    nsproxy::Request req;
+    req.op = nsproxy::Op::Add;
+    req.attachment.id = id;
+    req.netns_path = netns_path;
+    req.listeners = {{listen, upstream, nsproxy::Mode::Tcp}};
+    return d.call(req, fd->get());
+  }
+
+  TempDir tmp_;
+};
+
+// CPU time (user + system, clock ticks) a process used so far, or -1.
+long cpu_ticks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string f;
+  long utime = -1, stime = -1;
+  for (int i = 3; fields >> f; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::stol(f);
+    if (i == 15) {
+      stime = std::stol(f);
+      break;
+    }
+  }
+  return utime < 0 || stime < 0 ? -1 : utime + stime;
+}
+
+TEST_F(LifecycleTest, StormOf200ConcurrentPluginAddsAndDelsLosesNothing) {
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  const std::string network = unique_name();
+  auto config_for = [&](int i) {
+    json listeners = json::array({listener("127.0.0.1:" + std::to_string(20000 + i),
+                                           echo.address(), "tcp")});
+    return plugin_config(network, d.socket_path(), listeners, 20000).dump();
+  };
+  auto cid = [](int i) { return "storm" + std::to_string(i); };
+  // Runs every (command, i) at once and waits for all of them.
+  auto storm = [&](const std::vector<std::pair<std::string, int>>& jobs) {
+    std::vector<std::unique_ptr<Process>> procs;
+    for (const auto& [command, i] : jobs) {
+      procs.push_back(std::make_unique<Process>(std::vector<std::string>{binary("nsproxy")},
+                                                cni_env(command, cid(i), ns.path()),
+                                                config_for(i)));
+      ASSERT_TRUE(procs.back()->started()) << procs.back()->start_error();
+    }
+    for (size_t k = 0; k < procs.size(); ++k) {
+      auto code = procs[k]->wait(60000ms);
+      ASSERT_TRUE(code.has_value()) << jobs[k].first << " " << jobs[k].second << " hung";
+      EXPECT_EQ(*code, 0) << jobs[k].first << " " << cid(jobs[k].second) << ": "
+                          << procs[k]->out() << procs[k]->err();
+    }
+  };
+  auto registered_ids = [&]() {
+    std::multiset<std::string> ids;
+    for (const auto& r : d.list()) ids.insert(r["attachment"].value("id", ""));
+    return ids;
+  };
+
+  std::vector<std::pair<std::string, int>> adds;
+  for (int i = 0; i < 200; ++i) adds.emplace_back("ADD", i);
+  storm(adds);
+  auto ids = registered_ids();
+  EXPECT_EQ(ids.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(ids.count(cid(i)), 1u) << cid(i);
+
+  // 100 DELs of existing ones and 100 new ADDs, all at once.
+  std::vector<std::pair<std::string, int>> mixed;
+  for (int i = 0; i < 100; ++i) {
+    mixed.emplace_back("DEL", i);
+    mixed.emplace_back("ADD", 200 + i);
+  }
+  storm(mixed);
+  ids = registered_ids();
+  EXPECT_EQ(ids.size(), 200u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(ids.count(cid(i)), 0u) << cid(i) << " survived DEL";
+  for (int i = 100; i < 300; ++i) EXPECT_EQ(ids.count(cid(i)), 1u) << cid(i);
+
+  for (int i : {100, 199, 250, 299}) {
+    auto got = roundtrip_in_netns(ns.path(), "127.0.0.1:" + std::to_string(20000 + i), "x");
+    ASSERT_TRUE(got.ok()) << i << ": " << got.error().message;
+    EXPECT_EQ(*got, "x");
+  }
+  auto gone = connect_in_netns(ns.path(), "127.0.0.1:20000");
+  EXPECT_EQ(gone.err, ECONNREFUSED) << gone.message;
+}
+
+TEST_F(LifecycleTest, DaemonsOwnNetnsIsRefusedUnlessAllowed) {
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  {
+    Daemon d(tmp_.path());
+    ASSERT_TRUE(d.start());
+    auto r = add_tcp(d, "/proc/self/ns/net", unique_name(), listen, echo.address());
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_FALSE(r->ok);
+    EXPECT_EQ(r->error.code, "host_netns") << r->error.message;
+    EXPECT_NE(r->error.message.find("--allow-host-netns"), std::string::npos) << r->error.message;
+    EXPECT_EQ(d.list().size(), 0u);
+    EXPECT_EQ(d.stop(), 0) << d.log();
+  }
+  Daemon d(tmp_.path());
+  d.set_extra_args({"--allow-host-netns"});
+  ASSERT_TRUE(d.start());
+  std::string id = unique_name();
+  auto r = add_tcp(d, "/proc/self/ns/net", id, listen, echo.address());
+  ASSERT_TRUE(r.ok() && r->ok) << (r.ok() ? r->error.message : r.error().message);
+  nsproxy::Request del;
+  del.op = nsproxy::Op::Del;
+  del.attachment.id = id;
+  auto deleted = d.call(del);
+  ASSERT_TRUE(deleted.ok() && deleted->ok);
+}
+
+TEST_F(LifecycleTest, ControlSocketServesRootAndTheAllowedGroupOnly) {
+  constexpr const char* kGroup = "4242";
+  // The socket's directory must be reachable by the unprivileged clients.
+  ASSERT_EQ(::chmod(tmp_.path().c_str(), 0711), 0);
+  std::string ctl = tmp_.file("nsproxyctl");
+  ASSERT_EQ(run({"cp", binary("nsproxyctl"), ctl}).exit_code, 0);
+  Daemon d(tmp_.path());
+  d.set_extra_args({"--allow-gid", kGroup});
+  ASSERT_TRUE(d.start());
+  struct stat st;
+  ASSERT_EQ(::stat(d.socket_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, 4242u);
+
+  auto as = [&](std::vector<std::string> creds) {
+    std::vector<std::string> argv = {"setpriv"};
+    argv.insert(argv.end(), creds.begin(), creds.end());
+    argv.insert(argv.end(), {ctl, "--socket", d.socket_path(), "status"});
+    return run(argv);
+  };
+  // Primary group is the allowed one: served.
+  auto allowed = as({"--reuid=65534", "--regid=4242", "--clear-groups"});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.describe();
+  // Reaches the socket through a supplementary group, but its primary group is not the
+  // allowed one: the peer credential check refuses it.
+  auto refused = as({"--reuid=65534", "--regid=65534", "--groups=4242"});
+  EXPECT_NE(refused.exit_code, 0) << refused.describe();
+  EXPECT_NE(refused.err.find("only root"), std::string::npos) << refused.describe();
+  // Neither: the socket's mode keeps it out.
+  auto outsider = as({"--reuid=65534", "--regid=65534", "--clear-groups"});
+  EXPECT_NE(outsider.exit_code, 0) << outsider.describe();
+  // Root still is served, and the daemon kept serving through all of it.
+  EXPECT_EQ(d.call([] {
+              nsproxy::Request r;
+              r.op = nsproxy::Op::Status;
+              return r;
+            }())->ok,
+            true);
+  EXPECT_NE(d.log().find("refused a request from uid 65534"), std::string::npos) << d.log();
+}
+
+TEST_F(LifecycleTest, OutOfFdsPausesAcceptingWithoutSpinningThenRecovers) {
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  // prlimit execs nsproxyd in place: the pid is the daemon's.
+  Daemon d(tmp_.path(), {"prlimit", "--nofile=48:48"});
+  ASSERT_TRUE(d.start());
+  std::string id = unique_name();
+  auto r = add_tcp(d, ns.path(), id, "127.0.0.1:8080", echo.address());
+  ASSERT_TRUE(r.ok() && r->ok) << (r.ok() ? r->error.message : r.error().message);
+
+  // Each forwarded connection costs the daemon two fds: 40 exhaust 48.
+  std::vector<Connection> held;
+  for (int i = 0; i < 40; ++i) held.push_back(connect_in_netns(ns.path(), "127.0.0.1:8080"));
+  std::this_thread::sleep_for(300ms);
+  long before = cpu_ticks(d.pid());
+  std::this_thread::sleep_for(1000ms);
+  long after = cpu_ticks(d.pid());
+  ASSERT_GE(before, 0);
+  EXPECT_LT(after - before, 30) << "the daemon used " << (after - before)
+                                << " ticks in 1 s while out of fds: spinning";
+  EXPECT_NE(d.log().find("pausing accepts"), std::string::npos) << d.log();
+
+  held.clear();
+  bool recovered = false;
+  for (int i = 0; i < 30 && !recovered; ++i) {
+    std::this_thread::sleep_for(100ms);
+    auto got = roundtrip_in_netns(ns.path(), "127.0.0.1:8080", "again", 2000ms);
+    recovered = got.ok() && *got == "again";
+  }
+  EXPECT_TRUE(recovered) << "no connection served after fds were released\n" << d.log();
+}
+
+TEST_F(LifecycleTest, DaemonWideConnectionAndRegistrationLimits) {
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  EchoServer http("http");
+  ASSERT_TRUE(http.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  Daemon d(tmp_.path());
+  d.set_extra_args({"--max-connections", "2", "--max-registrations", "2"});
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(add_tcp(d, ns.path(), "tcp-tenant", "127.0.0.1:8080", echo.address())->ok);
+  ASSERT_TRUE(register_http(d, ns, "http-tenant", http.address(), {}, {}, "127.0.0.1:8081"));
+  auto third = add_tcp(d, ns.path(), "one-too-many", "127.0.0.1:8082", echo.address());
+  ASSERT_TRUE(third.ok());
+  EXPECT_FALSE(third->ok);
+  EXPECT_EQ(third->error.code, "limit") << third->error.message;
+
+  Connection a = connect_in_netns(ns.path(), "127.0.0.1:8080");
+  Connection b = connect_in_netns(ns.path(), "127.0.0.1:8080");
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(send_all(a.fd.get(), "a").ok());
+  ASSERT_TRUE(send_all(b.fd.get(), "b").ok());
+  std::this_thread::sleep_for(200ms);  // both are sessions now
+  // tcp: the third connection is closed at once.
+  auto refused = roundtrip_in_netns(ns.path(), "127.0.0.1:8080", "c", 2000ms);
+  EXPECT_TRUE(!refused.ok() || refused->empty()) << "served beyond --max-connections";
+  // http: 503 with a body that says why.
+  auto conn = HttpConn::open(ns.path(), "127.0.0.1:8081");
+  ASSERT_TRUE(conn.ok()) << conn.error();
+  auto resp = conn.request(http_request("GET", "/"));
+  ASSERT_TRUE(resp.ok()) << resp.error().message;
+  EXPECT_EQ(resp->status, 503) << resp->describe();
+  EXPECT_NE(resp->body.find("connection limit"), std::string::npos) << resp->describe();
+
+  // Once connections close (the refused one included), connections are served again.
+  a.fd.reset();
+  conn.close();
+  std::this_thread::sleep_for(200ms);
+  auto again = HttpConn::open(ns.path(), "127.0.0.1:8081");
+  ASSERT_TRUE(again.ok()) << again.error();
+  auto ok = again.request(http_request("GET", "/"));
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->status, 200) << ok->describe();
+}
+
+}  // namespace
+}  // namespace nspit
