@@ -145,7 +145,8 @@ std::string AttachmentKey::display() const {
 
 std::string encode_request(const Request& req) {
   json j = {{"version", kProtocolVersion}, {"op", op_name(req.op)}};
-  if (!req.attachment.id.empty() || !req.attachment.network.empty()) {
+  if (!req.attachment.id.empty() || !req.attachment.network.empty() ||
+      !req.attachment.ifname.empty()) {
     j["attachment"] = encode_attachment(req.attachment);
   }
   if (!req.netns_path.empty()) j["netns"] = req.netns_path;
@@ -261,6 +262,7 @@ Result<Request> decode_request(std::string_view text) {
   }
 
   if (auto it = j.find("valid_attachments"); it != j.end()) {
+    if (req.op != Op::Gc) return bad("\"valid_attachments\" belongs to gc requests only");
     if (!it->is_array()) return bad("\"valid_attachments\" must be an array");
     if (it->size() > kMaxValidAttachments) return bad("too many valid_attachments");
     for (const auto& e : *it) {
