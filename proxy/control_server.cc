@@ -1,5 +1,6 @@
 #include "control_server.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -115,6 +116,14 @@ bool ControlServer::Client::on_readable() {
              req.error().message.c_str());
     return reply(error_reply(req.error()));
   }
+  if (req->op == Op::Handover) {
+    if (!server->handover_) {
+      return reply(error_reply(make_error(codes::kBadRequest, "handover is not possible now")));
+    }
+    LOG_INFO("control: handover requested by pid %d", static_cast<int>(pid));
+    server->handover_(fd.get());
+    return false;
+  }
   Reply r;
   try {
     r = server->handler_(*req, std::move(msg->fd));
@@ -201,6 +210,21 @@ Status ControlServer::listen(const std::string& path) {
   return {};
 }
 
+void ControlServer::adopt(UniqueFd fd, const std::string& path) {
+  path_ = path;
+  fd_ = std::move(fd);
+  int flags = ::fcntl(fd_.get(), F_GETFL);
+  ::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK);
+  ev_io_init(&accept_w_, accept_cb, fd_.get(), EV_READ);
+  accept_w_.data = this;
+  ev_io_start(loop_, &accept_w_);
+}
+
+void ControlServer::release() {
+  path_.clear();
+  close();
+}
+
 void ControlServer::close() {
   if (!fd_) return;
   ev_io_stop(loop_, &accept_w_);
@@ -208,7 +232,7 @@ void ControlServer::close() {
   fd_.reset();
   std::vector<Client*> open(clients_.begin(), clients_.end());
   for (Client* c : open) drop(c);
-  ::unlink(path_.c_str());
+  if (!path_.empty()) ::unlink(path_.c_str());
 }
 
 void ControlServer::on_acceptable() {

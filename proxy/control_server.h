@@ -38,8 +38,17 @@ class ControlServer {
   // Creates the socket directory, refuses when another daemon answers on path, replaces
   // a stale socket file, binds with mode 0600 (0660 with allow_gid) and starts serving.
   Status listen(const std::string& path);
+  // Serves an already bound and listening socket (taken over from another daemon).
+  void adopt(UniqueFd fd, const std::string& path);
   // Stops accepting, closes every client and removes the socket file.
   void close();
+  // Handover: stops accepting and closes every client, but leaves the socket file: it
+  // belongs to the daemon that took the listening socket over.
+  void release();
+  int listen_fd() const { return fd_.get(); }
+
+  // Called for a handover request with the client's fd; the client is dropped after.
+  void set_handover_handler(std::function<void(int client_fd)> h) { handover_ = std::move(h); }
 
   // For the libev callbacks.
   struct Client;
@@ -50,6 +59,7 @@ class ControlServer {
 
   struct ev_loop* loop_;
   Handler handler_;
+  std::function<void(int)> handover_;
   gid_t allowed_gid_ = 0;
   bool has_allowed_gid_ = false;
   std::string path_;

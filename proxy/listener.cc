@@ -72,6 +72,12 @@ void Listener::pause(const char* why) {
   ev_timer_start(worker_->loop, &pause_t_);
 }
 
+void Listener::stop_accepting() {
+  ev_io_stop(worker_->loop, &accept_w_);
+  ev_timer_stop(worker_->loop, &pause_t_);
+  fd_.reset();
+}
+
 void Listener::start() { ev_io_start(worker_->loop, &accept_w_); }
 
 void Listener::on_pause_over() { ev_io_start(worker_->loop, &accept_w_); }

@@ -29,6 +29,10 @@ class Listener {
   Listener& operator=(const Listener&) = delete;
 
   void start();
+  // Handover: stop accepting and close this process's copy of the listening socket (the
+  // new daemon holds it now); sessions already accepted keep running.
+  void stop_accepting();
+  int fd() const { return fd_.get(); }
   bool accepting() const { return fd_ && (ev_is_active(&accept_w_) || ev_is_active(&pause_t_)); }
   size_t connections() const { return sessions_.size(); }
 

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cerrno>
@@ -11,12 +12,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "control_protocol.h"
 #include "control_server.h"
 #include "log.h"
 #include "netns_listen.h"
+#include "handover.h"
 #include "registry.h"
 #include "state_journal.h"
 #include "upstream_pool.h"
@@ -31,6 +34,8 @@ struct Options {
   std::string access_log_path;
   double reconcile_interval = 10;
   bool allow_host_netns = false;
+  bool takeover = false;
+  double drain_timeout = 30;
   long allow_gid = -1;
   LogLevel log_level = LogLevel::Info;
   ProxyConfig proxy;
@@ -52,6 +57,11 @@ void usage(FILE* out) {
       "  --max-connections N             tenant connections over all tenants (default: from\n"
       "                                  RLIMIT_NOFILE, (limit - 256) / 2)\n"
       "  --allow-host-netns              allow registering nsproxyd's own network namespace\n"
+      "  --takeover                      take the listening sockets over from the nsproxyd\n"
+      "                                  running on --socket (upgrade without refusing\n"
+      "                                  tenants); starts normally when none runs\n"
+      "  --drain-timeout SECONDS         after a takeover, the old daemon serves its open\n"
+      "                                  connections at most this long (default 30)\n"
       "  --tenant-header NAME            identity header (default %s)\n"
       "  --label-header-prefix PREFIX    label header prefix (default %s)\n"
       "  --connect-timeout SECONDS       upstream connect (default %g)\n"
@@ -107,7 +117,7 @@ int parse_options(int argc, char** argv, Options* o) {
   enum {
     kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
     kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
-    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kHelp, kVersion
+    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kHelp, kVersion
   };
   static const option long_opts[] = {
       {"socket", required_argument, nullptr, kSocket},
@@ -128,6 +138,8 @@ int parse_options(int argc, char** argv, Options* o) {
       {"reconcile-interval", required_argument, nullptr, kReconcile},
       {"allow-gid", required_argument, nullptr, kAllowGid},
       {"max-registrations", required_argument, nullptr, kMaxRegs},
+      {"takeover", no_argument, nullptr, kTakeover},
+      {"drain-timeout", required_argument, nullptr, kDrain},
       {"max-connections", required_argument, nullptr, kMaxAllConns},
       {"allow-host-netns", no_argument, nullptr, kAllowHost},
       {"help", no_argument, nullptr, kHelp},
@@ -164,6 +176,8 @@ int parse_options(int argc, char** argv, Options* o) {
         break;
       }
       case kAllowHost: o->allow_host_netns = true; break;
+      case kTakeover: o->takeover = true; break;
+      case kDrain: ok = parse_seconds("--drain-timeout", optarg, &o->drain_timeout); break;
       case kMaxRegs: ok = parse_count("--max-registrations", optarg, 1, 10000000, &p.max_registrations); break;
       case kMaxAllConns: ok = parse_count("--max-connections", optarg, 1, 100000000, &p.max_connections); break;
       case kHelp:
@@ -200,6 +214,45 @@ size_t raise_fd_limit() {
     }
   }
   return rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : static_cast<size_t>(rl.rlim_cur);
+}
+
+struct Drain {
+  Worker* worker;
+  ControlServer* control;
+  Registry* registry;
+  StateJournal* journal;
+  double timeout;
+  ev_timer after_handover;
+  ev_timer check;
+  bool started;
+  double deadline;
+  ev_timer* reconcile = nullptr;  // stopped: the new daemon reconciles now
+};
+
+void on_drain_check(struct ev_loop* loop, ev_timer* w, int) {
+  auto* d = static_cast<Drain*>(w->data);
+  if (d->worker->connections == 0 || ev_now(loop) >= d->deadline) {
+    LOG_INFO("handover: drained (%ju connection(s) left); exiting",
+             static_cast<uintmax_t>(d->worker->connections));
+    ev_break(loop, EVBREAK_ALL);
+  }
+}
+
+void on_after_handover(struct ev_loop* loop, ev_timer* w, int) {
+  auto* d = static_cast<Drain*>(w->data);
+  d->control->release();
+  if (d->reconcile != nullptr && ev_is_active(d->reconcile)) {
+    ev_ref(loop);  // it was unref'ed when started: keep the loop's count right
+    ev_timer_stop(loop, d->reconcile);
+  }
+  d->registry->stop_accepting_all();
+  d->registry->set_journal(nullptr);
+  d->journal->close();
+  LOG_INFO("handover done: serving %ju open connection(s) until they end (at most %g s)",
+           static_cast<uintmax_t>(d->worker->connections), d->timeout);
+  d->deadline = ev_now(loop) + d->timeout;
+  ev_timer_set(&d->check, 0.05, 0.05);
+  ev_timer_start(loop, &d->check);
 }
 
 void on_reconcile(struct ev_loop*, ev_timer* w, int) {
@@ -260,31 +313,86 @@ int run(const Options& opts) {
   });
   if (opts.allow_gid >= 0) control.allow_gid(static_cast<gid_t>(opts.allow_gid));
   registry.allow_host_netns(opts.allow_host_netns);
-  // Bind first: it refuses when another daemon serves this socket. Requests are only
-  // served once the loop runs, after the saved registrations are back.
-  if (Status s = control.listen(opts.socket_path); !s) {
-    LOG_ERROR("%s", s.error().message.c_str());
-    return 1;
+  UniqueFd taken_control;
+  if (opts.takeover) {
+    auto taken = receive_handover(opts.socket_path, &registry, std::chrono::milliseconds(10000));
+    if (taken) {
+      taken_control = std::move(*taken);
+    } else if (taken.error().code != "no_daemon") {
+      LOG_ERROR("takeover: %s", taken.error().message.c_str());
+      return 1;
+    } else {
+      LOG_INFO("takeover: no nsproxyd runs on %s; starting normally", opts.socket_path.c_str());
+    }
   }
   std::vector<SavedRegistration> saved;
-  auto journal = StateJournal::open(opts.state_dir, &saved);
-  if (!journal) {
-    LOG_ERROR("%s", journal.error().message.c_str());
-    return 1;
+  std::optional<StateJournal> journal;
+  if (taken_control) {
+    control.adopt(std::move(taken_control), opts.socket_path);
+    // The old daemon releases the state directory right after the handover.
+    for (int i = 0; i < 100 && !journal; ++i) {
+      auto j = StateJournal::open(opts.state_dir, &saved);
+      if (j) {
+        journal.emplace(std::move(*j));
+      } else if (i == 99) {
+        LOG_ERROR("%s", j.error().message.c_str());
+        return 1;
+      } else {
+        ::usleep(50 * 1000);
+      }
+    }
+    // The adopted registrations are the state; the journal only needs compacting to them.
+    if (Status st = journal->compact(registry.saved()); !st) {
+      LOG_ERROR("%s", st.error().message.c_str());
+    }
+    registry.set_journal(&*journal);
+  } else {
+    // Bind first: it refuses when another daemon serves this socket. Requests are only
+    // served once the loop runs, after the saved registrations are back.
+    if (Status s = control.listen(opts.socket_path); !s) {
+      LOG_ERROR("%s", s.error().message.c_str());
+      return 1;
+    }
+    auto opened = StateJournal::open(opts.state_dir, &saved);
+    if (!opened) {
+      LOG_ERROR("%s", opened.error().message.c_str());
+      return 1;
+    }
+    journal.emplace(std::move(*opened));
+    auto restore_start = std::chrono::steady_clock::now();
+    size_t restored = registry.restore(std::move(saved));
+    registry.set_journal(&*journal);
+    if (restored > 0) {
+      LOG_INFO("restored %zu registration(s) in %.1f ms", restored,
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                         restore_start).count());
+    }
   }
-  auto restore_start = std::chrono::steady_clock::now();
-  size_t restored = registry.restore(std::move(saved));
-  registry.set_journal(&*journal);
-  if (restored > 0) {
-    LOG_INFO("restored %zu registration(s) in %.1f ms", restored,
-             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                       restore_start).count());
-  }
+
+  // Handover to a newer daemon: send everything from the control client's callback,
+  // then (from a timer, outside that callback) stop accepting, release the state
+  // directory and drain.
+  Drain drain{&worker, &control, &registry, &*journal, opts.drain_timeout, {}, {}, false, 0};
+  ev_init(&drain.after_handover, on_after_handover);
+  drain.after_handover.data = &drain;
+  ev_init(&drain.check, on_drain_check);
+  drain.check.data = &drain;
+  control.set_handover_handler([&drain, &registry, &control](int client_fd) {
+    if (drain.started) return;
+    if (Status s = send_handover(client_fd, registry, control.listen_fd()); !s) {
+      LOG_ERROR("handover failed: %s; still serving", s.error().message.c_str());
+      return;
+    }
+    drain.started = true;
+    ev_timer_set(&drain.after_handover, 0., 0.);
+    ev_timer_start(drain.worker->loop, &drain.after_handover);
+  });
 
   ev_timer reconcile_t;
   ev_timer_init(&reconcile_t, on_reconcile, opts.reconcile_interval, opts.reconcile_interval);
   reconcile_t.data = &registry;
   ev_timer_start(worker.loop, &reconcile_t);
+  drain.reconcile = &reconcile_t;
   ev_unref(worker.loop);
 
   ev_signal sigterm, sigint;
@@ -300,7 +408,13 @@ int run(const Options& opts) {
   ev_run(worker.loop, 0);
 
   // Stop accepting (tenants and control), then close everything.
-  control.close();
+  ev_timer_stop(worker.loop, &drain.after_handover);
+  ev_timer_stop(worker.loop, &drain.check);
+  if (drain.started) {
+    control.release();  // the socket file belongs to the new daemon
+  } else {
+    control.close();
+  }
   registry.clear();
   ev_ref(worker.loop);
   ev_ref(worker.loop);

@@ -73,6 +73,8 @@ Reply Registry::handle(const Request& req, UniqueFd netns_fd) {
       return status();
     case Op::Gc:
       return gc(req);
+    case Op::Handover:
+      break;  // the control server runs handovers itself
   }
   return error_reply(make_error(codes::kBadRequest, "unknown op"));
 }
@@ -141,10 +143,17 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
     return error_reply(fds.error());
   }
 
+  return install(req, *id, std::move(netns_fd), std::move(*fds), std::move(upstreams));
+}
+
+Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
+                        std::vector<UniqueFd> fds_in, std::vector<Address> upstreams) {
+  const std::string who = req.attachment.display();
+  auto* fds = &fds_in;
   auto reg = std::make_unique<Registration>();
   reg->key = req.attachment;
   reg->netns = std::move(netns_fd);
-  reg->netns_id = *id;
+  reg->netns_id = id;
   reg->netns_path = req.netns_path;
   reg->labels = req.labels;
   reg->headers = req.headers;
@@ -167,7 +176,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
     reg->listeners.push_back(std::move(l));
   }
   if (journal_ != nullptr) {
-    if (Status saved = journal_->record_add(req, *id); !saved) {
+    if (Status saved = journal_->record_add(req, id); !saved) {
       LOG_ERROR("add %s: %s; not registered", who.c_str(), saved.error().message.c_str());
       return error_reply(make_error(codes::kInternal, "cannot persist the registration: " +
                                                           saved.error().message));
@@ -175,7 +184,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
   }
   json data = {{"registration", reg->to_json()}, {"created", true}};
   LOG_INFO("add %s: netns %s (inode %ju), %zu listener(s)", who.c_str(), req.netns_path.c_str(),
-           static_cast<uintmax_t>(id->ino), reg->listeners.size());
+           static_cast<uintmax_t>(id.ino), reg->listeners.size());
   regs_[req.attachment] = std::move(reg);
   return ok_reply(std::move(data));
 }
@@ -336,6 +345,51 @@ void Registry::reconcile() {
     }
     it = next;
   }
+}
+
+std::vector<Registry::HandoverItem> Registry::handover_items() const {
+  std::vector<HandoverItem> items;
+  for (const auto& [key, reg] : regs_) {
+    HandoverItem item;
+    item.payload = json{{"registration", json::parse(encode_request(reg->request))},
+                        {"dev", static_cast<uint64_t>(reg->netns_id.dev)},
+                        {"ino", static_cast<uint64_t>(reg->netns_id.ino)}}
+                       .dump(-1, ' ', false, json::error_handler_t::replace);
+    item.fds.push_back(reg->netns.get());
+    for (const auto& l : reg->listeners) item.fds.push_back(l->fd());
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+void Registry::stop_accepting_all() {
+  for (auto& [key, reg] : regs_) {
+    for (auto& l : reg->listeners) l->stop_accepting();
+  }
+}
+
+Reply Registry::adopt(const Request& req, NetnsId id, UniqueFd netns,
+                      std::vector<UniqueFd> listeners) {
+  if (listeners.size() != req.listeners.size()) {
+    return error_reply(make_error(codes::kBadRequest, "handover: listener count mismatch"));
+  }
+  std::vector<Address> upstreams;
+  for (const auto& spec : req.listeners) {
+    auto up = parse_address(spec.upstream, true);
+    if (!up) return error_reply(up.error());
+    upstreams.push_back(std::move(*up));
+  }
+  StateJournal* journal = journal_;
+  journal_ = nullptr;  // already in the journal
+  Reply r = install(req, id, std::move(netns), std::move(listeners), std::move(upstreams));
+  journal_ = journal;
+  return r;
+}
+
+std::vector<SavedRegistration> Registry::saved() const {
+  std::vector<SavedRegistration> live;
+  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id});
+  return live;
 }
 
 }  // namespace nsproxy

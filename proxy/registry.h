@@ -65,6 +65,19 @@ class Registry {
   // namespace still exists under its path with the recorded identity; drops (and logs)
   // the others; then compacts the journal to the survivors. Returns how many came back.
   size_t restore(std::vector<SavedRegistration> saved);
+  // Handover, old daemon: one message per registration (the add request and namespace
+  // identity as JSON; fds: the namespace, then each listener in order).
+  struct HandoverItem {
+    std::string payload;
+    std::vector<int> fds;
+  };
+  std::vector<HandoverItem> handover_items() const;
+  void stop_accepting_all();
+  // Handover, new daemon: takes over a registration with its open sockets.
+  Reply adopt(const Request& req, NetnsId id, UniqueFd netns, std::vector<UniqueFd> listeners);
+  // The live registrations, as the journal stores them.
+  std::vector<SavedRegistration> saved() const;
+
   // Drops registrations whose namespace path vanished or now names another namespace
   // (a DEL that never came): listening sockets would pin the namespace forever.
   void reconcile();
@@ -73,6 +86,9 @@ class Registry {
   void forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::iterator it,
               const char* why);
   void maybe_compact();
+  // Creates the registration from ready listening sockets (start accepting, journal).
+  Reply install(const Request& req, NetnsId id, UniqueFd netns_fd, std::vector<UniqueFd> fds,
+                std::vector<Address> upstreams);
   Reply add(const Request& req, UniqueFd netns_fd);
   Reply del(const Request& req);
   Reply check(const Request& req, UniqueFd netns_fd);

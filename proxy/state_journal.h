@@ -38,6 +38,12 @@ class StateJournal {
   // Rewrites the journal with exactly these registrations.
   Status compact(const std::vector<SavedRegistration>& live);
 
+  // Handover: closes the journal and releases the state directory's lock.
+  void close() {
+    fd_.reset();
+    lock_.reset();
+  }
+
   size_t lines() const { return lines_; }
   const std::string& path() const { return path_; }
 

@@ -79,7 +79,7 @@ Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
 }
 
 bool parse_op(std::string_view s, Op* op) {
-  for (Op o : {Op::Add, Op::Del, Op::Check, Op::List, Op::Status, Op::Gc}) {
+  for (Op o : {Op::Add, Op::Del, Op::Check, Op::List, Op::Status, Op::Gc, Op::Handover}) {
     if (s == op_name(o)) {
       *op = o;
       return true;
@@ -98,6 +98,7 @@ const char* op_name(Op op) {
     case Op::List: return "list";
     case Op::Status: return "status";
     case Op::Gc: return "gc";
+    case Op::Handover: return "handover";
   }
   return "?";
 }

@@ -51,7 +51,9 @@ constexpr size_t kMaxValidAttachments = 30000;
 
 constexpr const char* kDefaultSocketPath = "/run/nsproxy/nsproxyd.sock";
 
-enum class Op { Add, Del, Check, List, Status, Gc };
+// handover: a new nsproxyd asks the running one for its listening sockets (see
+// proxy/handover.h); not a request/reply exchange.
+enum class Op { Add, Del, Check, List, Status, Gc, Handover };
 const char* op_name(Op op);
 
 // Who a registration belongs to. CNI registrations: (network, container id, ifname).

@@ -18,20 +18,26 @@ void ensure_send_buffer(int sock, size_t message_size) {
 }
 
 Status send_message(int sock, std::string_view payload, int pass_fd) {
+  if (pass_fd < 0) return send_message_fds(sock, payload, {});
+  return send_message_fds(sock, payload, {pass_fd});
+}
+
+Status send_message_fds(int sock, std::string_view payload, const std::vector<int>& fds) {
+  if (fds.size() > kMaxPassedFds) return make_error("io", "too many fds for one message");
   ensure_send_buffer(sock, payload.size());
   iovec iov{const_cast<char*>(payload.data()), payload.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
-  if (pass_fd >= 0) {
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxPassedFds)] = {};
+  if (!fds.empty()) {
     msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
   for (;;) {
     ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
@@ -42,7 +48,7 @@ Status send_message(int sock, std::string_view payload, int pass_fd) {
   }
 }
 
-Result<Message> recv_message(int sock, size_t max_size) {
+Result<Message> recv_message(int sock, size_t max_size, size_t max_fds) {
   Message m;
   // Learn the datagram's size first (MSG_TRUNC reports the real length on unix
   // sockets; no control buffer, so no fd is installed by the peek), then allocate just
@@ -66,7 +72,7 @@ Result<Message> recv_message(int sock, size_t max_size) {
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   // Room for several fds so that extra ones are received (and closed), never leaked.
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)] = {};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * (kMaxPassedFds + 8))] = {};
   msg.msg_control = cbuf;
   msg.msg_controllen = sizeof cbuf;
   ssize_t n;
@@ -83,8 +89,10 @@ Result<Message> recv_message(int sock, size_t max_size) {
       for (size_t i = 0; i < count; ++i) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        if (!m.fd) {
+        if (!m.fd && max_fds > 0) {
           m.fd.reset(fd);
+        } else if (1 + m.more_fds.size() < max_fds) {
+          m.more_fds.emplace_back(fd);
         } else {
           ::close(fd);
           m.extra_fds = true;

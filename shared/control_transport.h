@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "error.h"
 #include "unique_fd.h"
@@ -13,6 +14,7 @@ namespace nsproxy {
 struct Message {
   std::string payload;
   UniqueFd fd;            // the passed fd, if any (received with MSG_CMSG_CLOEXEC)
+  std::vector<UniqueFd> more_fds;  // further fds, when the receiver allowed several
   bool truncated = false; // the datagram was larger than the receive limit
   bool extra_fds = false; // more than one fd (or other control data) was sent; extras closed
 };
@@ -27,6 +29,12 @@ Status send_message(int sock, std::string_view payload, int pass_fd = -1);
 // Receives one datagram of at most max_size bytes.
 // Returns bytes-received semantics through Message; an orderly close yields an error
 // with code "eof"; EAGAIN yields code "again".
-Result<Message> recv_message(int sock, size_t max_size);
+// max_fds: how many fds to keep (fd, then more_fds); extras are closed and flagged.
+Result<Message> recv_message(int sock, size_t max_size, size_t max_fds = 1);
+
+// Up to kMaxPassedFds fds in one datagram (daemon handover: a namespace and its
+// listening sockets).
+constexpr size_t kMaxPassedFds = 64;
+Status send_message_fds(int sock, std::string_view payload, const std::vector<int>& fds);
 
 }  // namespace nsproxy

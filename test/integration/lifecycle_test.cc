@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -365,6 +366,65 @@ TEST_F(LifecycleTest, KillNineDuringAnAddStormKeepsEveryAcknowledgedAdd) {
   }
   std::printf("[ FIGURES  ] kill -9 mid-storm: %zu of %d ADDs acknowledged, %zu registrations after restart\n",
               acked.size(), kAdds, present.size());
+}
+
+
+TEST_F(LifecycleTest, TakeoverUnderLoadLosesNoConnectionAndOldDaemonDrains) {
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  Daemon old_daemon(tmp_.path());
+  ASSERT_TRUE(old_daemon.start());
+  ASSERT_TRUE(add_tcp(old_daemon, ns.path(), "t1", "127.0.0.1:8080", echo.address())->ok);
+
+  // A connection opened before the switch must still be served by the old daemon.
+  Connection early = connect_in_netns(ns.path(), "127.0.0.1:8080");
+  ASSERT_TRUE(early.ok()) << early.message;
+  ASSERT_TRUE(send_all(early.fd.get(), "before ").ok());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_failure;
+  std::thread load([&] {
+    while (!stop) {
+      auto got = roundtrip_in_netns(ns.path(), "127.0.0.1:8080", "ping", 5000ms);
+      if (got.ok() && *got == "ping") {
+        ++ok;
+      } else {
+        if (failed++ == 0) first_failure = got.ok() ? "got \"" + *got + "\"" : got.error().message;
+      }
+    }
+  });
+  std::this_thread::sleep_for(500ms);
+  Daemon new_daemon(tmp_.path());
+  new_daemon.set_extra_args({"--takeover"});
+  ASSERT_TRUE(new_daemon.start());
+  std::this_thread::sleep_for(700ms);
+  int ok_at_switch = ok;
+  std::this_thread::sleep_for(700ms);
+  stop = true;
+  load.join();
+
+  EXPECT_EQ(failed, 0) << "tenant connections failed across the takeover; first: " << first_failure;
+  EXPECT_GT(ok, ok_at_switch) << "no connection served after the switch";
+  EXPECT_EQ(new_daemon.registrations_with_id("t1").size(), 1u) << new_daemon.list().dump(2);
+  EXPECT_NE(new_daemon.log().find("took over 1 registration"), std::string::npos)
+      << new_daemon.log();
+
+  // The old daemon is still draining the early connection; finishing it lets it exit 0.
+  EXPECT_TRUE(old_daemon.process()->running()) << "the old daemon exited before draining";
+  auto rest = exchange(early.fd.get(), "after");
+  ASSERT_TRUE(rest.ok()) << rest.error().message;
+  EXPECT_EQ(*rest, "before after");
+  early.fd.reset();
+  auto code = old_daemon.process()->wait(5000ms);
+  ASSERT_TRUE(code.has_value()) << "the old daemon did not exit after draining\n"
+                                << old_daemon.log();
+  EXPECT_EQ(*code, 0) << old_daemon.log();
+  old_daemon.stop();
+  std::printf("[ FIGURES  ] takeover under load: %d tenant connections, %d failed\n", ok.load(),
+              failed.load());
 }
 
 }  // namespace
