@@ -427,5 +427,45 @@ TEST_F(LifecycleTest, TakeoverUnderLoadLosesNoConnectionAndOldDaemonDrains) {
               failed.load());
 }
 
+
+TEST_F(LifecycleTest, GcNeverTouchesManualRegistrationsOrOtherNetworks) {
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  Daemon d(tmp_.path());
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(add_tcp(d, ns.path(), "manual", "127.0.0.1:8080", echo.address())->ok);
+  auto add_cni = [&](const std::string& network, const std::string& id, const std::string& listen) {
+    auto fd = nsproxy::open_netns(ns.path());
+    nsproxy::Request req;
+    req.op = nsproxy::Op::Add;
+    req.attachment = {network, id, "eth0"};
+    req.netns_path = ns.path();
+    req.listeners = {{listen, echo.address(), nsproxy::Mode::Tcp}};
+    auto r = d.call(req, fd->get());
+    return r.ok() && r->ok;
+  };
+  ASSERT_TRUE(add_cni("net-a", "keep", "127.0.0.1:8081"));
+  ASSERT_TRUE(add_cni("net-a", "stale", "127.0.0.1:8082"));
+  ASSERT_TRUE(add_cni("net-b", "stale", "127.0.0.1:8083"));
+  nsproxy::Request gc;
+  gc.op = nsproxy::Op::Gc;
+  gc.attachment.network = "net-a";
+  gc.valid_attachments = {{"net-a", "keep", "eth0"}};
+  auto r = d.call(gc);
+  ASSERT_TRUE(r.ok() && r->ok) << (r.ok() ? r->error.message : r.error().message);
+  ASSERT_EQ(r->data["removed"].size(), 1u) << r->data.dump();
+  EXPECT_EQ(r->data["removed"][0].value("id", ""), "stale");
+  EXPECT_EQ(r->data["removed"][0].value("network", ""), "net-a");
+  std::set<std::string> left;
+  for (const auto& reg : d.list()) {
+    left.insert(reg["attachment"].value("network", "") + "/" + reg["attachment"].value("id", ""));
+  }
+  EXPECT_EQ(left, (std::set<std::string>{"/manual", "net-a/keep", "net-b/stale"}));
+  auto gone = connect_in_netns(ns.path(), "127.0.0.1:8082");
+  EXPECT_EQ(gone.err, ECONNREFUSED) << gone.message;
+}
+
 }  // namespace
 }  // namespace nspit
