@@ -318,7 +318,7 @@ TEST_F(LifecycleTest, KillNineDuringAnAddStormKeepsEveryAcknowledgedAdd) {
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
   const std::string network = unique_name();
-  constexpr int kAdds = 300;
+  constexpr int kAdds = 200;
   std::vector<std::unique_ptr<Process>> procs(kAdds);
   {
     Daemon d(tmp_.path());
