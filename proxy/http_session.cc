@@ -711,13 +711,11 @@ int HttpSession::resp_headers_complete() {
 
 void HttpSession::build_response_head() {
   std::vector<std::string> conn_tokens = connection_tokens(resp_headers_);
-  bool upstream_close = !http_should_keep_alive(&resp_parser_);
   bool chunked = (resp_parser_.flags & F_CHUNKED) != 0;
   bool has_length = resp_parser_.content_length != ULLONG_MAX;
   bool no_body = req_parser_.method == HTTP_HEAD || status_ == 204 || status_ == 304 ||
                  status_ == 101;
   bool until_close = !no_body && !chunked && !has_length;
-  (void)upstream_close;
   if (until_close) client_keep_alive_ = false;  // the body ends with the connection
   if (req_upgrade_ && status_ != 101) client_keep_alive_ = false;
   // HTTP/1.0 tenants cannot read chunked framing: send the body raw and close.
