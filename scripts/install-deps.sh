@@ -11,6 +11,8 @@ PACKAGES=(
   # tests and demo
   iproute2 curl procps psmisc python3
   containernetworking-plugins golang-go golang-github-appc-cni-dev
+  # a real container runtime for end-to-end tests (CNI network backend)
+  podman runc busybox-static
   # fuzzing and sanitizers
   clang libclang-rt-14-dev
   # benchmarks and real peers
