@@ -8,7 +8,7 @@ FUZZ_TARGETS = fuzz_control_request fuzz_cni_config fuzz_http_request
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build asan test unit-test integration-test demo clean format fuzz
+.PHONY: all deps build asan test unit-test integration-test demo clean format fuzz bench
 
 all: build
 
@@ -41,6 +41,12 @@ fuzz: deps
 
 demo: build
 	@scripts/demo.sh $(BUILD)
+
+# Benchmarks against HAProxy 2.6 and the reference loopback CNI plugin (root; never part
+# of `make test`; about 8 minutes). Method and figures: docs/benchmarks.md.
+bench: build
+	@test "$$(id -u)" -eq 0 || { echo "make bench: run as root" >&2; exit 1; }
+	@test/bench/run.sh $(BUILD)
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

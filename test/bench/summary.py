@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Prints one table of every benchmark result in a results file (JSON lines written by
+the bench_*.py scripts), next to the targets in DESIGN.md ("Targets the design must
+allow")."""
+
+import json
+import sys
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+import benchlib as B  # noqa: E402
+
+MEM_TARGET_MB = {100: 4, 1000: 6, 10000: 16}
+
+
+def verdict(ok):
+    return "met" if ok else "MISSED"
+
+
+def main(path):
+    try:
+        with open(path) as f:
+            res = [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        res = []
+    rows = []
+    times = []
+    for r in res:
+        b = r["bench"]
+        times.append("%s %.0f s" % (b, r.get("elapsed_s", 0)))
+        if b == "http":
+            for mode, m in r["results"].items():
+                ns, ha = m["nsproxy"], m["haproxy"]
+                ratio = ns["rps"] / ha["rps"]
+                want = 1.25 if mode == "keepalive" else 1.1
+                rows.append(["HTTP %s req/s" % mode, "%.0f" % ns["rps"], "haproxy %.0f" % ha["rps"],
+                             "%.2f" % ratio, ">= %.2f" % want, verdict(ratio >= want)])
+                pr = ns["p99_us"] / ha["p99_us"]
+                rows.append(["HTTP %s p99 us" % mode, "%.0f" % ns["p99_us"],
+                             "haproxy %.0f" % ha["p99_us"], "%.2f" % pr,
+                             "<= 1.00" if mode == "keepalive" else "-",
+                             verdict(pr <= 1.0) if mode == "keepalive" else "-"])
+        elif b == "memory":
+            for n, m in r["results"].items():
+                n = int(n)
+                if n <= 1:
+                    continue
+                ns, ha = m["nsproxyd"]["VmRSS"] / 1024, m["haproxy"]["VmRSS"] / 1024
+                t = MEM_TARGET_MB.get(n)
+                rows.append(["RSS %d idle tenants MB" % n, "%.1f" % ns, "haproxy %.1f" % ha,
+                             "%.2f" % (ns / ha), "<= %d MB" % t if t else "-",
+                             verdict(ns <= t) if t else "-"])
+        elif b == "cni":
+            meds = {}
+            for key, m in r["results"].items():
+                if "/" not in key:
+                    continue
+                state, n = key.split("/")
+                meds.setdefault(state, {})[int(n)] = m["nsproxy_median_us"]
+                ratio = m["nsproxy_median_us"] / m["loopback_median_us"]
+                rows.append(["CNI ADD median us (%s, %s reg.)" % (state, n),
+                             "%.0f" % m["nsproxy_median_us"],
+                             "loopback %.0f" % m["loopback_median_us"], "%.2f" % ratio,
+                             "<= 0.33", verdict(ratio <= 1 / 3)])
+                rows.append(["CNI ADD p99 us (%s, %s reg.)" % (state, n),
+                             "%.0f" % m["nsproxy_p99_us"], "loopback %.0f" % m["loopback_p99_us"],
+                             "%.2f" % (m["nsproxy_p99_us"] / m["loopback_p99_us"]), "-", "-"])
+            for state, by_n in meds.items():
+                if len(by_n) >= 2:
+                    lo, hi = min(by_n), max(by_n)
+                    g = by_n[hi] / by_n[lo]
+                    rows.append(["CNI ADD growth %d -> %d (%s)" % (lo, hi, state),
+                                 "%.2fx" % g, "", "", "flat (<= 1.10x)", verdict(g <= 1.10)])
+        elif b == "listener":
+            for v, m in r["results"].items():
+                name = "lo down" if v == "down" else "lo up"
+                if "win_total" in m:
+                    rows.append(["listener window us (%s)" % name, "%.1f" % m["win_total"], "", "",
+                                 "<= 30 us", verdict(m["win_total"] <= 30)])
+                rows.append(["ADD - STATUS rtt us (%s)" % name, "%.0f" % m["add_minus_status_us"],
+                             "", "", "-", "-"])
+    print()
+    print("SUMMARY (medians unless stated; targets from DESIGN.md)")
+    print(B.table(["figure", "nsproxy", "peer", "ratio", "target", "verdict"], rows))
+    print("durations: " + ", ".join(times))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
