@@ -28,22 +28,26 @@ LOOPBACK = "/usr/lib/cni/loopback"
 CNI_PATH = "/usr/lib/cni"
 
 
-def spawn_timed(argv, env, stdin_path, out_path):
+def spawn_timed(argv, env, stdin_path, out_path, daemon_pid=None):
     """Runs argv with stdin from stdin_path and stdout/stderr into out_path; returns
-    (microseconds from posix_spawn to waitpid, exit status)."""
+    (microseconds from posix_spawn to wait4, exit status, CPU microseconds of the process
+    (user + system, all its threads), CPU microseconds the daemon ran meanwhile)."""
     fin = os.open(stdin_path, os.O_RDONLY)
     fout = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         fa = [(os.POSIX_SPAWN_DUP2, fin, 0), (os.POSIX_SPAWN_DUP2, fout, 1),
               (os.POSIX_SPAWN_DUP2, fout, 2)]
+        d0 = B.cpu_ns(daemon_pid) if daemon_pid else 0
         t0 = time.perf_counter_ns()
         pid = os.posix_spawn(argv[0], argv, env, file_actions=fa)
-        _, status = os.waitpid(pid, 0)
+        _, status, ru = os.wait4(pid, 0)
         t1 = time.perf_counter_ns()
+        d1 = B.cpu_ns(daemon_pid) if daemon_pid else 0
     finally:
         os.close(fin)
         os.close(fout)
-    return (t1 - t0) / 1000.0, os.waitstatus_to_exitcode(status)
+    return ((t1 - t0) / 1000.0, os.waitstatus_to_exitcode(status),
+            (ru.ru_utime + ru.ru_stime) * 1e6, (d1 - d0) / 1000.0)
 
 
 def cni_env(cid, netns, ifname):
@@ -82,12 +86,15 @@ def main():
         json.dump({"cniVersion": "1.0.0", "name": "nspb", "type": "loopback"}, f)
 
     # baseline: what spawning any small program costs here (context for the figures)
-    true_us = [spawn_timed(["/bin/true", "true"], {}, lo_conf, out_path)[0] for _ in range(100)]
+    true_runs = [spawn_timed(["/bin/true", "true"], {}, lo_conf, out_path) for _ in range(100)]
+    true_us = [x[0] for x in true_runs]
+    true_cpu = B.median([x[2] for x in true_runs])
+    B.log("spawning /bin/true here: median %.0f us, %.0f us CPU" % (B.median(true_us), true_cpu))
 
     bg_names = [B.PREFIX + "b%d" % i for i in range(max(counts))]
     bg_paths = B.make_namespaces(bg_names)
     rows = []
-    out = {"spawn_true_us": B.median(true_us)}
+    out = {"spawn_true_us": B.median(true_us), "spawn_true_cpu_us": true_cpu}
     seq = 0
     for state in states:
         for n in counts:
@@ -105,6 +112,8 @@ def main():
             seq += 2 * runs
             fresh_paths = B.make_namespaces(fresh, lo_up=False)
             times = {"nsproxy": [], "loopback": []}
+            cpu = {"nsproxy": [], "loopback": []}
+            dcpu = []
             for i in range(runs):
                 pair = [("loopback", fresh_paths[2 * i]), ("nsproxy", fresh_paths[2 * i + 1])]
                 if i % 2:
@@ -112,16 +121,19 @@ def main():
                 for who, path in pair:
                     cid = "nspb%d" % i
                     if who == "loopback":
-                        us, rc = spawn_timed([LOOPBACK, "loopback"], cni_env(cid, path, "lo"),
-                                             lo_conf, out_path)
+                        us, rc, c_us, _ = spawn_timed([LOOPBACK, "loopback"],
+                                                      cni_env(cid, path, "lo"), lo_conf, out_path)
                     else:
-                        us, rc = spawn_timed([plugin, "nsproxy"], cni_env(cid, path, "eth0"),
-                                             conf, out_path)
+                        us, rc, c_us, d_us = spawn_timed([plugin, "nsproxy"],
+                                                         cni_env(cid, path, "eth0"), conf,
+                                                         out_path, d.pid)
+                        dcpu.append(d_us)
                     if rc != 0:
                         with open(out_path) as f:
                             raise RuntimeError("%s ADD exited %d: %s" % (who, rc, f.read()[:500]))
                     check_result(out_path, who)
                     times[who].append(us)
+                    cpu[who].append(c_us)
                     if who == "nsproxy":
                         B.unregister(d.sock, cid, "nspb", "eth0")
             status = B.control_call(d.sock, {"op": "status"})["data"]
@@ -131,6 +143,8 @@ def main():
             d.stop()
             B.delete_namespaces(fresh)
             med = {k: B.median(v) for k, v in times.items()}
+            cmed = {k: B.median(v) for k, v in cpu.items()}
+            dmed = B.median(dcpu)
             p99 = {k: B.percentile(v, 99) for k, v in times.items()}
             B.log("state %-5s %5d tenants: nsproxy median %.0f us p99 %.0f us; loopback median "
                   "%.0f us p99 %.0f us" % (state, n, med["nsproxy"], p99["nsproxy"],
@@ -138,18 +152,25 @@ def main():
             rows.append([state, str(n), "%.0f" % med["nsproxy"], "%.0f" % p99["nsproxy"],
                          "%.0f" % med["loopback"], "%.0f" % p99["loopback"],
                          "%.2f" % (med["nsproxy"] / med["loopback"]),
-                         "%.2f" % (p99["nsproxy"] / p99["loopback"])])
+                         "%.2f" % (p99["nsproxy"] / p99["loopback"]),
+                         "%.0f+%.0f" % (cmed["nsproxy"], dmed), "%.0f" % cmed["loopback"],
+                         "%.2f" % ((cmed["nsproxy"] + dmed) / cmed["loopback"])])
             out["%s/%d" % (state, n)] = {"nsproxy_median_us": med["nsproxy"],
                                          "nsproxy_p99_us": p99["nsproxy"],
                                          "loopback_median_us": med["loopback"],
-                                         "loopback_p99_us": p99["loopback"], "runs": runs}
+                                         "loopback_p99_us": p99["loopback"], "runs": runs,
+                                         "nsproxy_cpu_us": cmed["nsproxy"], "daemon_cpu_us": dmed,
+                                         "loopback_cpu_us": cmed["loopback"]}
 
     elapsed = time.monotonic() - t_start
     print()
-    print("CNI ADD, exec to exit, %d runs per plugin and setting (spawn of /bin/true: median "
-          "%.0f us)" % (runs, out["spawn_true_us"]))
+    print("CNI ADD, exec to exit, %d runs per plugin and setting (/bin/true for comparison: "
+          "median %.0f us, %.0f us CPU)" % (runs, out["spawn_true_us"], true_cpu))
     print(B.table(["state", "registered", "nsproxy med us", "nsproxy p99 us", "loopback med us",
-                   "loopback p99 us", "ratio med", "ratio p99"], rows))
+                   "loopback p99 us", "ratio med", "ratio p99", "CPU us ns+daemon",
+                   "CPU us loopback", "CPU ratio"], rows))
+    print("CPU us: medians of the plugin's own CPU time (user+system, wait4 rusage) and, for "
+          "nsproxy, + the daemon's CPU time during the ADD (schedstat)")
     print("(%.0f s)" % elapsed)
     B.save_results("cni", {"results": out, "elapsed_s": elapsed})
 

@@ -2,18 +2,26 @@
 """Benchmark 1: HTTP throughput and p99 latency, nsproxyd vs HAProxy 2.6, same run.
 
 N tenant namespaces (lo up). One nginx upstream on 127.0.0.1:<free port> in the host
-namespace (48-byte static body, keep-alive). nsproxyd with one http listener per tenant
-(127.0.0.1:8080 inside each namespace) and HAProxy (nbthread 1, mode http, one
-`bind 127.0.0.1:8081 namespace <name>` per tenant, http-keep-alive, http-reuse always,
-the same identity headers) run side by side. wrk runs inside tenant 0's namespace.
-For each mode (keep-alive, Connection: close) and round, both proxies are measured
-back to back, the order alternating per round; medians over the rounds are reported.
+namespace (48-byte static body, keep-alive). Side by side, all serving every tenant:
+  nsproxy        nsproxyd with the daemon's defaults, one http listener per tenant
+                 (127.0.0.1:8080 inside each namespace);
+  nsproxy-tuned  a second nsproxyd with BENCH_TUNED_FLAGS (127.0.0.1:8082), to show
+                 what the upstream pool's idle cap costs at this concurrency;
+  haproxy        HAProxy (nbthread 1, mode http, one `bind 127.0.0.1:8081 namespace
+                 <name>` per tenant, http-keep-alive, http-reuse always, and the same
+                 identity-header work: tenant id from the listener, forged copies
+                 removed, X-Forwarded-For, Forwarded).
+wrk (one thread) runs inside tenant 0's namespace. For each mode (keep-alive, then
+`Connection: close`) and round, every proxy is measured back to back, the order rotating
+every round; the medians over the rounds are reported. Then (BENCH_SYSCALLS) one more
+5 s run per proxy and mode under `perf stat` counts the proxy's system calls per request.
 
-Environment: BUILD (default build/), BENCH_TENANTS (4), BENCH_ROUNDS (5),
-BENCH_SECONDS (10), BENCH_CONNS (64), BENCH_PIN (1: wrk+nginx on CPU 0, proxies on
-CPU 1; 0: no pinning), BENCH_MODES ("keepalive close"), BENCH_PERF (0; 1: after the
-rounds, one more keep-alive run per proxy under `perf record -e cpu-clock -g` and the top
-symbols of each, not part of the figures).
+Environment: BUILD (default build/), BENCH_TENANTS (4), BENCH_ROUNDS (7),
+BENCH_SECONDS (5), BENCH_CONNS (64), BENCH_PIN (1: wrk and nginx on CPU 0, the proxies on
+CPU 1; 0: no pinning), BENCH_MODES ("keepalive close"), BENCH_NSPROXYD_FLAGS (extra
+flags for "nsproxy"; default none), BENCH_TUNED_FLAGS ("--upstream-idle-max 256"; empty:
+no nsproxy-tuned), BENCH_SYSCALLS (1), BENCH_PERF (0; 1: one more keep-alive run per
+proxy under `perf record -e cpu-clock -g`, top symbols printed, not part of the figures).
 """
 
 import os
@@ -26,6 +34,7 @@ import benchlib as B
 
 NS_PORT = 8080
 HA_PORT = 8081
+TUNED_PORT = 8082
 
 
 def run_wrk(tenant, port, seconds, conns, close, cpus):
@@ -45,6 +54,12 @@ def run_wrk(tenant, port, seconds, conns, close, cpus):
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["errors"] = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
     return r
+
+
+def perf_ok():
+    r = subprocess.run(["perf", "stat", "-e", "syscalls:sys_enter_close", "-o", "/dev/null", "true"],
+                       capture_output=True)
+    return r.returncode == 0
 
 
 def check_once(tenant, port):
@@ -67,10 +82,37 @@ def profile(name, pid, tenant, port, secs, conns, cpus):
     rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
                           "--sort", "dso,symbol", "-g", "none", "--percent-limit", "1.5"],
                          capture_output=True, text=True, timeout=300).stdout
-    lines = [ln for ln in rep.splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [re.sub(r"\s{2,}", "  ", ln.strip()) for ln in rep.splitlines()
+             if ln.strip() and not ln.startswith("#")]
     print("\nperf profile of %s (pid %d) during keep-alive wrk, %.0f req/s under perf:" % (
         name, pid, res["rps"]))
-    print("\n".join(lines[:30]))
+    print("\n".join("  " + ln for ln in lines[:30]))
+
+
+SYSCALLS = ["epoll_ctl", "epoll_wait", "read", "recvfrom", "readv", "recvmsg", "write", "sendto",
+            "writev", "sendmsg", "accept4", "connect", "close", "shutdown", "setsockopt",
+            "getsockopt", "clock_gettime"]
+
+
+def syscall_counts(pid, tenant, port, secs, conns, close, cpus):
+    """System calls of the proxy per request during one wrk run, counted by the kernel
+    (perf stat on syscall tracepoints; the proxy is not slowed down measurably)."""
+    d = B.tempdir("stat")
+    out = os.path.join(d, "stat.csv")
+    argv = ["perf", "stat", "-x,", "-o", out, "-p", str(pid)]
+    for sc in SYSCALLS:
+        argv += ["-e", "syscalls:sys_enter_" + sc]
+    perf = B.Proc(argv, "perf-stat", os.path.join(d, "log"))
+    time.sleep(1)
+    res = run_wrk(tenant, port, secs, conns, close, cpus)
+    perf.stop(__import__("signal").SIGINT, timeout=60)
+    counts = {}
+    with open(out) as f:
+        for line in f:
+            fields = line.strip().split(",")
+            if len(fields) > 2 and fields[0].isdigit():
+                counts[fields[2].replace("syscalls:sys_enter_", "")] = int(fields[0])
+    return {k: v / res["requests"] for k, v in counts.items()}, res
 
 
 def main():
@@ -78,8 +120,8 @@ def main():
     B.install_cleanup()
     build = B.build_dir()
     n = B.env_int("BENCH_TENANTS", 4)
-    rounds = B.env_int("BENCH_ROUNDS", 5)
-    secs = B.env_int("BENCH_SECONDS", 10)
+    rounds = B.env_int("BENCH_ROUNDS", 7)
+    secs = B.env_int("BENCH_SECONDS", 5)
     conns = B.env_int("BENCH_CONNS", 64)
     pin = B.env_int("BENCH_PIN", 1) and (os.cpu_count() or 1) >= 2
     modes = (os.environ.get("BENCH_MODES") or "keepalive close").split()
@@ -89,36 +131,55 @@ def main():
     names = [B.PREFIX + "t%d" % i for i in range(n)]
     paths = B.make_namespaces(names)
     up_port = B.free_port()
-    nginx = B.start_nginx(up_port, cpus=load_cpus)
-    daemon = B.Daemon(build, "http", cpus=proxy_cpus)
-    for name, path in zip(names, paths):
-        B.register(daemon.sock, name, path, [{"listen": "127.0.0.1:%d" % NS_PORT,
-                                              "upstream": "127.0.0.1:%d" % up_port,
-                                              "mode": "http"}])
+    B.start_nginx(up_port, cpus=load_cpus)
+    ns_flags = (os.environ.get("BENCH_NSPROXYD_FLAGS") or "").split()
+    tuned_flags = os.environ.get("BENCH_TUNED_FLAGS")
+    tuned_flags = ("--upstream-idle-max 256" if tuned_flags is None else tuned_flags).split()
+    proxies = []  # (name, port inside each tenant namespace, process)
+    variants = [("nsproxy", NS_PORT, ns_flags)]
+    if tuned_flags:
+        variants.append(("nsproxy-tuned", TUNED_PORT, tuned_flags))
+    for label, port, flags in variants:
+        daemon = B.Daemon(build, label, cpus=proxy_cpus, extra=flags)
+        for name, path in zip(names, paths):
+            B.register(daemon.sock, name, path, [{"listen": "127.0.0.1:%d" % port,
+                                                  "upstream": "127.0.0.1:%d" % up_port,
+                                                  "mode": "http"}])
+        proxies.append((label, port, daemon.proc))
     ha = B.start_haproxy([(nm, HA_PORT) for nm in names], up_port, "http", cpus=proxy_cpus)
     B.wait_for(lambda: B.probe_in_ns(paths[-1], HA_PORT), 20, "haproxy", ha)
+    proxies.append(("haproxy", HA_PORT, ha))
     for nm in names:
-        check_once(nm, NS_PORT)
-        check_once(nm, HA_PORT)
+        for _, port, _ in proxies:
+            check_once(nm, port)
 
-    B.log("%d tenants, nginx :%d, nsproxyd pid %d, haproxy pid %d, pin=%s, %d rounds x %d s, "
-          "%d connections" % (n, up_port, daemon.pid, ha.pid, bool(pin), rounds, secs, conns))
-    proxies = [("nsproxy", NS_PORT, daemon.proc), ("haproxy", HA_PORT, ha)]
+    B.log("%d tenants, nginx :%d, %s, pin=%s, %d rounds x %d s, %d connections" % (
+        n, up_port, ", ".join("%s pid %d" % (p[0], p[2].pid) for p in proxies), bool(pin), rounds,
+        secs, conns))
     results = {m: {p[0]: [] for p in proxies} for m in modes}
     for mode in modes:
         close = mode == "close"
-        for _, port, _ in proxies:  # warm up both (connections, caches, pools)
+        for _, port, _ in proxies:  # warm up each (connections, caches, pools)
             run_wrk(names[0], port, 2, conns, close, load_cpus)
         for r in range(rounds):
-            order = proxies if r % 2 == 0 else proxies[::-1]
-            for name, port, proc in order:
+            k = r % len(proxies)  # rotate the order every round
+            for name, port, proc in proxies[k:] + proxies[:k]:
                 if not proc.alive():
                     raise RuntimeError(name + " died:\n" + proc.tail())
+                cpu0 = B.cpu_ns(proc.pid)
                 res = run_wrk(names[0], port, secs, conns, close, load_cpus)
+                res["cpu_us_per_req"] = (B.cpu_ns(proc.pid) - cpu0) / 1000.0 / max(res["requests"], 1)
                 results[mode][name].append(res)
-                B.log("%-9s round %d %-7s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  errors %d" % (
-                    mode, r + 1, name, res["rps"], res["p50_us"], res["p99_us"], res["errors"]))
+                B.log("%-9s round %d %-13s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  %5.1f CPU us/req"
+                      "  errors %d" % (mode, r + 1, name, res["rps"], res["p50_us"], res["p99_us"],
+                                      res["cpu_us_per_req"], res["errors"]))
 
+    syscalls = {}
+    if B.env_int("BENCH_SYSCALLS", 1) and perf_ok():
+        for mode in modes:
+            for name, port, proc in proxies:
+                syscalls[(mode, name)], _ = syscall_counts(proc.pid, names[0], port, 5, conns,
+                                                           mode == "close", load_cpus)
     if B.env_int("BENCH_PERF", 0):
         for name, port, proc in proxies:
             profile(name, proc.pid, names[0], port, secs, conns, load_cpus)
@@ -133,27 +194,45 @@ def main():
                 "rps": B.median([x["rps"] for x in rs]),
                 "p50_us": B.median([x["p50_us"] for x in rs]),
                 "p99_us": B.median([x["p99_us"] for x in rs]),
+                "cpu_us_per_req": B.median([x["cpu_us_per_req"] for x in rs]),
                 "errors": sum(x["errors"] for x in rs),
                 "rps_all": [round(x["rps"]) for x in rs],
                 "p99_all": [round(x["p99_us"]) for x in rs],
             }
         summary[mode] = med
-        a, b = med["nsproxy"], med["haproxy"]
-        for name in ("nsproxy", "haproxy"):
+        b = med["haproxy"]
+        for name, _, _ in proxies:
             m = med[name]
             rows.append([mode, name, "%.0f" % m["rps"], "%.0f" % m["p50_us"], "%.0f" % m["p99_us"],
-                         "%d" % m["errors"], " ".join(str(x) for x in m["rps_all"])])
-        rows.append([mode, "ratio ns/ha", "%.2f" % (a["rps"] / b["rps"]),
-                     "%.2f" % (a["p50_us"] / b["p50_us"]), "%.2f" % (a["p99_us"] / b["p99_us"]),
-                     "", ""])
+                         "%.1f" % m["cpu_us_per_req"], "%d" % m["errors"],
+                         " ".join(str(x) for x in m["rps_all"])])
+        for name, _, _ in proxies[:-1]:
+            a = med[name]
+            rows.append([mode, "ratio %s/haproxy" % name, "%.2f" % (a["rps"] / b["rps"]),
+                         "%.2f" % (a["p50_us"] / b["p50_us"]), "%.2f" % (a["p99_us"] / b["p99_us"]),
+                         "%.2f" % (a["cpu_us_per_req"] / b["cpu_us_per_req"]), "", ""])
     elapsed = time.monotonic() - t_start
+    if syscalls:
+        keys = [k for k in SYSCALLS if any(v.get(k, 0) >= 0.005 for v in syscalls.values())]
+        srows = [[m, p] + ["%.2f" % v.get(k, 0) for k in keys] + ["%.2f" % sum(v.values())]
+                 for (m, p), v in syscalls.items()]
+        print()
+        print("System calls per request in the proxy process (perf stat, one 5 s wrk run each)")
+        print(B.table(["mode", "proxy"] + keys + ["total"], srows))
     print()
     print("HTTP through one tenant namespace: %d tenants, wrk -t1 -c%d, %d rounds x %d s, "
-          "medians; pinned: %s" % (n, conns, rounds, secs,
-                                   "wrk+nginx CPU0, proxies CPU1" if pin else "no"))
-    print(B.table(["mode", "proxy", "req/s", "p50 us", "p99 us", "errors", "req/s per round"], rows))
+          "medians; pinned: %s; nsproxy: %s; nsproxy-tuned: %s" % (
+              n, conns, rounds, secs, "wrk+nginx CPU0, proxies CPU1" if pin else "no",
+              " ".join(ns_flags) or "daemon defaults", " ".join(tuned_flags) or "not run"))
+    print(B.table(["mode", "proxy", "req/s", "p50 us", "p99 us", "CPU us/req", "errors",
+                   "req/s per round"], rows))
+    print("CPU us/req: the proxy's own CPU time (schedstat, all threads) per completed request; "
+          "unlike req/s it does not depend on how much CPU the neighbours left")
     print("(%.0f s)" % elapsed)
-    B.save_results("http", {"tenants": n, "rounds": rounds, "seconds": secs, "conns": conns,
+    B.save_results("http", {"nsproxyd_flags": " ".join(ns_flags),
+                            "tuned_flags": " ".join(tuned_flags),
+                            "syscalls_per_request": {"%s/%s" % k: v for k, v in syscalls.items()},
+                            "tenants": n, "rounds": rounds, "seconds": secs, "conns": conns,
                             "pinned": bool(pin), "results": summary, "elapsed_s": elapsed})
 
 

@@ -45,10 +45,12 @@ def perf_works():
         return False
 
 
-def timed_call(sock, req, fd=None):
+def timed_call(sock, req, fd=None, pid=None, cpu=None):
+    c0 = B.cpu_ns(pid)
     t0 = time.perf_counter_ns()
     r = B.control_call(sock, req, netns_fd=fd)
     t1 = time.perf_counter_ns()
+    cpu.append((B.cpu_ns(pid) - c0) / 1000.0)
     if not r.get("ok"):
         raise RuntimeError("%s: %s" % (req["op"], r.get("error")))
     return (t1 - t0) / 1000.0
@@ -85,7 +87,9 @@ def parse_windows(text):
                 cur["socket"] = t
         elif ev == "syscalls:sys_exit_listen" and cur is not None:
             cur["listen"] = t
-    return [{"total": w["end"] - w["enter"], "setns_in": w["in_done"] - w["enter"],
+    return [{"total": w["end"] - w["enter"],
+             "without_lo": (w["end"] - w["enter"]) - (w["socket"] - w["in_done"]),
+             "setns_in": w["in_done"] - w["enter"],
              "lo_up": w["socket"] - w["in_done"], "listen": w["listen"] - w["socket"],
              "setns_back": w["end"] - w["listen"]} for w in windows]
 
@@ -116,17 +120,19 @@ def main():
 
     listener = [{"listen": "127.0.0.1:8080", "upstream": upstream, "mode": "http"}]
     rtt = {"down": [], "up": [], "status": []}
+    cpu = {"down": [], "up": [], "status": []}
     order = []
     for i in range(runs):
         variants = [("down", down[i]), ("up", up[i])]
         if i % 2:
             variants.reverse()
         for v, path in variants:
-            rtt["status"].append(timed_call(d.sock, {"op": "status"}))
+            rtt["status"].append(timed_call(d.sock, {"op": "status"}, None, d.pid, cpu["status"]))
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 rtt[v].append(timed_call(d.sock, {"op": "add", "attachment": {"id": "l%s%d" % (v, i)},
-                                                  "netns": path, "listeners": listener}, fd))
+                                                  "netns": path, "listeners": listener},
+                                          fd, d.pid, cpu[v]))
             finally:
                 os.close(fd)
             order.append(v)
@@ -152,26 +158,32 @@ def main():
     for v in ("down", "up"):
         add = B.median(rtt[v])
         row = {"add_rtt_us": add, "add_rtt_p99_us": B.percentile(rtt[v], 99), "status_rtt_us": st,
-               "add_minus_status_us": add - st}
+               "add_minus_status_us": add - st, "add_cpu_us": B.median(cpu[v]),
+               "status_cpu_us": B.median(cpu["status"])}
         if windows and len(windows) == len(order):
             ws = [w for w, o in zip(windows, order) if o == v]
-            for k in ("total", "setns_in", "lo_up", "listen", "setns_back"):
+            for k in ("total", "without_lo", "setns_in", "lo_up", "listen", "setns_back"):
                 row["win_" + k] = B.median([w[k] for w in ws])
             row["win_total_p99"] = B.percentile([w["total"] for w in ws], 99)
         out[v] = row
         name = "lo down (fresh)" if v == "down" else "lo already up"
         g = lambda k: "%.1f" % row[k] if k in row else "n/a"
-        rows.append([name, g("win_total"), g("win_total_p99"), g("win_setns_in"), g("win_lo_up"),
+        rows.append([name, g("win_total"), g("win_total_p99"), g("win_without_lo"),
+                     g("win_setns_in"), g("win_lo_up"),
                      g("win_listen"), g("win_setns_back"), "%.0f" % add, "%.0f" % st,
-                     "%.0f" % (add - st)])
+                     "%.0f" % (add - st), "%.0f" % row["add_cpu_us"], "%.0f" % row["status_cpu_us"]])
     d.stop()
     elapsed = time.monotonic() - t_start
     print()
     print("Listener creation in nsproxyd, %d ADDs per variant, medians in us "
           "(window: perf syscall tracepoints on the daemon; rtt: control socket, tmpfs journal)"
           % runs)
-    print(B.table(["namespace", "window", "window p99", "setns in", "lo up", "socket..listen",
-                   "setns back", "ADD rtt", "STATUS rtt", "ADD-STATUS"], rows))
+    print(B.table(["namespace", "window", "window p99", "w/o lo up", "setns in", "lo up",
+                   "socket..listen",
+                   "setns back", "ADD rtt", "STATUS rtt", "ADD-STATUS", "ADD CPU",
+                   "STATUS CPU"], rows))
+    print("window: from entering setns(tenant) to returning from setns(host), kernel timestamps; "
+          "rtt: this client's wall clock; CPU: the daemon's CPU time per request (schedstat)")
     print("(%.0f s)" % elapsed)
     B.save_results("listener", {"runs": runs, "perf": bool(perf), "results": out, "elapsed_s": elapsed})
 

@@ -10,9 +10,15 @@ rules as the HTTP benchmark, maxconn BENCH_HA_MAXCONN). Both serve every namespa
 are read from /proc/PID/status. No request is sent.
 
 Environment: BUILD, BENCH_MEM_COUNTS ("100 1000"; add 10000 for the third target, about
-2-3 minutes more), BENCH_HA_MAXCONN (10000, about nsproxyd's default --max-connections
-here), BENCH_SETTLE (2). The nsproxyd journal is on tmpfs (/dev/shm) so registering
+about a minute more; see the note on file descriptors below), BENCH_HA_MAXCONN (4096;
+raised to (N + 257) / 2 when larger, see below), BENCH_SETTLE (2). The nsproxyd journal is on tmpfs (/dev/shm) so registering
 10,000 tenants does not wait for 10,000 fsyncs; it does not change the daemon's RSS.
+
+File descriptors: every tenant costs both programs two fds (the listener and the held
+namespace). Where RLIMIT_NOFILE's hard limit is 20,000 and raising it is not permitted
+(no CAP_SYS_RESOURCE), neither fits 10,000 tenants: nsproxyd then registers as many as
+fit and is measured there (the row says how many), HAProxy refuses to start (reported).
+9000 fits both.
 """
 
 import os
@@ -48,50 +54,88 @@ def main():
         sub, subp = names[:n], paths[:n]
         t = time.monotonic()
         d = B.Daemon(build, "mem%d" % n, state_base="/dev/shm")
+        reached, failure = 0, None
         for nm, p in zip(sub, subp):
-            B.register(d.sock, nm, p, [{"listen": "127.0.0.1:%d" % NS_PORT, "upstream": upstream,
-                                        "mode": "http"}])
+            try:
+                B.register(d.sock, nm, p, [{"listen": "127.0.0.1:%d" % NS_PORT,
+                                            "upstream": upstream, "mode": "http"}])
+            except RuntimeError as e:  # e.g. out of file descriptors: measure what fits
+                failure = str(e)
+                B.log("nsproxyd: registration %d of %d failed: %s" % (reached + 1, n, failure))
+                break
+            reached += 1
         t_reg = time.monotonic() - t
-        if not B.probe_in_ns(subp[-1], NS_PORT):
-            raise RuntimeError("nsproxyd does not serve in " + subp[-1])
+        if not B.probe_in_ns(subp[reached - 1], NS_PORT):
+            raise RuntimeError("nsproxyd does not serve in " + subp[reached - 1])
+        if failure:
+            nofile = open("/proc/%d/limits" % d.pid).read()
+            nofile = [ln for ln in nofile.splitlines() if ln.startswith("Max open files")][0]
+            fds = len(os.listdir("/proc/%d/fd" % d.pid))
+            failure += " (after %d registrations; daemon has %d fds open; %s)" % (
+                reached, fds, " ".join(nofile.split()))
         time.sleep(settle)
         ns = B.rss_kb(d.pid)
+        ns["registered"] = reached
+        if failure:
+            ns["failure"] = failure
         d.stop()
 
         t = time.monotonic()
+        # HAProxy sizes its fd budget as about 2 x maxconn + listeners, but every
+        # `namespace` bind also keeps the namespace open: the extra fds must fit in the
+        # 2 x maxconn slack, so maxconn grows with the tenant count beyond 8,000 or so.
+        maxconn = max(ha_maxconn, (n + 257) // 2)
         ha = B.start_haproxy([(nm, HA_PORT) for nm in sub], up_port, "mem%d" % n,
-                             maxconn=ha_maxconn)
-        B.wait_for(lambda: B.probe_in_ns(subp[-1], HA_PORT), 600, "haproxy with %d binds" % n, ha)
+                             maxconn=maxconn)
+        try:
+            B.wait_for(lambda: B.probe_in_ns(subp[-1], HA_PORT), 600, "haproxy with %d binds" % n, ha)
+        except RuntimeError as e:  # e.g. "not enough free sockets" at 10,000 binds
+            alerts = [ln for ln in ha.tail(50).splitlines() if "ALERT" in ln]
+            hr = {"VmRSS": float("nan"), "RssAnon": float("nan"), "maxconn": maxconn,
+                  "failure": (alerts[0] if alerts else str(e))[:300]}
+            B.log("haproxy with %d binds failed: %s" % (n, hr["failure"]))
+            return ns, hr, t_reg, float("nan")
         t_ha = time.monotonic() - t
         time.sleep(settle)
         hr = B.rss_kb(ha.pid)
+        hr["maxconn"] = maxconn
         ha.stop()
-        B.log("%5d tenants: nsproxyd VmRSS %.1f MB (registered in %.1f s), haproxy %.1f MB "
-              "(up in %.1f s)" % (n, ns["VmRSS"] / 1024, t_reg, hr["VmRSS"] / 1024, t_ha))
+        B.log("%5d tenants: nsproxyd VmRSS %.1f MB (%d registered in %.1f s), haproxy %.1f MB "
+              "(up in %.1f s)" % (n, ns["VmRSS"] / 1024, reached, t_reg, hr["VmRSS"] / 1024, t_ha))
         return ns, hr, t_reg, t_ha
 
     base_ns, base_ha, _, _ = measure(1)
     rows.append(["1", "%.1f" % (base_ns["VmRSS"] / 1024), "%.1f" % (base_ns["RssAnon"] / 1024),
+                 "%.1f" % (base_ns.get("Pss", float("nan")) / 1024),
                  "%.1f" % (base_ha["VmRSS"] / 1024), "%.1f" % (base_ha["RssAnon"] / 1024),
+                 "%.1f" % (base_ha.get("Pss", float("nan")) / 1024),
                  "%.2f" % (base_ns["VmRSS"] / base_ha["VmRSS"]), "", ""])
     out["1"] = {"nsproxyd": base_ns, "haproxy": base_ha}
 
     for n in counts:
         ns, hr, t_reg, t_ha = measure(n)
-        per_ns = (ns["VmRSS"] - base_ns["VmRSS"]) / max(n - 1, 1)
+        per_ns = (ns["VmRSS"] - base_ns["VmRSS"]) / max(ns["registered"] - 1, 1)
         per_ha = (hr["VmRSS"] - base_ha["VmRSS"]) / max(n - 1, 1)
-        rows.append([str(n), "%.1f" % (ns["VmRSS"] / 1024), "%.1f" % (ns["RssAnon"] / 1024),
+        label = str(n) if ns["registered"] == n else "%d (nsproxyd: %d)" % (n, ns["registered"])
+        rows.append([label, "%.1f" % (ns["VmRSS"] / 1024), "%.1f" % (ns["RssAnon"] / 1024),
+                     "%.1f" % (ns.get("Pss", float("nan")) / 1024),
                      "%.1f" % (hr["VmRSS"] / 1024), "%.1f" % (hr["RssAnon"] / 1024),
+                     "%.1f" % (hr.get("Pss", float("nan")) / 1024),
                      "%.2f" % (ns["VmRSS"] / hr["VmRSS"]), "%.2f" % per_ns, "%.2f" % per_ha])
         out[str(n)] = {"nsproxyd": ns, "haproxy": hr, "register_s": t_reg, "haproxy_start_s": t_ha}
 
     elapsed = time.monotonic() - t_start
     print()
     print("Idle memory (MB = MiB, from /proc/PID/status), one http listener per tenant; "
-          "haproxy maxconn %d" % ha_maxconn)
-    print(B.table(["tenants", "nsproxyd VmRSS", "nsproxyd RssAnon", "haproxy VmRSS",
-                   "haproxy RssAnon", "ratio ns/ha", "ns KiB/tenant*", "ha KiB/tenant*"], rows))
-    print("* (RSS - RSS with 1 tenant) / (tenants - 1)")
+          "haproxy maxconn %d, or (tenants + 257) / 2 when larger" % ha_maxconn)
+    print(B.table(["tenants", "nsproxyd VmRSS", "RssAnon", "Pss", "haproxy VmRSS",
+                   "RssAnon", "Pss", "ratio ns/ha", "ns KiB/tenant*", "ha KiB/tenant*"], rows))
+    print("* (VmRSS - VmRSS with 1 tenant) / (tenants - 1). RssAnon: private memory; Pss: "
+          "shared library pages divided among the processes mapping them")
+    for n in counts:
+        for who in ("nsproxyd", "haproxy"):
+            if "failure" in out[str(n)][who]:
+                print("%s at %d: %s" % (who, n, out[str(n)][who]["failure"]))
     print("(%.0f s)" % elapsed)
     B.save_results("memory", {"counts": counts, "haproxy_maxconn": ha_maxconn,
                               "results": out, "elapsed_s": elapsed})

@@ -153,14 +153,36 @@ def wait_for(cond, timeout, what, proc=None):
 
 
 def rss_kb(pid):
-    """(VmRSS, RssAnon) in KiB from /proc/PID/status."""
+    """VmRSS, RssAnon, RssFile (KiB, /proc/PID/status) and Pss (KiB, smaps_rollup: shared
+    library pages divided among the processes mapping them)."""
     vals = {}
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             k, _, v = line.partition(":")
             if k in ("VmRSS", "RssAnon", "RssFile", "Threads"):
                 vals[k] = int(v.split()[0])
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    vals["Pss"] = int(line.split()[1])
+    except OSError:
+        pass
     return vals
+
+
+def cpu_ns(pid):
+    """CPU time the process has run so far, in ns, over all its threads (schedstat:
+    precise, unlike the 10 ms ticks of /proc/PID/stat). On a loaded machine this is the
+    figure that does not depend on how long the process waited for a CPU."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 def free_port():
