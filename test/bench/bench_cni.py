@@ -14,7 +14,12 @@ the background count. Both plugins alternate, the order flipping every run.
 Background: BENCH_CNI_COUNTS ("10 1000") tenants already registered (one http listener
 each). State directory: BENCH_CNI_STATE ("disk tmpfs"): disk = /tmp on this machine's
 ext4 (like the default /var/lib/nsproxy), tmpfs = /dev/shm, which shows what the fsync
-costs. BENCH_CNI_RUNS (200) ADDs per plugin and setting.
+costs. BENCH_CNI_RUNS (200) ADDs per plugin and setting. BENCH_PLUGIN: another nsproxy
+plugin binary to measure (default BUILD/nsproxy), e.g. one linked with -static.
+
+Before the ADDs, the cost of merely starting each program is measured the same way
+(CNI_COMMAND=VERSION, which needs no daemon and no namespace), with /bin/true alongside:
+on a machine where exec is expensive, process start-up dominates both plugins.
 """
 
 import json
@@ -70,7 +75,7 @@ def main():
     B.require_root()
     B.install_cleanup()
     build = B.build_dir()
-    plugin = os.path.join(build, "nsproxy")
+    plugin = os.environ.get("BENCH_PLUGIN") or os.path.join(build, "nsproxy")
     if not os.access(LOOPBACK, os.X_OK):
         sys.exit("bench: %s missing (apt-get install containernetworking-plugins)" % LOOPBACK)
     counts = B.env_list("BENCH_CNI_COUNTS", [10, 1000])
@@ -86,15 +91,25 @@ def main():
         json.dump({"cniVersion": "1.0.0", "name": "nspb", "type": "loopback"}, f)
 
     # baseline: what spawning any small program costs here (context for the figures)
-    true_runs = [spawn_timed(["/bin/true", "true"], {}, lo_conf, out_path) for _ in range(100)]
-    true_us = [x[0] for x in true_runs]
-    true_cpu = B.median([x[2] for x in true_runs])
-    B.log("spawning /bin/true here: median %.0f us, %.0f us CPU" % (B.median(true_us), true_cpu))
+    startup = {"true": [], "nsproxy": [], "loopback": []}
+    version_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "VERSION"}
+    for _ in range(100):
+        for who, argv in (("true", ["/bin/true", "true"]), ("nsproxy", [plugin, "nsproxy"]),
+                          ("loopback", [LOOPBACK, "loopback"])):
+            startup[who].append(spawn_timed(argv, version_env, lo_conf, out_path))
+    start_med = {k: (B.median([x[0] for x in v]), B.median([x[2] for x in v]))
+                 for k, v in startup.items()}
+    true_us = [x[0] for x in startup["true"]]
+    true_cpu = start_med["true"][1]
+    B.log("start-up (VERSION): " + ", ".join("%s %.0f us wall %.0f us CPU" % (k, w, cp)
+                                            for k, (w, cp) in start_med.items()))
 
     bg_names = [B.PREFIX + "b%d" % i for i in range(max(counts))]
     bg_paths = B.make_namespaces(bg_names)
     rows = []
-    out = {"spawn_true_us": B.median(true_us), "spawn_true_cpu_us": true_cpu}
+    out = {"spawn_true_us": B.median(true_us), "spawn_true_cpu_us": true_cpu,
+           "startup": {k: {"wall_us": w, "cpu_us": cp} for k, (w, cp) in start_med.items()},
+           "plugin": plugin}
     seq = 0
     for state in states:
         for n in counts:
@@ -164,8 +179,9 @@ def main():
 
     elapsed = time.monotonic() - t_start
     print()
-    print("CNI ADD, exec to exit, %d runs per plugin and setting (/bin/true for comparison: "
-          "median %.0f us, %.0f us CPU)" % (runs, out["spawn_true_us"], true_cpu))
+    print("Program start-up alone (CNI_COMMAND=VERSION), 100 runs each, medians: " + "; ".join(
+        "%s %.0f us wall, %.0f us CPU" % (k, w, cp) for k, (w, cp) in start_med.items()))
+    print("CNI ADD, exec to exit, %d runs per plugin and setting, plugin %s" % (runs, plugin))
     print(B.table(["state", "registered", "nsproxy med us", "nsproxy p99 us", "loopback med us",
                    "loopback p99 us", "ratio med", "ratio p99", "CPU us ns+daemon",
                    "CPU us loopback", "CPU ratio"], rows))

@@ -417,6 +417,8 @@ def haproxy_config(path, binds, upstream_port, identity=True, maxconn=4096):
         # (from the listener, never the source), X-Forwarded-For and Forwarded.
         lines += [
             "  http-request del-header X-Tenant-Id",
+            "  http-request del-header X-Tenant-Label- -m beg",
+            "  http-request del-header X-Forwarded-For",
             "  http-request del-header Forwarded",
             "  http-request set-header X-Tenant-Id %[so_name]",
             "  http-request set-header Forwarded for=%[src]",

@@ -69,6 +69,12 @@ def main(path):
                              "<= %d MB" % t if t else "-", verdict(ns <= t) if t else "-"])
         elif b == "cni":
             meds = {}
+            su = r["results"].get("startup")
+            if su:
+                rows.append(["plugin start-up only (VERSION) wall us", "%.0f" % su["nsproxy"]["wall_us"],
+                             "loopback %.0f" % su["loopback"]["wall_us"],
+                             "%.2f" % (su["nsproxy"]["wall_us"] / su["loopback"]["wall_us"]),
+                             "(/bin/true %.0f)" % su["true"]["wall_us"], "-"])
             for key, m in r["results"].items():
                 if "/" not in key:
                     continue
