@@ -57,9 +57,10 @@ std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec
   if (!j.is_object()) return invalid(where, "must be an object, got " + excerpt(j));
   for (const auto& [key, value] : j.items()) {
     (void)value;
-    if (key != "listen" && key != "upstream" && key != "mode" && key != "proxyProtocol") {
+    if (key != "listen" && key != "upstream" && key != "mode" && key != "proxyProtocol" &&
+        key != "addAddress") {
       return invalid(where + "." + key,
-                     "unknown key (expected listen, upstream, mode, proxyProtocol)");
+                     "unknown key (expected listen, upstream, mode, proxyProtocol, addAddress)");
     }
   }
   CniError error;
@@ -88,6 +89,13 @@ std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec
                    "only a listener with \"mode\": \"tcp\" sends a PROXY protocol header (this "
                    "one is " +
                        std::string(mode_name(out->mode)) + "; http mode sends identity headers)");
+  }
+  if (auto it = j.find("addAddress"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return invalid(where + ".addAddress", "must be true or false, got " + excerpt(*it));
+    out->add_address = it->get<bool>();
+  }
+  if (out->add_address) {
+    if (auto ok = check_service_address(*l); !ok) return invalid(where + ".addAddress", ok.error().message);
   }
   // Canonical forms, so that a repeated ADD compares equal in the daemon.
   out->listen = l->text;

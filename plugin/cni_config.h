@@ -8,8 +8,10 @@
 //    "timeoutMs":3000,                              optional, integer 1..60000
 //    "listeners":[{"listen":"169.254.169.254:80", "upstream":"127.0.0.1:8080",
 //                  "mode":"http",                   optional, "http" (default) or "tcp"
-//                  "proxyProtocol":"v2"}],          optional, "none" (default) or "v2";
+//                  "proxyProtocol":"v2",            optional, "none" (default) or "v2";
 //                                                   "v2" only with mode "tcp"
+//                  "addAddress":true}],             optional, false (default): add the
+//                                                   listen IP to lo (169.254/16, fc00::/7)
 //    "labels":{"team":"a"},                         optional
 //    "headers":{"tenantId":"X-Tenant-Id",           optional, http mode's identity header
 //               "labelPrefix":"X-Tenant-Label-"},   names; absent: the daemon's defaults

@@ -2,11 +2,19 @@
 // A fresh namespace has `lo` down; listeners on 127.0.0.1 would bind but never work.
 #pragma once
 
+#include "address.h"
 #include "error.h"
 
 namespace nsproxy {
 
 // Returns ok when lo is up (already, or after this call). Errors: code "loopback".
 Status ensure_loopback_up();
+
+// Adds the IP of `addr` to lo of the CURRENT namespace as a host address (/32 or /128,
+// IPv6 without duplicate address detection, so it can be bound at once). Returns true
+// when this call added it, false when lo already had it. Errors: code "loopback".
+Result<bool> add_loopback_address(const Address& addr);
+// Removes it again; an address that is already gone is fine.
+Status remove_loopback_address(const Address& addr);
 
 }  // namespace nsproxy

@@ -51,33 +51,64 @@ Result<NetnsListenerFactory> NetnsListenerFactory::open_home() {
   return NetnsListenerFactory(std::move(home));
 }
 
-Result<std::vector<UniqueFd>> NetnsListenerFactory::listen_all(
-    int netns_fd, const std::string& netns_path, const std::vector<Address>& addrs) const noexcept {
+Result<NetnsListeners> NetnsListenerFactory::listen_all(
+    int netns_fd, const std::string& netns_path,
+    const std::vector<ListenTarget>& targets) const noexcept {
   if (::setns(netns_fd, CLONE_NEWNET) < 0) {
     return errno_error(codes::kListenerFailed, "enter network namespace " + netns_path);
   }
-  std::vector<UniqueFd> fds;
+  NetnsListeners out;
   std::optional<Error> failure;
   if (Status lo = ensure_loopback_up(); !lo) {
     failure = make_error(codes::kListenerFailed, lo.error().message + " in " + netns_path);
   } else {
-    for (const Address& addr : addrs) {
-      auto fd = make_listener(addr);
+    for (const ListenTarget& t : targets) {
+      if (t.add_address) {
+        auto added = add_loopback_address(t.addr);
+        if (!added) {
+          failure = make_error(codes::kListenerFailed, "listen " + t.addr.text + " in " +
+                                                           netns_path + ": " +
+                                                           added.error().message);
+          break;
+        }
+        if (*added) out.added.push_back(t.addr);
+      }
+      auto fd = make_listener(t.addr);
       if (!fd) {
         // make_listener's message is "<step>: <errno text>"; keep only the errno text.
         const std::string& m = fd.error().message;
         auto colon = m.find(": ");
         std::string reason = colon == std::string::npos ? m : m.substr(colon + 2);
         failure = make_error(codes::kListenerFailed,
-                             "listen " + addr.text + " in " + netns_path + ": " + reason);
+                             "listen " + t.addr.text + " in " + netns_path + ": " + reason);
         break;
       }
-      fds.push_back(std::move(*fd));
+      out.fds.push_back(std::move(*fd));
+    }
+    if (failure) {
+      out.fds.clear();
+      for (const Address& a : out.added) (void)remove_loopback_address(a);
     }
   }
   return_home(home_.get());
   if (failure) return *failure;
-  return fds;
+  return out;
+}
+
+Status NetnsListenerFactory::remove_addresses(int netns_fd, const std::string& netns_path,
+                                              const std::vector<Address>& addrs) const noexcept {
+  if (addrs.empty()) return {};
+  if (::setns(netns_fd, CLONE_NEWNET) < 0) {
+    return errno_error("loopback", "enter network namespace " + netns_path);
+  }
+  Status result;
+  for (const Address& a : addrs) {
+    if (Status s = remove_loopback_address(a); !s && result) {
+      result = make_error("loopback", s.error().message + " in " + netns_path);
+    }
+  }
+  return_home(home_.get());
+  return result;
 }
 
 }  // namespace nsproxy

@@ -15,20 +15,36 @@
 
 namespace nsproxy {
 
+struct ListenTarget {
+  Address addr;
+  bool add_address = false;  // add the IP to lo first when it is missing
+};
+
+struct NetnsListeners {
+  std::vector<UniqueFd> fds;       // one per target, in order
+  std::vector<Address> added;      // IPs this call added to lo (one entry per IP)
+};
+
 class NetnsListenerFactory {
  public:
   // Remembers the calling thread's current namespace as "home".
   static Result<NetnsListenerFactory> open_home();
 
-  // Enters netns_fd, brings lo up, creates one non-blocking, close-on-exec listening
-  // socket per address (SO_REUSEADDR), and returns home. All or nothing: on error the
-  // sockets already made are closed and the error (code "listener_failed") names the
-  // listener, the namespace path and the errno text:
+  // Enters netns_fd, brings lo up, adds the IPs of targets with add_address to lo when
+  // missing, creates one non-blocking, close-on-exec listening socket per target
+  // (SO_REUSEADDR), and returns home. All or nothing: on error the sockets already made
+  // are closed, the IPs added are removed, and the error (code "listener_failed") names
+  // the listener, the namespace path and the errno text:
   //   "listen 127.0.0.1:8080 in /run/netns/x: Address already in use"
   // noexcept: an exception (bad_alloc) between the switches terminates the process
   // rather than leave this thread in the tenant's namespace.
-  Result<std::vector<UniqueFd>> listen_all(int netns_fd, const std::string& netns_path,
-                                           const std::vector<Address>& addrs) const noexcept;
+  Result<NetnsListeners> listen_all(int netns_fd, const std::string& netns_path,
+                                    const std::vector<ListenTarget>& targets) const noexcept;
+
+  // Enters netns_fd, removes these IPs from lo, returns home. Errors name the first
+  // address that could not be removed.
+  Status remove_addresses(int netns_fd, const std::string& netns_path,
+                          const std::vector<Address>& addrs) const noexcept;
 
   int home_fd() const { return home_.get(); }
 

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <set>
 #include <utility>
@@ -33,6 +34,7 @@ json Registration::to_json() const {
                {"accepting", l != nullptr && l->accepting()},
                {"connections", l != nullptr ? l->connections() : 0}};
     if (specs[i].mode == Mode::Tcp) lj["proxy_protocol"] = proxy_protocol_name(specs[i].proxy_protocol);
+    if (specs[i].add_address) lj["add_address"] = true;
     ls.push_back(std::move(lj));
   }
   json h = json::object();
@@ -47,6 +49,7 @@ json Registration::to_json() const {
           {"netns_inode", static_cast<uint64_t>(netns_id.ino)},
           {"labels", labels},
           {"created_at", created_at},
+          {"added_addresses", added_addresses},
           {"listeners", ls}};
 }
 
@@ -79,7 +82,8 @@ Reply Registry::handle(const Request& req, UniqueFd netns_fd) {
   return error_reply(make_error(codes::kBadRequest, "unknown op"));
 }
 
-Reply Registry::add(const Request& req, UniqueFd netns_fd) {
+Reply Registry::add(const Request& req, UniqueFd netns_fd,
+                    const std::vector<std::string>& prior_added) {
   const std::string who = req.attachment.display();
   if (!netns_fd) {
     return error_reply(make_error(codes::kBadRequest,
@@ -99,7 +103,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
     }
   }
 
-  std::vector<Address> listen_addrs;
+  std::vector<ListenTarget> targets;
   std::vector<Address> upstreams;
   for (size_t i = 0; i < req.listeners.size(); ++i) {
     const ListenerSpec& spec = req.listeners[i];
@@ -116,7 +120,12 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
                                                               ok.error().message));
       }
     }
-    listen_addrs.push_back(std::move(*listen));
+    if (spec.add_address) {
+      if (Status ok = check_service_address(*listen); !ok) {
+        return error_reply(make_error(codes::kBadRequest, where + ".add_address: " + ok.error().message));
+      }
+    }
+    targets.push_back({std::move(*listen), spec.add_address});
     upstreams.push_back(std::move(*upstream));
   }
 
@@ -137,17 +146,74 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd) {
     return error_reply(make_error("limit", "nsproxyd already holds " + std::to_string(regs_.size()) +
                                                " registrations (--max-registrations)"));
   }
-  auto fds = factory_->listen_all(netns_fd.get(), req.netns_path, listen_addrs);
-  if (!fds) {
-    LOG_WARN("add %s: %s", who.c_str(), fds.error().message.c_str());
-    return error_reply(fds.error());
+  auto made = factory_->listen_all(netns_fd.get(), req.netns_path, targets);
+  if (!made) {
+    LOG_WARN("add %s: %s", who.c_str(), made.error().message.c_str());
+    return error_reply(made.error());
   }
+  // Ours: what this call added, plus what a restored registration had added before.
+  std::vector<std::string> added;
+  for (const Address& a : made->added) added.push_back(address_ip(a));
+  for (const ListenTarget& t : targets) {
+    std::string ip = address_ip(t.addr);
+    if (t.add_address && std::find(prior_added.begin(), prior_added.end(), ip) != prior_added.end() &&
+        std::find(added.begin(), added.end(), ip) == added.end()) {
+      added.push_back(ip);
+    }
+  }
+  for (const auto& ip : added) {
+    LOG_INFO("add %s: %s on lo in %s is nsproxy's (removed with the registration)", who.c_str(),
+             ip.c_str(), req.netns_path.c_str());
+  }
+  return install(req, *id, std::move(netns_fd), std::move(made->fds), std::move(upstreams),
+                 std::move(added));
+}
 
-  return install(req, *id, std::move(netns_fd), std::move(*fds), std::move(upstreams));
+void Registry::release_addresses(Registration& reg) {
+  std::vector<Address> remove;
+  for (const std::string& ip : reg.added_addresses) {
+    // Another registration of this namespace that asked for the same IP takes it over.
+    Registration* heir = nullptr;
+    for (auto& [key, other] : regs_) {
+      if (other.get() == &reg || !(other->netns_id == reg.netns_id)) continue;
+      for (const auto& spec : other->specs) {
+        auto a = parse_address(spec.listen, false);
+        if (spec.add_address && a && address_ip(*a) == ip) heir = other.get();
+      }
+      if (heir != nullptr) break;
+    }
+    if (heir != nullptr) {
+      LOG_INFO("%s: %s on lo stays for %s", reg.key.display().c_str(), ip.c_str(),
+               heir->key.display().c_str());
+      heir->added_addresses.push_back(ip);
+      if (journal_ != nullptr) {
+        if (Status s = journal_->record_add(heir->request, heir->netns_id, heir->added_addresses); !s) {
+          LOG_ERROR("%s: %s", heir->key.display().c_str(), s.error().message.c_str());
+        }
+      }
+      continue;
+    }
+    for (const auto& spec : reg.specs) {
+      auto a = parse_address(spec.listen, false);
+      if (a && address_ip(*a) == ip) {
+        remove.push_back(std::move(*a));
+        break;
+      }
+    }
+  }
+  reg.added_addresses.clear();
+  if (remove.empty()) return;
+  if (Status s = factory_->remove_addresses(reg.netns.get(), reg.netns_path, remove); !s) {
+    LOG_WARN("%s: %s", reg.key.display().c_str(), s.error().message.c_str());
+  } else {
+    LOG_INFO("%s: removed %zu address(es) nsproxy had added to lo in %s", reg.key.display().c_str(),
+             remove.size(), reg.netns_path.c_str());
+  }
 }
 
 Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
-                        std::vector<UniqueFd> fds_in, std::vector<Address> upstreams) {
+                        std::vector<UniqueFd> fds_in, std::vector<Address> upstreams,
+                        std::vector<std::string> added_addresses) {
   const std::string who = req.attachment.display();
   auto* fds = &fds_in;
   auto reg = std::make_unique<Registration>();
@@ -158,6 +224,7 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
   reg->labels = req.labels;
   reg->headers = req.headers;
   reg->specs = req.listeners;
+  reg->added_addresses = std::move(added_addresses);
   reg->request = req;
   reg->created_at = now_seconds();
   auto tenant = std::make_shared<Tenant>();
@@ -176,8 +243,9 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
     reg->listeners.push_back(std::move(l));
   }
   if (journal_ != nullptr) {
-    if (Status saved = journal_->record_add(req, id); !saved) {
+    if (Status saved = journal_->record_add(req, id, reg->added_addresses); !saved) {
       LOG_ERROR("add %s: %s; not registered", who.c_str(), saved.error().message.c_str());
+      release_addresses(*reg);
       return error_reply(make_error(codes::kInternal, "cannot persist the registration: " +
                                                           saved.error().message));
     }
@@ -274,6 +342,7 @@ void Registry::forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::it
     LOG_WARN("%s: %s; dropping the registration (%zu listener(s))", key.display().c_str(), why,
              it->second->listeners.size());
   }
+  release_addresses(*it->second);
   regs_.erase(it);
   if (journal_ != nullptr) {
     if (Status s = journal_->record_del(key); !s) {
@@ -288,7 +357,7 @@ void Registry::maybe_compact() {
   if (journal_ == nullptr || journal_->lines() < 2 * regs_.size() + 1024) return;
   std::vector<SavedRegistration> live;
   live.reserve(regs_.size());
-  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id});
+  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
   if (Status s = journal_->compact(live); !s) {
     LOG_ERROR("compacting %s: %s", journal_->path().c_str(), s.error().message.c_str());
   }
@@ -311,7 +380,7 @@ size_t Registry::restore(std::vector<SavedRegistration> saved) {
                who.c_str(), s.request.netns_path.c_str());
       continue;
     }
-    Reply r = add(s.request, std::move(*fd));
+    Reply r = add(s.request, std::move(*fd), s.added_addresses);
     if (!r.ok) {
       LOG_WARN("restore %s: %s; dropped", who.c_str(), r.error.message.c_str());
       continue;
@@ -321,7 +390,7 @@ size_t Registry::restore(std::vector<SavedRegistration> saved) {
   journal_ = journal;
   if (journal_ != nullptr) {
     std::vector<SavedRegistration> live;
-    for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id});
+    for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
     if (Status st = journal_->compact(live); !st) {
       LOG_ERROR("compacting %s: %s", journal_->path().c_str(), st.error().message.c_str());
     }
@@ -353,7 +422,8 @@ std::vector<Registry::HandoverItem> Registry::handover_items() const {
     HandoverItem item;
     item.payload = json{{"registration", json::parse(encode_request(reg->request))},
                         {"dev", static_cast<uint64_t>(reg->netns_id.dev)},
-                        {"ino", static_cast<uint64_t>(reg->netns_id.ino)}}
+                        {"ino", static_cast<uint64_t>(reg->netns_id.ino)},
+                        {"added_addresses", reg->added_addresses}}
                        .dump(-1, ' ', false, json::error_handler_t::replace);
     item.fds.push_back(reg->netns.get());
     for (const auto& l : reg->listeners) item.fds.push_back(l->fd());
@@ -369,7 +439,7 @@ void Registry::stop_accepting_all() {
 }
 
 Reply Registry::adopt(const Request& req, NetnsId id, UniqueFd netns,
-                      std::vector<UniqueFd> listeners) {
+                      std::vector<UniqueFd> listeners, std::vector<std::string> added_addresses) {
   if (listeners.size() != req.listeners.size()) {
     return error_reply(make_error(codes::kBadRequest, "handover: listener count mismatch"));
   }
@@ -381,14 +451,15 @@ Reply Registry::adopt(const Request& req, NetnsId id, UniqueFd netns,
   }
   StateJournal* journal = journal_;
   journal_ = nullptr;  // already in the journal
-  Reply r = install(req, id, std::move(netns), std::move(listeners), std::move(upstreams));
+  Reply r = install(req, id, std::move(netns), std::move(listeners), std::move(upstreams),
+                    std::move(added_addresses));
   journal_ = journal;
   return r;
 }
 
 std::vector<SavedRegistration> Registry::saved() const {
   std::vector<SavedRegistration> live;
-  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id});
+  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
   return live;
 }
 

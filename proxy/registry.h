@@ -37,6 +37,10 @@ struct Registration {
   std::map<std::string, std::string> labels;
   IdentityHeaders headers;  // as requested (empty: daemon defaults)
   std::vector<ListenerSpec> specs;
+  // IPs nsproxy added to the namespace's lo for listeners with add_address: removed when
+  // the registration goes, or handed to another registration of the same namespace that
+  // also asked for them. IPs lo already had are not ours and stay.
+  std::vector<std::string> added_addresses;
   Request request;  // the add request, as persisted
   int64_t created_at = 0;
   std::vector<std::unique_ptr<Listener>> listeners;
@@ -74,7 +78,8 @@ class Registry {
   std::vector<HandoverItem> handover_items() const;
   void stop_accepting_all();
   // Handover, new daemon: takes over a registration with its open sockets.
-  Reply adopt(const Request& req, NetnsId id, UniqueFd netns, std::vector<UniqueFd> listeners);
+  Reply adopt(const Request& req, NetnsId id, UniqueFd netns, std::vector<UniqueFd> listeners,
+              std::vector<std::string> added_addresses = {});
   // The live registrations, as the journal stores them.
   std::vector<SavedRegistration> saved() const;
 
@@ -88,8 +93,13 @@ class Registry {
   void maybe_compact();
   // Creates the registration from ready listening sockets (start accepting, journal).
   Reply install(const Request& req, NetnsId id, UniqueFd netns_fd, std::vector<UniqueFd> fds,
-                std::vector<Address> upstreams);
-  Reply add(const Request& req, UniqueFd netns_fd);
+                std::vector<Address> upstreams, std::vector<std::string> added_addresses);
+  // prior_added: IPs a restored registration had added before (still ours if lo has them).
+  Reply add(const Request& req, UniqueFd netns_fd,
+            const std::vector<std::string>& prior_added = {});
+  // Removes the IPs this registration added from lo, unless another registration of the
+  // same namespace wants them (it takes them over).
+  void release_addresses(Registration& reg);
   Reply del(const Request& req);
   Reply check(const Request& req, UniqueFd netns_fd);
   Reply list() const;

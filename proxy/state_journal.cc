@@ -18,13 +18,30 @@ json key_json(const AttachmentKey& k) {
   return {{"network", k.network}, {"id", k.id}, {"ifname", k.ifname}};
 }
 
-std::string add_line(const Request& req, NetnsId id) {
+std::string add_line(const Request& req, NetnsId id, const std::vector<std::string>& added) {
   json j = {{"op", "add"},
             {"request", json::parse(encode_request(req))},
             {"dev", static_cast<uint64_t>(id.dev)},
             {"ino", static_cast<uint64_t>(id.ino)}};
+  if (!added.empty()) j["added_addresses"] = added;
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
+
+}  // namespace
+
+std::vector<std::string> added_addresses_from(const nlohmann::json& j) {
+  std::vector<std::string> out;
+  auto it = j.find("added_addresses");
+  if (it == j.end() || !it->is_array()) return out;
+  for (const auto& a : *it) {
+    if (a.is_string() && a.get_ref<const std::string&>().size() < 64 && out.size() < 64) {
+      out.push_back(a.get<std::string>());
+    }
+  }
+  return out;
+}
+
+namespace {
 
 Status write_all(int fd, const std::string& data, const std::string& path) {
   size_t off = 0;
@@ -78,9 +95,10 @@ Result<StateJournal> StateJournal::open(const std::string& dir,
           LOG_WARN("%s:%zu: %s; ignored", path.c_str(), number, req.error().message.c_str());
           continue;
         }
-        SavedRegistration s{std::move(*req), {}};
+        SavedRegistration s{std::move(*req), {}, {}};
         s.netns_id.dev = static_cast<dev_t>(j.value("dev", uint64_t{0}));
         s.netns_id.ino = static_cast<ino_t>(j.value("ino", uint64_t{0}));
+        s.added_addresses = added_addresses_from(j);
         AttachmentKey key = s.request.attachment;
         live[key] = std::move(s);
       } else if (op == "del" && j.contains("attachment") && j["attachment"].is_object()) {
@@ -106,7 +124,10 @@ Status StateJournal::append(const std::string& line) {
   return {};
 }
 
-Status StateJournal::record_add(const Request& req, NetnsId id) { return append(add_line(req, id)); }
+Status StateJournal::record_add(const Request& req, NetnsId id,
+                                const std::vector<std::string>& added_addresses) {
+  return append(add_line(req, id, added_addresses));
+}
 
 Status StateJournal::record_del(const AttachmentKey& key) {
   json j = {{"op", "del"}, {"attachment", key_json(key)}};
@@ -118,7 +139,7 @@ Status StateJournal::compact(const std::vector<SavedRegistration>& live) {
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return errno_error("state", "open " + tmp);
   std::string data;
-  for (const auto& s : live) data += add_line(s.request, s.netns_id);
+  for (const auto& s : live) data += add_line(s.request, s.netns_id, s.added_addresses);
   if (Status s = write_all(fd.get(), data, tmp); !s) return s;
   if (::fsync(fd.get()) < 0) return errno_error("state", "fsync " + tmp);
   if (::rename(tmp.c_str(), path_.c_str()) < 0) return errno_error("state", "rename " + tmp);

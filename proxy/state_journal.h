@@ -1,7 +1,8 @@
 // Persistence of registrations: an append-only journal in the state directory.
 //
 // Each acknowledged change is one line, written and fsync'ed before the reply:
-//   {"op":"add","request":{<the add request, as on the control socket>},"dev":N,"ino":N}
+//   {"op":"add","request":{<the add request, as on the control socket>},"dev":N,"ino":N,
+//    "added_addresses":["169.254.169.254"]}      (only when nsproxy added IPs to lo)
 //   {"op":"del","attachment":{"network":..,"id":..,"ifname":..}}
 // A change costs one small append, whatever the number of tenants. When the journal has
 // grown well past the live set, it is compacted: the live registrations are written to
@@ -12,6 +13,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -25,7 +27,12 @@ namespace nsproxy {
 struct SavedRegistration {
   Request request;  // op add: attachment, netns path, listeners, labels, headers
   NetnsId netns_id;
+  // IPs nsproxy added to the namespace's lo for this registration (removed on DEL).
+  std::vector<std::string> added_addresses;
 };
+
+// The "added_addresses" array of a journal line or handover message (bounded).
+std::vector<std::string> added_addresses_from(const nlohmann::json& j);
 
 class StateJournal {
  public:
@@ -33,7 +40,8 @@ class StateJournal {
   static Result<StateJournal> open(const std::string& dir,
                                    std::vector<SavedRegistration>* saved);
 
-  Status record_add(const Request& req, NetnsId id);
+  Status record_add(const Request& req, NetnsId id,
+                    const std::vector<std::string>& added_addresses = {});
   Status record_del(const AttachmentKey& key);
   // Rewrites the journal with exactly these registrations.
   Status compact(const std::vector<SavedRegistration>& live);

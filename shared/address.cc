@@ -84,6 +84,29 @@ Result<Address> parse_address(std::string_view text, bool allow_unix) {
   return a;
 }
 
+std::string address_ip(const Address& a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (a.family() == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a.sa())->sin_addr, buf, sizeof buf);
+  } else if (a.family() == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(a.sa())->sin6_addr, buf, sizeof buf);
+  }
+  return buf;
+}
+
+Status check_service_address(const Address& a) {
+  if (a.family() == AF_INET) {
+    uint32_t ip = ntohl(reinterpret_cast<const sockaddr_in*>(a.sa())->sin_addr.s_addr);
+    if ((ip >> 16) == 0xA9FE) return {};  // 169.254.0.0/16
+  } else if (a.family() == AF_INET6) {
+    const auto& b = reinterpret_cast<const sockaddr_in6*>(a.sa())->sin6_addr.s6_addr;
+    if ((b[0] & 0xFE) == 0xFC) return {};  // fc00::/7
+  }
+  return make_error("bad_address",
+                    address_ip(a) + " is not a link-local IPv4 (169.254.0.0/16) or unique-local "
+                                    "IPv6 (fc00::/7) address; nsproxy adds only those to lo");
+}
+
 std::string format_sockaddr(const sockaddr* sa, socklen_t len) {
   char buf[INET6_ADDRSTRLEN] = {};
   switch (sa->sa_family) {

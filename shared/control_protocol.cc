@@ -69,8 +69,16 @@ Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
   if (out->proxy_protocol != ProxyProtocol::None && out->mode != Mode::Tcp) {
     return bad(where + ".proxy_protocol: only tcp listeners send a PROXY header");
   }
-  if (auto a = parse_address(out->listen, false); !a) {
-    return bad(where + ".listen: " + a.error().message);
+  auto listen = parse_address(out->listen, false);
+  if (!listen) return bad(where + ".listen: " + listen.error().message);
+  if (auto it = j.find("add_address"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return bad(where + ".add_address: must be true or false");
+    out->add_address = it->get<bool>();
+  }
+  if (out->add_address) {
+    if (auto ok = check_service_address(*listen); !ok) {
+      return bad(where + ".add_address: " + ok.error().message);
+    }
   }
   if (auto a = parse_address(out->upstream, true); !a) {
     return bad(where + ".upstream: " + a.error().message);
@@ -158,6 +166,7 @@ std::string encode_request(const Request& req) {
       if (l.proxy_protocol != ProxyProtocol::None) {
         lj["proxy_protocol"] = proxy_protocol_name(l.proxy_protocol);
       }
+      if (l.add_address) lj["add_address"] = true;
       ls.push_back(std::move(lj));
     }
     j["listeners"] = std::move(ls);

@@ -81,6 +81,9 @@ struct ListenerSpec {
   std::string upstream;  // "127.0.0.1:18080" or "unix:/path"
   Mode mode = Mode::Http;
   ProxyProtocol proxy_protocol = ProxyProtocol::None;
+  // Add the listen IP to the namespace's lo when it is missing, and remove it again when
+  // the registration goes (only if nsproxy added it). Link-local / unique-local only.
+  bool add_address = false;
   bool operator==(const ListenerSpec&) const = default;
 };
 

@@ -39,11 +39,13 @@ void usage(FILE* out) {
                "\n"
                "commands:\n"
                "  add    --id ID --netns PATH --listen ADDR --upstream ADDR [--mode http|tcp]\n"
-               "         [--proxy-protocol none|v2] [--listen ADDR --upstream ADDR ...]...\n"
+               "         [--proxy-protocol none|v2] [--add-address]\n"
+               "         [--listen ADDR --upstream ADDR ...]...\n"
                "         [--label KEY=VALUE]... [--tenant-header NAME] [--label-header-prefix P]\n"
                "         register a network namespace; each --listen starts a listener and\n"
                "         the --upstream/--mode/--proxy-protocol after it apply to it;\n"
-               "         mode defaults to http; --proxy-protocol v2 needs --mode tcp\n"
+               "         mode defaults to http; --proxy-protocol v2 needs --mode tcp;\n"
+               "         --add-address adds the listen IP (169.254/16, fc00::/7) to lo\n"
                "  del    --id ID                 unregister (succeeds when not registered)\n"
                "  check  --id ID [--netns PATH]  verify the registration is serving\n"
                "  list   [--json]                show registrations\n"
@@ -78,6 +80,7 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
                                 {"upstream", required_argument, nullptr, 'u'},
                                 {"mode", required_argument, nullptr, 'm'},
                                 {"proxy-protocol", required_argument, nullptr, 'P'},
+                                {"add-address", no_argument, nullptr, 'A'},
                                 {"tenant-header", required_argument, nullptr, 'T'},
                                 {"label-header-prefix", required_argument, nullptr, 'X'},
                                 {"label", required_argument, nullptr, 'l'},
@@ -124,6 +127,10 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
         if (!parse_proxy_protocol(optarg, &a.listeners.back().proxy_protocol)) {
           die_usage(std::string("--proxy-protocol: expected none or v2, got \"") + optarg + "\"");
         }
+        break;
+      case 'A':
+        if (a.listeners.empty()) die_usage("--add-address must follow a --listen");
+        a.listeners.back().add_address = true;
         break;
       case 'T':
         if (!valid_header_name(optarg)) die_usage(std::string("--tenant-header: invalid header name \"") + optarg + "\"");
@@ -197,8 +204,9 @@ int cmd_add(const Global& g, const CommandArgs& a) {
   std::printf("%s %s in %s\n", created ? "registered" : "already registered:",
               a.key.display().c_str(), a.netns.c_str());
   for (const auto& l : a.listeners) {
-    std::printf("  %s -> %s (%s%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode),
-                l.proxy_protocol == ProxyProtocol::V2 ? ", PROXY v2" : "");
+    std::printf("  %s -> %s (%s%s%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode),
+                l.proxy_protocol == ProxyProtocol::V2 ? ", PROXY v2" : "",
+                l.add_address ? ", address added to lo" : "");
   }
   return 0;
 }

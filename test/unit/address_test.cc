@@ -42,5 +42,24 @@ TEST(Address, RefusesBadInputWithReason) {
   EXPECT_NE(a.error().message.find("host names are not resolved"), std::string::npos);
 }
 
+TEST(Address, ServiceAddressesAreLinkLocalV4OrUniqueLocalV6) {
+  for (const char* ok : {"169.254.169.254:80", "169.254.0.1:1", "[fd00:ec2::254]:80", "[fc00::1]:1"}) {
+    auto a = parse_address(ok, false);
+    ASSERT_TRUE(a.ok()) << ok;
+    EXPECT_TRUE(check_service_address(*a)) << ok;
+  }
+  for (const char* no : {"127.0.0.1:80", "10.0.0.1:80", "169.253.255.255:80", "[::1]:80",
+                         "[fe80::1]:80", "[2001:db8::1]:80"}) {
+    auto a = parse_address(no, false);
+    ASSERT_TRUE(a.ok()) << no;
+    Status s = check_service_address(*a);
+    EXPECT_FALSE(s) << no;
+    if (!s) {
+      EXPECT_NE(s.error().message.find(address_ip(*a)), std::string::npos) << s.error().message;
+    }
+  }
+  EXPECT_EQ(address_ip(*parse_address("[fd00:ec2::254]:80", false)), "fd00:ec2::254");
+}
+
 }  // namespace
 }  // namespace nsproxy

@@ -100,6 +100,26 @@ TEST(CniConfig, ProxyProtocolOnlyWithTcpAndOnlyKnownVersions) {
   expect_invalid(j, "listeners[1].proxyProtocol");
 }
 
+TEST(CniConfig, AddAddressOnlyForLinkLocalOrUniqueLocalListenAddresses) {
+  json j = base_config();
+  j["listeners"][0]["listen"] = "169.254.169.254:80";
+  j["listeners"][0]["addAddress"] = true;
+  auto r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_TRUE(r->listeners[0].add_address);
+  EXPECT_FALSE(parse(base_config())->listeners[0].add_address);
+
+  j["listeners"][0]["listen"] = "[fd00:ec2::254]:80";
+  EXPECT_TRUE(parse(j).ok());
+  j["listeners"][0]["listen"] = "10.1.2.3:80";
+  expect_invalid(j, "listeners[0].addAddress");
+  j["listeners"][0]["listen"] = "127.0.0.1:80";
+  expect_invalid(j, "listeners[0].addAddress");
+  j["listeners"][0]["listen"] = "169.254.169.254:80";
+  j["listeners"][0]["addAddress"] = "true";
+  expect_invalid(j, "listeners[0].addAddress");
+}
+
 TEST(CniConfig, ReadsIdentityHeaderNames) {
   json j = base_config();
   j["headers"] = {{"tenantId", "X-Caller"}, {"labelPrefix", "X-Caller-"}};

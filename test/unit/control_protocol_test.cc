@@ -29,6 +29,18 @@ TEST(ControlProtocol, AddRoundTripsEveryField) {
   EXPECT_EQ(out->labels, in.labels);
 }
 
+TEST(ControlProtocol, AddAddressRoundTripsForServiceAddresses) {
+  Request in = sample_add();
+  in.listeners = {{"169.254.169.254:80", "127.0.0.1:18080", Mode::Http},
+                  {"[fd00:ec2::254]:80", "127.0.0.1:18080", Mode::Http}};
+  in.listeners[0].add_address = true;
+  in.listeners[1].add_address = true;
+  auto out = decode_request(encode_request(in));
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out->listeners, in.listeners);
+  EXPECT_TRUE(out->listeners[1].add_address);
+}
+
 TEST(ControlProtocol, GcCarriesValidAttachments) {
   Request in;
   in.op = Op::Gc;
@@ -91,6 +103,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"BadMode",
                    R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"127.0.0.1:1","upstream":"127.0.0.1:1","mode":"udp"}]})",
                    "bad_request", "udp"},
+        BadRequest{"AddAddressNotLinkLocal",
+                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"10.0.0.1:80","upstream":"127.0.0.1:1","add_address":true}]})",
+                   "bad_request", "listeners[0].add_address: 10.0.0.1 is not a link-local"},
+        BadRequest{"AddAddressNotBool",
+                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"169.254.1.1:80","upstream":"127.0.0.1:1","add_address":1}]})",
+                   "bad_request", "listeners[0].add_address: must be true or false"},
         BadRequest{"IdNotString", R"({"version":1,"op":"del","attachment":{"id":5}})",
                    "bad_request", "id"},
         BadRequest{"LabelNameBad",
