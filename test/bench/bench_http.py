@@ -26,11 +26,13 @@ proxy under `perf record -e cpu-clock -g`, top symbols printed, not part of the 
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 
-import benchlib as B
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import benchlib as B  # noqa: E402
 
 NS_PORT = 8080
 HA_PORT = 8081
@@ -78,7 +80,7 @@ def profile(name, pid, tenant, port, secs, conns, cpus):
                    "-p", str(pid)], "perf-" + name, os.path.join(d, "log"))
     time.sleep(1)
     res = run_wrk(tenant, port, secs, conns, False, cpus)
-    perf.stop(__import__("signal").SIGINT, timeout=120)
+    perf.stop(signal.SIGINT, timeout=120)
     rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
                           "--sort", "dso,symbol", "-g", "none", "--percent-limit", "1.5"],
                          capture_output=True, text=True, timeout=300).stdout
@@ -105,7 +107,7 @@ def syscall_counts(pid, tenant, port, secs, conns, close, cpus):
     perf = B.Proc(argv, "perf-stat", os.path.join(d, "log"))
     time.sleep(1)
     res = run_wrk(tenant, port, secs, conns, close, cpus)
-    perf.stop(__import__("signal").SIGINT, timeout=60)
+    perf.stop(signal.SIGINT, timeout=60)
     counts = {}
     with open(out) as f:
         for line in f:

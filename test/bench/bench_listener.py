@@ -30,7 +30,8 @@ import subprocess
 import sys
 import time
 
-import benchlib as B
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import benchlib as B  # noqa: E402
 
 EVENTS = ["syscalls:sys_enter_setns", "syscalls:sys_exit_setns", "syscalls:sys_enter_socket",
           "syscalls:sys_exit_listen"]

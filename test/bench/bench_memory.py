@@ -25,7 +25,8 @@ import os
 import sys
 import time
 
-import benchlib as B
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import benchlib as B  # noqa: E402
 
 NS_PORT = 8080
 HA_PORT = 8081

@@ -51,7 +51,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-export BUILD=$build BENCH_RESULTS=$results
+export BUILD=$build BENCH_RESULTS=$results PYTHONDONTWRITEBYTECODE=1
 start=$(date +%s)
 echo "nsproxy benchmarks: $(date -u +%Y-%m-%dT%H:%M:%SZ), build $build, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for b in "${benches[@]}"; do

@@ -4,9 +4,11 @@ the bench_*.py scripts), next to the targets in DESIGN.md ("Targets the design m
 allow")."""
 
 import json
+import os
 import sys
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
 MEM_TARGET_MB = {100: 4, 1000: 6, 10000: 16}
