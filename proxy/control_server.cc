@@ -106,6 +106,14 @@ bool ControlServer::Client::on_readable() {
     return reply(error_reply(make_error(
         codes::kTooLarge, "request larger than " + std::to_string(kMaxMessageSize) + " bytes")));
   }
+  if (msg->fds_lost) {
+    LOG_ERROR("control: a request's file descriptor could not be received: nsproxyd is out of "
+              "file descriptors (each registration holds its namespace fd plus one per listener)");
+    return reply(error_reply(make_error(
+        "limit", "nsproxyd is out of file descriptors and could not receive the namespace fd; "
+                 "raise its RLIMIT_NOFILE (e.g. LimitNOFILE= in its unit) or lower "
+                 "--max-registrations")));
+  }
   if (msg->extra_fds) {
     return reply(error_reply(
         make_error(codes::kBadRequest, "a request may carry at most one file descriptor")));

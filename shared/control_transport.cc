@@ -83,9 +83,11 @@ Result<Message> recv_message(int sock, size_t max_size, size_t max_fds) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return make_error("again", "would block");
     return errno_error("io", "recv");
   }
+  size_t received = 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      received += count;
       for (size_t i = 0; i < count; ++i) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
@@ -102,7 +104,16 @@ Result<Message> recv_message(int sock, size_t max_size, size_t max_fds) {
       m.extra_fds = true;
     }
   }
-  if (msg.msg_flags & MSG_CTRUNC) m.extra_fds = true;
+  if (msg.msg_flags & MSG_CTRUNC) {
+    // The kernel truncates the control data either because it did not fit cbuf (a sender
+    // passing too many fds) or because it could not install an fd in this process (out
+    // of descriptors): fewer fds than cbuf holds means the latter.
+    if (received < kMaxPassedFds + 8) {
+      m.fds_lost = true;
+    } else {
+      m.extra_fds = true;
+    }
+  }
   if (n == 0 && m.fd.get() < 0) {
     // A zero-length datagram on SEQPACKET is indistinguishable from EOF; treat as EOF.
     return make_error("eof", "peer closed");
