@@ -26,7 +26,7 @@ struct ProxyConfig {
   size_t max_registrations = 65536;         // add beyond -> error "limit"
 
   // Upstream connection pool (http mode), per upstream address.
-  size_t upstream_idle_max = 32;
+  size_t upstream_idle_max = 256;  // 32 made bursts of 64 keep-alive tenants reconnect (docs/benchmarks.md)
   double upstream_idle_timeout = 30;
 
   // Access log: one JSON line per HTTP request; nullptr = off.
