@@ -1,5 +1,7 @@
 #include "upstream_pool.h"
 
+#include <iterator>
+
 namespace nsproxy {
 
 namespace {
@@ -17,56 +19,107 @@ void idle_timer_cb(struct ev_loop*, ev_timer* w, int) {
 }  // namespace
 
 UpstreamPool::~UpstreamPool() {
-  for (auto& [key, list] : idle_) {
-    for (auto& idle : list) {
-      ev_io_stop(loop_, &idle->read_w);
-      ev_timer_stop(loop_, &idle->timer);
+  for (auto& [key, bucket] : buckets_) {
+    while (bucket.oldest != nullptr) {
+      Idle* idle = bucket.oldest;
+      unlink(idle);
+      delete idle;
     }
+  }
+  while (spare_ != nullptr) {
+    Idle* idle = spare_;
+    spare_ = idle->next;
+    delete idle;
   }
 }
 
-UniqueFd UpstreamPool::take(const std::string& key) {
-  auto it = idle_.find(key);
-  if (it == idle_.end() || it->second.empty()) return UniqueFd();
-  // Most recently parked first: the least likely to have been closed by the upstream.
-  std::unique_ptr<Idle> idle = std::move(it->second.back());
-  it->second.pop_back();
-  if (it->second.empty()) idle_.erase(it);
+void UpstreamPool::unlink(Idle* idle) {
   ev_io_stop(loop_, &idle->read_w);
   ev_timer_stop(loop_, &idle->timer);
+  Bucket* b = idle->bucket;
+  (idle->prev != nullptr ? idle->prev->next : b->oldest) = idle->next;
+  (idle->next != nullptr ? idle->next->prev : b->newest) = idle->prev;
+  idle->prev = idle->next = nullptr;
+  idle->bucket = nullptr;
+  --b->count;
   --idle_count_;
+  idle->fd.reset();
+}
+
+void UpstreamPool::recycle(Idle* idle) {
+  if (spare_count_ >= kMaxSpareIdle) {
+    delete idle;
+    return;
+  }
+  idle->next = spare_;
+  spare_ = idle;
+  ++spare_count_;
+}
+
+void UpstreamPool::sweep_empty_buckets() {
+  for (auto it = buckets_.begin(); it != buckets_.end();) {
+    it = it->second.count == 0 ? buckets_.erase(it) : std::next(it);
+  }
+  empty_buckets_ = 0;
+}
+
+UniqueFd UpstreamPool::take(const std::string& key) {
+  auto it = buckets_.find(key);
+  if (it == buckets_.end() || it->second.count == 0) return UniqueFd();
+  // Most recently parked first: the least likely to have been closed by the upstream.
+  Idle* idle = it->second.newest;
+  UniqueFd fd = std::move(idle->fd);
+  unlink(idle);
+  recycle(idle);
   ++reused_;
-  return std::move(idle->fd);
+  // The entry stays for the connection's return; too many empty ones are swept.
+  if (it->second.count == 0 && ++empty_buckets_ > kMaxEmptyBuckets) sweep_empty_buckets();
+  return fd;
 }
 
 void UpstreamPool::put(const std::string& key, UniqueFd fd) {
   if (idle_max_ == 0) return;  // closes fd
-  auto& list = idle_[key];
-  if (list.size() >= idle_max_) drop(list.front().get());  // evict the oldest
-  auto& same = idle_[key];  // drop() may have erased the entry
-  auto idle = std::make_unique<Idle>();
+  auto [it, inserted] = buckets_.try_emplace(key);
+  Bucket* b = &it->second;
+  if (inserted) {
+    b->key = &it->first;
+  } else if (b->count == 0 && empty_buckets_ > 0) {
+    --empty_buckets_;
+  }
+  if (b->count >= idle_max_) {  // evict the oldest
+    Idle* old = b->oldest;
+    unlink(old);
+    recycle(old);
+  }
+  Idle* idle = spare_;
+  if (idle != nullptr) {
+    spare_ = idle->next;
+    --spare_count_;
+    idle->next = nullptr;
+  } else {
+    idle = new Idle;
+  }
   idle->pool = this;
-  idle->key = key;
+  idle->bucket = b;
   idle->fd = std::move(fd);
   ev_io_init(&idle->read_w, idle_event_cb, idle->fd.get(), EV_READ);
-  idle->read_w.data = idle.get();
+  idle->read_w.data = idle;
   ev_timer_init(&idle->timer, idle_timer_cb, idle_timeout_, 0.);
-  idle->timer.data = idle.get();
+  idle->timer.data = idle;
   ev_io_start(loop_, &idle->read_w);
   ev_timer_start(loop_, &idle->timer);
-  Idle* raw = idle.get();
-  same.push_back(std::move(idle));
-  raw->self = std::prev(same.end());
+  idle->prev = b->newest;
+  (b->newest != nullptr ? b->newest->next : b->oldest) = idle;
+  b->newest = idle;
+  ++b->count;
   ++idle_count_;
 }
 
 void UpstreamPool::drop(Idle* idle) {
-  ev_io_stop(loop_, &idle->read_w);
-  ev_timer_stop(loop_, &idle->timer);
-  auto it = idle_.find(idle->key);
-  --idle_count_;
-  it->second.erase(idle->self);  // destroys idle, closes its fd
-  if (it->second.empty()) idle_.erase(it);
+  Bucket* b = idle->bucket;
+  unlink(idle);
+  recycle(idle);
+  if (b->count == 0) buckets_.erase(buckets_.find(*b->key));
 }
 
 }  // namespace nsproxy

@@ -2,13 +2,16 @@
 // An idle connection is watched: if the upstream closes it (or sends anything) it is
 // dropped; it is also closed after the idle timeout, and at most `idle_max` are kept per
 // upstream. Counters say how often a request reused a pooled connection.
+//
+// Parking and taking a connection costs no heap allocation in steady state: the
+// per-upstream entry stays while its connections come and go (it is removed when its
+// last connection is dropped, or swept once many entries stand empty), and the records
+// of parked connections are recycled through a bounded free list.
 #pragma once
 
 #include <ev.h>
 
 #include <cstdint>
-#include <list>
-#include <memory>
 #include <string>
 #include <unordered_map>
 
@@ -32,23 +35,42 @@ class UpstreamPool {
   size_t idle() const { return idle_count_; }
   uint64_t reused() const { return reused_; }
 
+  struct Bucket;
+  // One parked connection, linked oldest to newest in its bucket.
   struct Idle {
-    UpstreamPool* pool;
-    std::string key;
+    UpstreamPool* pool = nullptr;
+    Bucket* bucket = nullptr;
+    Idle* prev = nullptr;
+    Idle* next = nullptr;
     UniqueFd fd;
     ev_io read_w;
     ev_timer timer;
-    std::list<std::unique_ptr<Idle>>::iterator self;
+  };
+  struct Bucket {
+    Idle* oldest = nullptr;
+    Idle* newest = nullptr;
+    size_t count = 0;
+    const std::string* key = nullptr;  // the map's own key
   };
   void drop(Idle* idle);  // for the watchers' callbacks
 
  private:
+  static constexpr size_t kMaxSpareIdle = 256;    // recycled Idle records kept
+  static constexpr size_t kMaxEmptyBuckets = 64;  // empty entries tolerated before a sweep
+
+  void unlink(Idle* idle);   // out of its bucket, watchers stopped, fd closed
+  void recycle(Idle* idle);  // onto the free list (or deleted)
+  void sweep_empty_buckets();
+
   struct ev_loop* loop_;
   size_t idle_max_;
   double idle_timeout_;
   size_t idle_count_ = 0;
   uint64_t reused_ = 0;
-  std::unordered_map<std::string, std::list<std::unique_ptr<Idle>>> idle_;
+  size_t empty_buckets_ = 0;
+  std::unordered_map<std::string, Bucket> buckets_;
+  Idle* spare_ = nullptr;  // free list, linked through next
+  size_t spare_count_ = 0;
 };
 
 }  // namespace nsproxy
