@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cctype>
+#include <charconv>
 #include <cinttypes>
 #include <climits>
 #include <cstdio>
@@ -120,36 +121,46 @@ bool hop_by_hop(std::string_view name) {
   return false;
 }
 
-// Header names listed in Connection: header values (comma-separated tokens).
-std::vector<std::string> connection_tokens(const std::vector<std::pair<std::string, std::string>>& h) {
-  std::vector<std::string> out;
-  for (const auto& [name, value] : h) {
-    if (!iequals(name, "connection")) continue;
-    size_t i = 0;
-    while (i < value.size()) {
-      size_t j = value.find(',', i);
-      if (j == std::string::npos) j = value.size();
-      std::string tok = value.substr(i, j - i);
-      size_t a = tok.find_first_not_of(" \t");
+// Calls f(token) on each comma-separated token of a header value, trimmed of spaces and
+// tabs (empty tokens skipped), until f returns true; returns whether one did.
+template <class F>
+bool any_token(std::string_view value, F f) {
+  size_t i = 0;
+  while (i < value.size()) {
+    size_t j = value.find(',', i);
+    if (j == std::string_view::npos) j = value.size();
+    std::string_view tok = value.substr(i, j - i);
+    size_t a = tok.find_first_not_of(" \t");
+    if (a != std::string_view::npos) {
       size_t b = tok.find_last_not_of(" \t");
-      if (a != std::string::npos) out.push_back(tok.substr(a, b - a + 1));
-      i = j + 1;
+      if (f(tok.substr(a, b - a + 1))) return true;
     }
-  }
-  return out;
-}
-
-bool listed(const std::vector<std::string>& tokens, std::string_view name) {
-  for (const auto& t : tokens) {
-    if (iequals(t, name)) return true;
+    i = j + 1;
   }
   return false;
 }
 
-std::string chunk_header(size_t n) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%zx\r\n", n);
-  return buf;
+bool has_header(const HeadFields& h, std::string_view name) {
+  for (auto [n, v] : h) {
+    if (iequals(n, name)) return true;
+  }
+  return false;
+}
+
+// Whether a Connection header of h lists `name` (such headers are hop-by-hop).
+bool listed_in_connection(const HeadFields& h, std::string_view name) {
+  for (auto [n, value] : h) {
+    if (!iequals(n, "connection")) continue;
+    if (any_token(value, [name](std::string_view tok) { return iequals(tok, name); })) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void append_chunk_header(ByteQueue* q, size_t n) {
+  q->append_hex(n);
+  q->append("\r\n", 2);
 }
 
 std::string peer_ip_of(int fd) {
@@ -169,10 +180,98 @@ std::string peer_ip_of(int fd) {
 
 }  // namespace
 
+// ---- HeadFields ----------------------------------------------------------------------
+
+void HeadFields::clear() {
+  text_len_ = start_len_ = count_ = 0;
+  last_was_value_ = false;
+}
+
+void HeadFields::release() {
+  clear();
+  if (block_ == nullptr) return;
+  if (pooled_) {
+    pool_->release(block_);
+  } else {
+    delete[] block_;
+  }
+  block_ = nullptr;
+  cap_ = 0;
+}
+
+// Appends len bytes of text, making room for `new_fields` more records first.
+void HeadFields::append_text(const char* at, size_t len, size_t new_fields) {
+  size_t need = text_len_ + len + (count_ + new_fields) * sizeof(Field);
+  if (need > cap_) {
+    size_t cap = cap_ == 0 ? ChunkPool::kChunkSize : cap_;
+    while (cap < need) cap *= 2;
+    char* block;
+    bool pooled = cap == ChunkPool::kChunkSize;
+    block = pooled ? pool_->acquire() : new char[cap];
+    if (block_ != nullptr) {
+      std::memcpy(block, block_, text_len_);
+      std::memcpy(block + cap - count_ * sizeof(Field), block_ + cap_ - count_ * sizeof(Field),
+                  count_ * sizeof(Field));
+      if (pooled_) {
+        pool_->release(block_);
+      } else {
+        delete[] block_;
+      }
+    }
+    block_ = block;
+    cap_ = cap;
+    pooled_ = pooled;
+  }
+  if (len > 0) std::memcpy(block_ + text_len_, at, len);
+  text_len_ += len;
+}
+
+void HeadFields::add_start(const char* at, size_t len) {
+  append_text(at, len, 0);
+  start_len_ += len;
+}
+
+void HeadFields::add_name(const char* at, size_t len) {
+  if (count_ == 0 || last_was_value_) {
+    append_text(at, len, 1);
+    *field(count_) = Field{static_cast<uint32_t>(text_len_ - len), static_cast<uint32_t>(len), 0};
+    ++count_;
+  } else {
+    append_text(at, len, 0);
+    field(count_ - 1)->name_len += static_cast<uint32_t>(len);
+  }
+  last_was_value_ = false;
+}
+
+bool HeadFields::add_value(const char* at, size_t len) {
+  if (count_ == 0) return false;
+  append_text(at, len, 0);
+  field(count_ - 1)->value_len += static_cast<uint32_t>(len);
+  last_was_value_ = true;
+  return true;
+}
+
+std::string_view HeadFields::name(size_t i) const {
+  const Field* f = field(i);
+  return {block_ + f->off, f->name_len};
+}
+
+std::string_view HeadFields::value(size_t i) const {
+  const Field* f = field(i);
+  return {block_ + f->off + f->name_len, f->value_len};
+}
+
+// ---- HttpSession -----------------------------------------------------------------------
+
 HttpSession::HttpSession(Listener* listener, UniqueFd client, bool over_limit)
     : Session(listener),
       loop_(listener->worker()->loop),
       client_(std::move(client)),
+      client_in_(&listener->worker()->pool),
+      to_upstream_(&listener->worker()->pool),
+      to_client_(&listener->worker()->pool),
+      req_fields_(&listener->worker()->pool),
+      resp_fields_(&listener->worker()->pool),
       over_limit_(over_limit) {
   ev_io_init(&client_r_, (io_cb<&HttpSession::on_client_readable>), client_.get(), EV_READ);
   ev_io_init(&client_w_, (io_cb<&HttpSession::on_client_writable>), client_.get(), EV_WRITE);
@@ -277,7 +376,7 @@ bool HttpSession::process_client_input() {
                                  (phase_ == Phase::kExchange && !req_complete_))) {
     if (phase_ == Phase::kIdle) set_phase(Phase::kHead);
     if (to_upstream_.size() >= kHighWater) break;  // backpressure: parse more later
-    std::string_view in = client_in_.view();
+    std::string_view in = client_in_.front();
     size_t done = http_parser_execute(&req_parser_, &kRequestSettings, in.data(), in.size());
     client_in_.consume(done);
     http_errno err = HTTP_PARSER_ERRNO(&req_parser_);
@@ -320,10 +419,8 @@ bool HttpSession::process_client_input() {
 }
 
 int HttpSession::req_message_begin() {
-  method_.clear();
-  url_.clear();
-  req_headers_.clear();
-  req_last_was_value_ = false;
+  method_ = nullptr;
+  req_fields_.clear();
   head_bytes_ = 0;
   head_too_large_ = false;
   bad_header_name_ = false;
@@ -343,7 +440,7 @@ int HttpSession::req_url(const char* at, size_t len) {
     head_too_large_ = true;
     return 1;
   }
-  url_.append(at, len);
+  req_fields_.add_start(at, len);
   return 0;
 }
 
@@ -365,12 +462,7 @@ int HttpSession::req_header_field(const char* at, size_t len) {
   }
   // A field arrives in pieces across reads; a new field starts after a value (which may
   // have been empty).
-  if (req_headers_.empty() || req_last_was_value_) {
-    req_headers_.emplace_back(std::string(at, len), std::string());
-  } else {
-    req_headers_.back().first.append(at, len);
-  }
-  req_last_was_value_ = false;
+  req_fields_.add_name(at, len);
   return 0;
 }
 
@@ -380,9 +472,7 @@ int HttpSession::req_header_value(const char* at, size_t len) {
     head_too_large_ = true;
     return 1;
   }
-  if (req_headers_.empty()) return 1;
-  req_headers_.back().second.append(at, len);
-  req_last_was_value_ = true;
+  if (!req_fields_.add_value(at, len)) return 1;
   return 0;
 }
 
@@ -400,12 +490,17 @@ int HttpSession::req_headers_complete() {
   if (req_chunked_) {
     // Only "chunked" itself: another coding (gzip, chunked) would reach the upstream
     // without its coding, since the body is re-framed here.
-    std::vector<std::string> codings;
-    for (const auto& [name, value] : req_headers_) {
+    size_t codings = 0;
+    bool chunked_only = true;
+    for (auto [name, value] : req_fields_) {
       if (!iequals(name, "transfer-encoding")) continue;
-      for (const auto& tok : connection_tokens({{"connection", value}})) codings.push_back(tok);
+      any_token(value, [&](std::string_view tok) {
+        ++codings;
+        if (!iequals(tok, "chunked")) chunked_only = false;
+        return false;
+      });
     }
-    if (codings.size() != 1 || !iequals(codings[0], "chunked")) {
+    if (codings != 1 || !chunked_only) {
       bad_transfer_encoding_ = true;
       return -1;
     }
@@ -422,17 +517,25 @@ int HttpSession::req_headers_complete() {
 }
 
 void HttpSession::build_request_head() {
+  write_request_head();
+  // A request without a body can be replayed on a fresh connection if a pooled one
+  // turns out to have been closed by the upstream.
+  bool idempotent = req_parser_.method == HTTP_GET || req_parser_.method == HTTP_HEAD ||
+                    req_parser_.method == HTTP_OPTIONS;
+  retry_ok_ = !req_has_body_ && !req_upgrade_ && idempotent;
+}
+
+void HttpSession::write_request_head() {
   const Tenant& t = listener_->tenant();
   const ProxyConfig& cfg = *listener_->worker()->config;
-  std::vector<std::string> conn_tokens = connection_tokens(req_headers_);
-  std::string head;
-  head.reserve(512 + head_bytes_);
-  head += method_;
-  head += ' ';
-  head += url_;
-  head += " HTTP/1.1\r\n";
-  for (const auto& [name, value] : req_headers_) {
-    if (hop_by_hop(name) || listed(conn_tokens, name)) continue;
+  const bool has_connection = has_header(req_fields_, "connection");
+  ByteQueue& q = to_upstream_;
+  q.append(method_);
+  q.push_back(' ');
+  q.append(req_fields_.start());
+  q.append(" HTTP/1.1\r\n");
+  for (auto [name, value] : req_fields_) {
+    if (hop_by_hop(name) || (has_connection && listed_in_connection(req_fields_, name))) continue;
     // Identity is the daemon's to state: drop every version the tenant sent.
     if (cgi_equals(name, t.tenant_header) || cgi_equals(name, cfg.tenant_header) ||
         cgi_starts_with(name, t.label_header_prefix) ||
@@ -440,45 +543,53 @@ void HttpSession::build_request_head() {
         cgi_equals(name, "forwarded")) {
       continue;
     }
-    head += name;
-    head += ": ";
-    head += value;
-    head += "\r\n";
+    q.append(name);
+    q.append(": ");
+    q.append(value);
+    q.append("\r\n");
   }
-  head += t.tenant_header + ": " + t.id + "\r\n";
-  for (const auto& [k, v] : t.labels) head += t.label_header_prefix + k + ": " + v + "\r\n";
-  head += "X-Forwarded-For: " + peer_ip_ + "\r\n";
+  q.append(t.tenant_header);
+  q.append(": ");
+  q.append(t.id);
+  q.append("\r\n");
+  for (const auto& [k, v] : t.labels) {
+    q.append(t.label_header_prefix);
+    q.append(k);
+    q.append(": ");
+    q.append(v);
+    q.append("\r\n");
+  }
+  q.append("X-Forwarded-For: ");
+  q.append(peer_ip_);
+  q.append("\r\n");
   bool v6 = peer_ip_.find(':') != std::string::npos;
-  head += v6 ? "Forwarded: for=\"[" + peer_ip_ + "]\"\r\n" : "Forwarded: for=" + peer_ip_ + "\r\n";
+  q.append(v6 ? "Forwarded: for=\"[" : "Forwarded: for=");
+  q.append(peer_ip_);
+  q.append(v6 ? "]\"\r\n" : "\r\n");
   if (req_chunked_) {
-    head += "Transfer-Encoding: chunked\r\n";
+    q.append("Transfer-Encoding: chunked\r\n");
   } else if (req_parser_.content_length != ULLONG_MAX &&
              (req_parser_.content_length > 0 || req_parser_.flags & F_CONTENTLENGTH)) {
-    head += "Content-Length: " + std::to_string(req_parser_.content_length) + "\r\n";
+    q.append("Content-Length: ");
+    q.append_decimal(req_parser_.content_length);
+    q.append("\r\n");
   }
   if (req_upgrade_) {
-    for (const auto& [name, value] : req_headers_) {
-      if (iequals(name, "upgrade")) head += "Upgrade: " + value + "\r\n";
+    for (auto [name, value] : req_fields_) {
+      if (!iequals(name, "upgrade")) continue;
+      q.append("Upgrade: ");
+      q.append(value);
+      q.append("\r\n");
     }
-    head += "Connection: upgrade\r\n";
+    q.append("Connection: upgrade\r\n");
   }
-  head += "\r\n";
-  // A request without a body can be replayed on a fresh connection if a pooled one
-  // turns out to have been closed by the upstream.
-  bool idempotent = req_parser_.method == HTTP_GET || req_parser_.method == HTTP_HEAD ||
-                    req_parser_.method == HTTP_OPTIONS;
-  if (!req_has_body_ && !req_upgrade_ && idempotent) {
-    retry_head_ = head;
-  } else {
-    retry_head_.clear();
-  }
-  to_upstream_.append(head);
+  q.append("\r\n");
 }
 
 int HttpSession::req_body(const char* at, size_t len) {
   bytes_in_ += len;
   if (req_chunked_) {
-    to_upstream_.append(chunk_header(len));
+    append_chunk_header(&to_upstream_, len);
     to_upstream_.append(at, len);
     to_upstream_.append("\r\n", 2);
   } else {
@@ -601,7 +712,7 @@ bool HttpSession::on_upstream_readable() {
   }
   if (n == 0) {
     upstream_eof_ = true;
-    if (!resp_started_ && status_ == 0 && upstream_reused_ && !retry_head_.empty()) {
+    if (!resp_started_ && status_ == 0 && upstream_reused_ && retry_ok_) {
       // The pooled connection was closed by the upstream before it saw our request:
       // replay the (bodiless) request once on a fresh connection.
       LOG_DEBUG("tenant %s: pooled upstream connection was closed; retrying",
@@ -611,8 +722,8 @@ bool HttpSession::on_upstream_readable() {
       upstream_.reset();
       upstream_eof_ = false;
       to_upstream_.clear();
-      to_upstream_.append(retry_head_);
-      retry_head_.clear();
+      write_request_head();
+      retry_ok_ = false;
       http_parser_init(&resp_parser_, HTTP_RESPONSE);
       resp_parser_.data = this;
       if (!connect_upstream(/*fresh=*/true)) return false;
@@ -640,8 +751,8 @@ bool HttpSession::on_upstream_readable() {
     ev_timer_stop(loop_, &upstream_t_);
     touch_tunnel();
     to_client_.append(buf + done, static_cast<size_t>(n) - done);
-    to_upstream_.append(client_in_.view());
-    client_in_.clear();
+    to_upstream_.splice(client_in_);
+    end_request();
     return pump();
   }
   if (resp_complete_) {
@@ -656,34 +767,25 @@ bool HttpSession::on_upstream_readable() {
 }
 
 int HttpSession::resp_message_begin() {
-  resp_headers_.clear();
-  resp_last_was_value_ = false;
-  resp_reason_.clear();
+  resp_fields_.clear();
   resp_interim_ = false;
   return 0;
 }
 
 int HttpSession::resp_status(const char* at, size_t len) {
-  if (resp_reason_.size() + len > 1024) return 1;
-  resp_reason_.append(at, len);
+  if (resp_fields_.start().size() + len > 1024) return 1;
+  resp_fields_.add_start(at, len);
   return 0;
 }
 
 int HttpSession::resp_header_field(const char* at, size_t len) {
-  if (resp_headers_.size() > 1000) return 1;
-  if (resp_headers_.empty() || resp_last_was_value_) {
-    resp_headers_.emplace_back(std::string(at, len), std::string());
-  } else {
-    resp_headers_.back().first.append(at, len);
-  }
-  resp_last_was_value_ = false;
+  if (resp_fields_.size() > 1000) return 1;
+  resp_fields_.add_name(at, len);
   return 0;
 }
 
 int HttpSession::resp_header_value(const char* at, size_t len) {
-  if (resp_headers_.empty()) return 1;
-  resp_headers_.back().second.append(at, len);
-  resp_last_was_value_ = true;
+  if (!resp_fields_.add_value(at, len)) return 1;
   return 0;
 }
 
@@ -693,7 +795,11 @@ int HttpSession::resp_headers_complete() {
     // Interim (100 Continue, 103 Early Hints): pass on to HTTP/1.1 tenants, keep going.
     resp_interim_ = true;
     if (!req_http10_) {
-      to_client_.append("HTTP/1.1 " + std::to_string(status_) + " " + resp_reason_ + "\r\n\r\n");
+      to_client_.append("HTTP/1.1 ");
+      to_client_.append_decimal(static_cast<uint64_t>(status_));
+      to_client_.push_back(' ');
+      to_client_.append(resp_fields_.start());
+      to_client_.append("\r\n\r\n");
     }
     return 0;
   }
@@ -703,6 +809,7 @@ int HttpSession::resp_headers_complete() {
     tunnel_next_ = true;
   }
   build_response_head();
+  resp_fields_.release();  // the head is rewritten; its fields are no longer needed
   resp_started_ = true;
   // HEAD, 204 and 304 responses may carry a Content-Length but never a body: tell the
   // parser, or it would wait for bytes that never come.
@@ -710,7 +817,7 @@ int HttpSession::resp_headers_complete() {
 }
 
 void HttpSession::build_response_head() {
-  std::vector<std::string> conn_tokens = connection_tokens(resp_headers_);
+  const bool has_connection = has_header(resp_fields_, "connection");
   bool chunked = (resp_parser_.flags & F_CHUNKED) != 0;
   bool has_length = resp_parser_.content_length != ULLONG_MAX;
   bool no_body = req_parser_.method == HTTP_HEAD || status_ == 204 || status_ == 304 ||
@@ -722,51 +829,59 @@ void HttpSession::build_response_head() {
   resp_chunked_out_ = chunked && !req_http10_;
   if (chunked && req_http10_) client_keep_alive_ = false;
 
-  std::string head;
-  head.reserve(256);
-  head += req_http10_ ? "HTTP/1.0 " : "HTTP/1.1 ";
-  head += std::to_string(status_);
-  head += ' ';
-  head += resp_reason_;
-  head += "\r\n";
-  for (const auto& [name, value] : resp_headers_) {
+  ByteQueue& q = to_client_;
+  q.append(req_http10_ ? "HTTP/1.0 " : "HTTP/1.1 ");
+  q.append_decimal(static_cast<uint64_t>(status_));
+  q.push_back(' ');
+  q.append(resp_fields_.start());
+  q.append("\r\n");
+  for (auto [name, value] : resp_fields_) {
     if (iequals(name, "content-length")) {
       if (no_body && status_ != 101 && status_ != 204) {
-        head += name + ": " + value + "\r\n";  // HEAD/304 report the entity's length
+        q.append(name);  // HEAD/304 report the entity's length
+        q.append(": ");
+        q.append(value);
+        q.append("\r\n");
       }
       continue;
     }
-    if (hop_by_hop(name) || listed(conn_tokens, name)) continue;
-    head += name;
-    head += ": ";
-    head += value;
-    head += "\r\n";
+    if (hop_by_hop(name) || (has_connection && listed_in_connection(resp_fields_, name))) {
+      continue;
+    }
+    q.append(name);
+    q.append(": ");
+    q.append(value);
+    q.append("\r\n");
   }
   if (!no_body) {
     if (resp_chunked_out_) {
-      head += "Transfer-Encoding: chunked\r\n";
+      q.append("Transfer-Encoding: chunked\r\n");
     } else if (has_length) {
-      head += "Content-Length: " + std::to_string(resp_parser_.content_length) + "\r\n";
+      q.append("Content-Length: ");
+      q.append_decimal(resp_parser_.content_length);
+      q.append("\r\n");
     }
   }
   if (status_ == 101) {
-    for (const auto& [name, value] : resp_headers_) {
-      if (iequals(name, "upgrade")) head += "Upgrade: " + value + "\r\n";
+    for (auto [name, value] : resp_fields_) {
+      if (!iequals(name, "upgrade")) continue;
+      q.append("Upgrade: ");
+      q.append(value);
+      q.append("\r\n");
     }
-    head += "Connection: upgrade\r\n";
+    q.append("Connection: upgrade\r\n");
   } else if (!client_keep_alive_) {
-    head += "Connection: close\r\n";
+    q.append("Connection: close\r\n");
   } else if (req_http10_) {
-    head += "Connection: keep-alive\r\n";
+    q.append("Connection: keep-alive\r\n");
   }
-  head += "\r\n";
-  to_client_.append(head);
+  q.append("\r\n");
 }
 
 int HttpSession::resp_body(const char* at, size_t len) {
   bytes_out_ += len;
   if (resp_chunked_out_) {
-    to_client_.append(chunk_header(len));
+    append_chunk_header(&to_client_, len);
     to_client_.append(at, len);
     to_client_.append("\r\n", 2);
   } else {
@@ -832,7 +947,7 @@ bool HttpSession::finish_exchange() {
   bool reusable = req_complete_ && !upstream_eof_ && http_should_keep_alive(&resp_parser_) &&
                   fully_sent;
   release_upstream(reusable);
-  retry_head_.clear();
+  end_request();
   // Answered before the whole request was parsed or sent: the rest of this request is
   // still in flight from the tenant, so the connection cannot carry another request.
   if (!req_complete_ || !fully_sent) client_keep_alive_ = false;
@@ -852,11 +967,15 @@ bool HttpSession::finish_exchange() {
 }
 
 bool HttpSession::respond_error(int status, const char* reason, const std::string& why) {
-  LOG_INFO("tenant %s: %d %s: %s%s%s", listener_->tenant_name().c_str(), status, reason,
-           why.c_str(), method_.empty() ? "" : " (", method_.empty() ? "" : (method_ + " " + url_.substr(0, 200) + ")").c_str());
+  const bool m = method_ != nullptr;
+  std::string_view url = req_fields_.start().substr(0, 200);
+  LOG_INFO("tenant %s: %d %s: %s%s%s%s%.*s%s", listener_->tenant_name().c_str(), status, reason,
+           why.c_str(), m ? " (" : "", m ? method_ : "", m ? " " : "",
+           m ? static_cast<int>(url.size()) : 0, url.data(), m ? ")" : "");
   status_ = status;
   access_log(status);
   release_upstream(false);
+  end_request();
   to_upstream_.clear();
   client_in_.clear();
   if (!resp_started_) {
@@ -872,14 +991,21 @@ bool HttpSession::respond_error(int status, const char* reason, const std::strin
   return pump();
 }
 
+void HttpSession::end_request() {
+  method_ = nullptr;
+  retry_ok_ = false;
+  req_fields_.release();
+  resp_fields_.release();
+}
+
 void HttpSession::access_log(int status) {
   FILE* out = listener_->worker()->config->access_log;
   if (out == nullptr) return;
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_);
   nlohmann::json j = {{"tenant", listener_->tenant().id},
                       {"listen", listener_->spec().listen},
-                      {"method", method_.empty() ? "-" : method_},
-                      {"path", url_},
+                      {"method", method_ == nullptr ? "-" : method_},
+                      {"path", req_fields_.start()},
                       {"status", status},
                       {"bytes_in", bytes_in_},
                       {"bytes_out", bytes_out_},

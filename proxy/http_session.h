@@ -23,15 +23,82 @@
 #include <http_parser.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
-#include <vector>
 
 #include "byte_queue.h"
+#include "chunk_pool.h"
 #include "session.h"
 #include "unique_fd.h"
 
 namespace nsproxy {
+
+// What a session keeps of one message head while it is parsed: the start-line text (the
+// request URL or the response reason) and every header's name and value. http-parser
+// hands them over in pieces (a name or value may span reads); they are stored back to
+// back in one block, so each stays contiguous: a chunk from the ChunkPool, or, for a head
+// that outgrows it, a heap block twice the size. The block is taken at the first piece
+// and given back by release(): a connection between requests holds none, and a request
+// in steady state costs no heap allocation.
+class HeadFields {
+ public:
+  explicit HeadFields(ChunkPool* pool) : pool_(pool) {}
+  ~HeadFields() { release(); }
+  HeadFields(const HeadFields&) = delete;
+  HeadFields& operator=(const HeadFields&) = delete;
+
+  void clear();    // forgets the contents, keeps the block
+  void release();  // forgets the contents, gives the block back
+
+  // More of the start-line text; only before the first header.
+  void add_start(const char* at, size_t len);
+  // A piece of a header name: starts a new header unless it continues the last name.
+  void add_name(const char* at, size_t len);
+  // A piece of the last header's value (may be empty). false when there is no header.
+  bool add_value(const char* at, size_t len);
+
+  std::string_view start() const { return {block_ == nullptr ? "" : block_, start_len_}; }
+  size_t size() const { return count_; }
+  std::string_view name(size_t i) const;
+  std::string_view value(size_t i) const;
+  bool holds_block() const { return block_ != nullptr; }
+
+  // for (auto [name, value] : fields)
+  struct iterator {
+    const HeadFields* fields;
+    size_t i;
+    std::pair<std::string_view, std::string_view> operator*() const {
+      return {fields->name(i), fields->value(i)};
+    }
+    iterator& operator++() {
+      ++i;
+      return *this;
+    }
+    bool operator!=(const iterator& o) const { return i != o.i; }
+  };
+  iterator begin() const { return {this, 0}; }
+  iterator end() const { return {this, count_}; }
+
+ private:
+  struct Field {  // records grow down from the block's end
+    uint32_t off;
+    uint32_t name_len;
+    uint32_t value_len;
+  };
+  Field* field(size_t i) const { return reinterpret_cast<Field*>(block_ + cap_) - (i + 1); }
+  void append_text(const char* at, size_t len, size_t new_fields);
+
+  ChunkPool* pool_;
+  char* block_ = nullptr;
+  size_t cap_ = 0;
+  bool pooled_ = false;  // block_ is a pool chunk (else new[]'d)
+  size_t text_len_ = 0;
+  size_t start_len_ = 0;
+  size_t count_ = 0;
+  bool last_was_value_ = false;
+};
 
 class HttpSession : public Session {
  public:
@@ -67,7 +134,6 @@ class HttpSession : public Session {
 
  private:
   enum class Phase { kHead, kIdle, kExchange, kTunnel, kClosing };
-  using Headers = std::vector<std::pair<std::string, std::string>>;
 
   bool process_client_input();    // parse what the tenant sent; false when over
   bool connect_upstream(bool fresh = false);  // pooled (unless fresh) or new; false when over
@@ -79,9 +145,11 @@ class HttpSession : public Session {
   void set_phase(Phase p);
   void release_upstream(bool reusable);
   void restart_upstream_timer(double seconds);
-  void touch_tunnel();  // (re)starts the tunnel's idle timeout
-  void build_request_head();
-  void build_response_head();
+  void touch_tunnel();         // (re)starts the tunnel's idle timeout
+  void build_request_head();   // into to_upstream_; decides whether a retry is allowed
+  void write_request_head();   // the rewritten request head, into to_upstream_
+  void build_response_head();  // into to_client_
+  void end_request();          // forgets the request (and response) head: no block held
   void access_log(int status);
 
   struct ev_loop* loop_;
@@ -91,10 +159,12 @@ class HttpSession : public Session {
   ev_timer client_t_, upstream_t_, linger_t_;
   http_parser req_parser_;
   http_parser resp_parser_;
-  ByteQueue client_in_;    // tenant bytes not yet parsed
+  ByteQueue client_in_;     // tenant bytes not yet parsed
   ByteQueue to_upstream_;
   ByteQueue to_client_;
-  std::string peer_ip_;    // the tenant's address as seen in its namespace
+  HeadFields req_fields_;   // URL and headers of the current request
+  HeadFields resp_fields_;  // reason and headers of the response being parsed
+  std::string peer_ip_;     // the tenant's address as seen in its namespace
 
   Phase phase_ = Phase::kHead;
   bool over_limit_;
@@ -106,13 +176,10 @@ class HttpSession : public Session {
   bool upstream_shut_ = false;
 
   // The current request.
-  std::string method_;
-  std::string url_;
-  Headers req_headers_;
+  const char* method_ = nullptr;  // http_method_str(), once the head is in
   size_t head_bytes_ = 0;
   bool head_too_large_ = false;
   bool bad_header_name_ = false;
-  bool req_last_was_value_ = false;
   bool bad_transfer_encoding_ = false;
   bool req_chunked_ = false;
   bool req_complete_ = false;
@@ -121,14 +188,12 @@ class HttpSession : public Session {
   bool req_upgrade_ = false;
   bool req_has_body_ = false;
   bool exchange_ready_ = false;  // head parsed; the upstream must be engaged
-  std::string retry_head_;       // kept while the request can be retried on a fresh connection
+  bool retry_ok_ = false;        // a bodiless idempotent request: may be replayed once on a
+                                 // fresh connection (its head is rebuilt from req_fields_)
   uint64_t bytes_in_ = 0;
   std::chrono::steady_clock::time_point started_;
 
   // The current response.
-  std::string resp_reason_;
-  Headers resp_headers_;
-  bool resp_last_was_value_ = false;
   bool resp_started_ = false;     // a response head was queued to the tenant
   bool resp_complete_ = false;
   bool resp_chunked_out_ = false; // we send chunked framing to the tenant
