@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -10,8 +11,10 @@
 #include <string>
 
 #include "cni_error.h"
+#include "cni_version.h"
 #include "log.h"
 #include "plugin.h"
+#include "version.h"
 
 extern char** environ;
 
@@ -41,8 +44,21 @@ bool read_stdin(std::string* out, std::string* error) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   nsproxy::set_log_prefix("nsproxy");
+  // Run by a person rather than a runtime (runtimes pass no arguments).
+  if (argc == 2 && (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "--help") == 0)) {
+    std::string specs;
+    for (const std::string& v : nsproxy::cni::supported_versions()) {
+      specs += (specs.empty() ? "" : ", ") + v;
+    }
+    std::printf("nsproxy CNI plugin %s (CNI spec versions %s)\n", nsproxy::kVersion, specs.c_str());
+    if (argv[1][2] == 'h') {
+      std::printf("run by a container runtime with CNI_COMMAND=ADD|DEL|CHECK|VERSION|STATUS|GC "
+                  "and the network configuration on stdin; see nsproxy(8)\n");
+    }
+    return 0;
+  }
   if (const char* level = std::getenv("NSPROXY_LOG_LEVEL")) {
     nsproxy::LogLevel parsed;
     if (nsproxy::parse_log_level(level, &parsed)) nsproxy::set_log_level(parsed);

@@ -23,6 +23,7 @@
 #include "registry.h"
 #include "state_journal.h"
 #include "upstream_pool.h"
+#include "version.h"
 #include "worker.h"
 
 namespace nsproxy {
@@ -117,7 +118,7 @@ int parse_options(int argc, char** argv, Options* o) {
   enum {
     kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
     kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
-    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kHelp, kVersion
+    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kHelp, kShowVersion
   };
   static const option long_opts[] = {
       {"socket", required_argument, nullptr, kSocket},
@@ -143,7 +144,7 @@ int parse_options(int argc, char** argv, Options* o) {
       {"max-connections", required_argument, nullptr, kMaxAllConns},
       {"allow-host-netns", no_argument, nullptr, kAllowHost},
       {"help", no_argument, nullptr, kHelp},
-      {"version", no_argument, nullptr, kVersion},
+      {"version", no_argument, nullptr, kShowVersion},
       {nullptr, 0, nullptr, 0}};
   ProxyConfig& p = o->proxy;
   int c;
@@ -183,8 +184,8 @@ int parse_options(int argc, char** argv, Options* o) {
       case kHelp:
         usage(stdout);
         return -1;
-      case kVersion:
-        std::printf("nsproxyd 0.1.0\n");
+      case kShowVersion:
+        std::printf("nsproxyd %s\n", kVersion);
         return -1;
       default:
         usage(stderr);
@@ -403,7 +404,7 @@ int run(const Options& opts) {
   ev_unref(worker.loop);  // signal watchers alone do not keep the loop alive
   ev_unref(worker.loop);
 
-  LOG_INFO("nsproxyd 0.1.0 serving on %s (state in %s)", opts.socket_path.c_str(),
+  LOG_INFO("nsproxyd %s serving on %s (state in %s)", kVersion, opts.socket_path.c_str(),
            opts.state_dir.c_str());
   ev_run(worker.loop, 0);
 

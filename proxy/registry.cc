@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "proxy_protocol.h"
+#include "version.h"
 
 namespace nsproxy {
 namespace {
@@ -302,7 +303,7 @@ Reply Registry::list() const {
 }
 
 Reply Registry::status() const {
-  return ok_reply({{"version", "0.1.0"},
+  return ok_reply({{"version", kVersion},
                    {"pid", static_cast<int64_t>(::getpid())},
                    {"uptime_seconds", now_seconds() - started_at_},
                    {"registrations", regs_.size()},

@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libev-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libhttp-parser-dev
   libgtest-dev googletest
+  libsystemd-dev
   # tests and demo
   iproute2 curl procps psmisc python3
   containernetworking-plugins golang-go golang-github-appc-cni-dev
@@ -15,6 +16,8 @@ PACKAGES=(
   podman runc busybox-static
   # fuzzing and sanitizers
   clang libclang-rt-14-dev
+  # packaging and operating: the .deb's checks, the systemd unit checks, a real scraper
+  lintian dpkg-dev systemd prometheus
   # benchmarks and real peers
   nginx wrk haproxy
 )

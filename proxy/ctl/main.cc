@@ -22,6 +22,7 @@
 #include "log.h"
 #include "netns.h"
 #include "table.h"
+#include "version.h"
 
 namespace nsproxy {
 namespace {
@@ -53,7 +54,8 @@ void usage(FILE* out) {
                "\n"
                "  --network NET --ifname IF      with --id: address a CNI registration\n"
                "  --socket PATH                  control socket (default %s)\n"
-               "  --timeout MS                   reply timeout (default 5000)\n",
+               "  --timeout MS                   reply timeout (default 5000)\n"
+               "  --help, --version\n",
                kDefaultSocketPath);
 }
 
@@ -310,6 +312,7 @@ int run(int argc, char** argv) {
   static const option global_opts[] = {{"socket", required_argument, nullptr, 's'},
                                        {"timeout", required_argument, nullptr, 't'},
                                        {"help", no_argument, nullptr, 'h'},
+                                       {"version", no_argument, nullptr, 'V'},
                                        {nullptr, 0, nullptr, 0}};
   Global g;
   opterr = 0;
@@ -331,6 +334,9 @@ int run(int argc, char** argv) {
       }
       case 'h':
         usage(stdout);
+        return 0;
+      case 'V':
+        std::printf("nsproxyctl %s\n", kVersion);
         return 0;
       default:
         die_usage(std::string("unknown or incomplete option \"") + argv[optind - 1] + "\"");
