@@ -29,6 +29,7 @@ struct ControlServer::Client {
   // request is not read: every request gets its reply, in order.
   std::string pending;
   bool close_after_reply = false;
+  const char* op = "invalid";  // of the request being answered ("invalid": undecoded)
 
   // Handles one readable event; false when the client is finished.
   bool on_readable();
@@ -59,6 +60,7 @@ Status fill_unix_addr(const std::string& path, sockaddr_un* addr) {
 }  // namespace
 
 bool ControlServer::Client::reply(const Reply& r) {
+  ++server->requests_[{op, r.ok ? "ok" : r.error.code}];
   std::string text = encode_reply(r);
   if (text.size() > kMaxReplySize) {
     text = encode_reply(error_reply(make_error(
@@ -95,6 +97,7 @@ bool ControlServer::Client::on_readable() {
     return false;
   }
   ev_timer_again(server->loop_, &idle_t);
+  op = "invalid";
   if (uid != 0 && !(server->has_allowed_gid_ && gid == server->allowed_gid_)) {
     LOG_WARN("control: refused a request from uid %u gid %u (pid %d): only root%s may use nsproxyd",
              static_cast<unsigned>(uid), static_cast<unsigned>(gid), static_cast<int>(pid),
@@ -124,6 +127,7 @@ bool ControlServer::Client::on_readable() {
              req.error().message.c_str());
     return reply(error_reply(req.error()));
   }
+  op = op_name(req->op);
   if (req->op == Op::Handover) {
     if (!server->handover_) {
       return reply(error_reply(make_error(codes::kBadRequest, "handover is not possible now")));

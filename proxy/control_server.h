@@ -9,7 +9,9 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <unordered_set>
 
@@ -47,6 +49,11 @@ class ControlServer {
   void release();
   int listen_fd() const { return fd_.get(); }
 
+  // Requests answered since start, by (op, result): result "ok" or the error code; op
+  // "invalid" for requests refused before they were decoded.
+  using RequestCounts = std::map<std::pair<std::string, std::string>, uint64_t>;
+  const RequestCounts& request_counts() const { return requests_; }
+
   // Called for a handover request with the client's fd; the client is dropped after.
   void set_handover_handler(std::function<void(int client_fd)> h) { handover_ = std::move(h); }
 
@@ -67,6 +74,7 @@ class ControlServer {
   ev_io accept_w_;
   ev_timer pause_t_;  // accepting paused after EMFILE/ENFILE
   std::unordered_set<Client*> clients_;
+  RequestCounts requests_;
 };
 
 }  // namespace nsproxy

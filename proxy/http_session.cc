@@ -380,7 +380,8 @@ HttpSession::HttpSession(Listener* listener, UniqueFd client, bool over_limit)
       to_client_(&listener->worker()->pool),
       req_fields_(&listener->worker()->pool),
       resp_fields_(&listener->worker()->pool),
-      over_limit_(over_limit) {
+      over_limit_(over_limit),
+      started_(std::chrono::steady_clock::now()) {
   ev_io_init(&client_r_, (io_cb<&HttpSession::on_client_readable>), client_.get(), EV_READ);
   ev_io_init(&client_w_, (io_cb<&HttpSession::on_client_writable>), client_.get(), EV_WRITE);
   ev_io_init(&upstream_r_, (io_cb<&HttpSession::on_upstream_readable>), -1, EV_READ);
@@ -454,6 +455,7 @@ bool HttpSession::on_client_readable() {
     LOG_DEBUG("tenant %s: read: %s", listener_->tenant_name().c_str(), std::strerror(errno));
     return false;
   }
+  listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
   if (phase_ == Phase::kClosing) {  // lingering: discard until the tenant closes
     return n > 0;
   }
@@ -494,19 +496,19 @@ bool HttpSession::process_client_input() {
     }
     if (err != HPE_OK) {
       if (head_too_large_ || err == HPE_HEADER_OVERFLOW) {
-        return respond_error(431, "Request Header Fields Too Large",
+        return refuse(Refusal::HeadTooLarge, 431, "Request Header Fields Too Large",
                              "request head larger than " +
                                  std::to_string(listener_->worker()->config->max_head_size) +
                                  " bytes");
       }
       if (bad_transfer_encoding_) {
-        return respond_error(400, "Bad Request", "Transfer-Encoding other than \"chunked\"");
+        return refuse(Refusal::BadRequest, 400, "Bad Request", "Transfer-Encoding other than \"chunked\"");
       }
       if (bad_header_name_) {
-        return respond_error(400, "Bad Request", "invalid character (or whitespace) in a header name");
+        return refuse(Refusal::BadRequest, 400, "Bad Request", "invalid character (or whitespace) in a header name");
       }
-      return respond_error(400, "Bad Request",
-                           std::string("malformed request: ") + http_errno_description(err));
+      return refuse(Refusal::BadRequest, 400, "Bad Request",
+                    std::string("malformed request: ") + http_errno_description(err));
     }
     if (exchange_ready_) break;
     if (done == 0) break;
@@ -514,10 +516,10 @@ bool HttpSession::process_client_input() {
   if (exchange_ready_) {
     exchange_ready_ = false;
     if (over_limit_) {
-      return respond_error(503, "Service Unavailable", "connection limit reached");
+      return refuse(Refusal::ConnectionLimit, 503, "Service Unavailable", "connection limit reached");
     }
     if (req_parser_.method == HTTP_CONNECT) {
-      return respond_error(405, "Method Not Allowed", "CONNECT is not proxied");
+      return refuse(Refusal::MethodNotAllowed, 405, "Method Not Allowed", "CONNECT is not proxied");
     }
     if (!connect_upstream()) return false;
     // Body bytes that arrived with the head.
@@ -722,6 +724,7 @@ bool HttpSession::on_client_writable() {
     LOG_DEBUG("tenant %s: write: %s", listener_->tenant_name().c_str(), std::strerror(errno));
     return false;
   }
+  if (n > 0) listener_->tenant().stats.sent_bytes += static_cast<uint64_t>(n);
   if (n > 0 && phase_ == Phase::kExchange && resp_started_) {
     restart_upstream_timer(listener_->worker()->config->body_timeout);
   }
@@ -736,7 +739,7 @@ bool HttpSession::on_client_timer() {
     return false;
   }
   // kHead: the request head did not arrive in time (slowloris).
-  return respond_error(408, "Request Timeout", "request head not received in time");
+  return refuse(Refusal::HeadTimeout, 408, "Request Timeout", "request head not received in time");
 }
 
 // ---- upstream side -----------------------------------------------------------------
@@ -845,7 +848,10 @@ bool HttpSession::on_upstream_readable() {
   size_t done = http_parser_execute(&resp_parser_, &kResponseSettings, buf, static_cast<size_t>(n));
   http_errno err = HTTP_PARSER_ERRNO(&resp_parser_);
   if (err != HPE_OK && err != HPE_PAUSED) {
-    LOG_WARN("tenant %s: malformed response from upstream %s: %s",
+    listener_->tenant().stats.upstream_failed(UpstreamError::Malformed);
+    LOG_WARN_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
+                 {"upstream", listener_->upstream().text}, {"error", http_errno_description(err)}}),
+               "tenant %s: malformed response from upstream %s: %s",
              listener_->tenant_name().c_str(), listener_->upstream().text.c_str(),
              http_errno_description(err));
     if (!resp_started_) return respond_error(502, "Bad Gateway", "malformed upstream response");
@@ -854,7 +860,7 @@ bool HttpSession::on_upstream_readable() {
   if (tunnel_next_) {
     // 101: what follows the head belongs to the new protocol, both ways.
     tunnel_next_ = false;
-    access_log(101);
+    complete_response(101);
     phase_ = Phase::kTunnel;
     ev_timer_stop(loop_, &upstream_t_);
     touch_tunnel();
@@ -1013,19 +1019,24 @@ bool HttpSession::on_upstream_timer() {
   if (upstream_connecting_) return upstream_failed("connect to upstream", ETIMEDOUT);
   if (!resp_started_) {
     if (!req_complete_) {
-      return respond_error(408, "Request Timeout", "request body stalled");
+      return refuse(Refusal::BodyTimeout, 408, "Request Timeout", "request body stalled");
     }
+    listener_->tenant().stats.upstream_failed(UpstreamError::Timeout);
     LOG_INFO("tenant %s: upstream %s did not answer within %g s", listener_->tenant_name().c_str(),
              listener_->upstream().text.c_str(), listener_->worker()->config->response_timeout);
     return respond_error(504, "Gateway Timeout", "upstream did not answer in time");
   }
+  listener_->tenant().stats.upstream_failed(UpstreamError::Timeout);
   LOG_INFO("tenant %s: response body from %s stalled; closing", listener_->tenant_name().c_str(),
            listener_->upstream().text.c_str());
   return false;
 }
 
 bool HttpSession::upstream_failed(const char* what, int err) {
-  LOG_INFO("tenant %s: %s %s: %s", listener_->tenant_name().c_str(), what,
+  listener_->tenant().stats.upstream_failed(upstream_error_of(err));
+  LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
+               {"upstream", listener_->upstream().text}, {"error", std::strerror(err)}}),
+             "tenant %s: %s %s: %s", listener_->tenant_name().c_str(), what,
            listener_->upstream().text.c_str(), std::strerror(err));
   if (resp_started_ || phase_ == Phase::kTunnel) return false;  // too late for a status
   if (err == ETIMEDOUT) return respond_error(504, "Gateway Timeout", "upstream connect timed out");
@@ -1050,7 +1061,7 @@ void HttpSession::release_upstream(bool reusable) {
 }
 
 bool HttpSession::finish_exchange() {
-  access_log(status_);
+  complete_response(status_);
   bool fully_sent = to_upstream_.empty();
   bool reusable = req_complete_ && !upstream_eof_ && http_should_keep_alive(&resp_parser_) &&
                   fully_sent;
@@ -1077,11 +1088,13 @@ bool HttpSession::finish_exchange() {
 bool HttpSession::respond_error(int status, const char* reason, const std::string& why) {
   const bool m = method_ != nullptr;
   std::string_view url = req_fields_.start().substr(0, 200);
-  LOG_INFO("tenant %s: %d %s: %s%s%s%s%.*s%s", listener_->tenant_name().c_str(), status, reason,
+  LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
+               {"error", why}}),
+             "tenant %s: %d %s: %s%s%s%s%.*s%s", listener_->tenant_name().c_str(), status, reason,
            why.c_str(), m ? " (" : "", m ? method_ : "", m ? " " : "",
            m ? static_cast<int>(url.size()) : 0, url.data(), m ? ")" : "");
   status_ = status;
-  access_log(status);
+  complete_response(status);
   release_upstream(false);
   end_request();
   to_upstream_.clear();
@@ -1106,10 +1119,21 @@ void HttpSession::end_request() {
   resp_fields_.release();
 }
 
-void HttpSession::access_log(int status) {
+bool HttpSession::refuse(Refusal why, int status, const char* reason, const std::string& detail) {
+  listener_->tenant().stats.refuse(why);
+  return respond_error(status, reason, detail);
+}
+
+void HttpSession::complete_response(int status) {
+  auto elapsed = std::chrono::steady_clock::now() - started_;
+  listener_->tenant().stats.record_response(status, std::chrono::duration<double>(elapsed).count());
+  access_log(status, elapsed);
+}
+
+void HttpSession::access_log(int status, std::chrono::steady_clock::duration elapsed) {
   FILE* out = listener_->worker()->config->access_log;
   if (out == nullptr) return;
-  auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_);
+  auto ms = std::chrono::duration<double, std::milli>(elapsed);
   AccessLogRecord r;
   r.tenant = listener_->tenant().id;
   r.listen = listener_->spec().listen;

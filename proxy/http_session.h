@@ -31,6 +31,7 @@
 #include "byte_queue.h"
 #include "chunk_pool.h"
 #include "session.h"
+#include "tenant_stats.h"
 #include "unique_fd.h"
 
 namespace nsproxy {
@@ -164,7 +165,11 @@ class HttpSession : public Session {
   void write_request_head();   // the rewritten request head, into to_upstream_
   void build_response_head();  // into to_client_
   void end_request();          // forgets the request (and response) head: no block held
-  void access_log(int status);
+  // A response went to the tenant (or the tunnel began): metrics and access log.
+  void complete_response(int status);
+  void access_log(int status, std::chrono::steady_clock::duration elapsed);
+  // Counts why the tenant was turned away, then answers with respond_error.
+  bool refuse(Refusal why, int status, const char* reason, const std::string& detail);
 
   struct ev_loop* loop_;
   UniqueFd client_;
@@ -205,7 +210,7 @@ class HttpSession : public Session {
   bool retry_ok_ = false;        // a bodiless idempotent request: may be replayed once on a
                                  // fresh connection (its head is rebuilt from req_fields_)
   uint64_t bytes_in_ = 0;
-  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point started_;  // request's first byte (or accept)
 
   // The current response.
   bool resp_started_ = false;     // a response head was queued to the tenant

@@ -64,7 +64,8 @@ std::unique_ptr<Session> Listener::make_session(UniqueFd client, bool over_limit
 }
 
 void Listener::pause(const char* why) {
-  LOG_WARN("tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_name().c_str(),
+  LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_.listen}, {"error", why}}),
+             "tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_name().c_str(),
            spec_.listen.c_str(), why, kPauseSeconds * 1000);
   ev_io_stop(worker_->loop, &accept_w_);
   ev_timer_stop(worker_->loop, &pause_t_);
@@ -98,12 +99,15 @@ void Listener::on_acceptable() {
     }
     UniqueFd client(cfd);
     set_nodelay(cfd);
+    ++tenant_->stats.connections_total;
     const ProxyConfig& cfg = *worker_->config;
     bool tenant_full = tenant_->connections >= cfg.max_connections_per_tenant;
     bool global_full = cfg.max_connections > 0 && worker_->connections >= cfg.max_connections;
     bool over_limit = tenant_full || global_full;
     if (over_limit && spec_.mode == Mode::Tcp) {
-      LOG_WARN("tenant %s: %s; refusing a connection on %s", tenant_name().c_str(),
+      tenant_->stats.refuse(Refusal::ConnectionLimit);
+      LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_.listen}, {"error", "connection limit"}}),
+                 "tenant %s: %s; refusing a connection on %s", tenant_name().c_str(),
                tenant_full ? "tenant connection limit reached" : "daemon connection limit reached",
                spec_.listen.c_str());
       continue;  // closes it

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <set>
 #include <utility>
@@ -147,9 +148,14 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
     return error_reply(make_error("limit", "nsproxyd already holds " + std::to_string(regs_.size()) +
                                                " registrations (--max-registrations)"));
   }
+  auto setup_start = std::chrono::steady_clock::now();
   auto made = factory_->listen_all(netns_fd.get(), req.netns_path, targets);
+  listener_setup_.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_start).count());
   if (!made) {
-    LOG_WARN("add %s: %s", who.c_str(), made.error().message.c_str());
+    LOG_WARN_F(({{"tenant", req.attachment.id}, {"attachment", who}, {"netns", req.netns_path},
+                 {"error", made.error().message}}),
+               "add %s: %s", who.c_str(), made.error().message.c_str());
     return error_reply(made.error());
   }
   // Ours: what this call added, plus what a restored registration had added before.
@@ -237,6 +243,7 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
   tenant->label_header_prefix = req.headers.label_prefix.empty()
                                     ? worker_->config->label_header_prefix
                                     : req.headers.label_prefix;
+  reg->tenant = tenant;
   for (size_t i = 0; i < fds->size(); ++i) {
     auto l = std::make_unique<Listener>(worker_, std::move((*fds)[i]), req.listeners[i],
                                         std::move(upstreams[i]), tenant);
@@ -252,7 +259,8 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
     }
   }
   json data = {{"registration", reg->to_json()}, {"created", true}};
-  LOG_INFO("add %s: netns %s (inode %ju), %zu listener(s)", who.c_str(), req.netns_path.c_str(),
+  LOG_INFO_F(({{"tenant", req.attachment.id}, {"attachment", who}, {"netns", req.netns_path}}),
+             "add %s: netns %s (inode %ju), %zu listener(s)", who.c_str(), req.netns_path.c_str(),
            static_cast<uintmax_t>(id.ino), reg->listeners.size());
   regs_[req.attachment] = std::move(reg);
   return ok_reply(std::move(data));
@@ -264,7 +272,8 @@ Reply Registry::del(const Request& req) {
     LOG_DEBUG("del %s: not registered", req.attachment.display().c_str());
     return ok_reply({{"deleted", false}});
   }
-  LOG_INFO("del %s: closing %zu listener(s)", req.attachment.display().c_str(),
+  LOG_INFO_F(({{"tenant", req.attachment.id}, {"attachment", req.attachment.display()}}),
+             "del %s: closing %zu listener(s)", req.attachment.display().c_str(),
            it->second->listeners.size());
   forget(it, nullptr);
   return ok_reply({{"deleted", true}});
@@ -340,7 +349,9 @@ void Registry::forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::it
                       const char* why) {
   AttachmentKey key = it->first;
   if (why != nullptr) {
-    LOG_WARN("%s: %s; dropping the registration (%zu listener(s))", key.display().c_str(), why,
+    LOG_WARN_F(({{"tenant", key.id}, {"attachment", key.display()}, {"netns", it->second->netns_path},
+                 {"error", why}}),
+               "%s: %s; dropping the registration (%zu listener(s))", key.display().c_str(), why,
              it->second->listeners.size());
   }
   release_addresses(*it->second);
@@ -372,7 +383,9 @@ size_t Registry::restore(std::vector<SavedRegistration> saved) {
     const std::string who = s.request.attachment.display();
     auto fd = open_netns(s.request.netns_path);
     if (!fd) {
-      LOG_WARN("restore %s: %s; dropped", who.c_str(), fd.error().message.c_str());
+      LOG_WARN_F(({{"tenant", s.request.attachment.id}, {"attachment", who},
+                   {"netns", s.request.netns_path}, {"error", fd.error().message}}),
+                 "restore %s: %s; dropped", who.c_str(), fd.error().message.c_str());
       continue;
     }
     auto id = netns_identity(fd->get());

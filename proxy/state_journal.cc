@@ -66,7 +66,7 @@ Status fsync_dir(const std::string& dir) {
 }  // namespace
 
 Result<StateJournal> StateJournal::open(const std::string& dir,
-                                        std::vector<SavedRegistration>* saved) {
+                                        std::vector<SavedRegistration>* saved, bool sync) {
   std::string path = dir + "/registrations.journal";
   // One daemon per state directory: a lock held for the daemon's lifetime.
   UniqueFd lock(::open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -114,12 +114,13 @@ Result<StateJournal> StateJournal::open(const std::string& dir,
   for (auto& [key, s] : live) saved->push_back(std::move(s));
   StateJournal journal(dir, path, std::move(fd), lines);
   journal.lock_ = std::move(lock);
+  journal.sync_ = sync;
   return journal;
 }
 
 Status StateJournal::append(const std::string& line) {
   if (Status s = write_all(fd_.get(), line, path_); !s) return s;
-  if (::fdatasync(fd_.get()) < 0) return errno_error("state", "fdatasync " + path_);
+  if (sync_ && ::fdatasync(fd_.get()) < 0) return errno_error("state", "fdatasync " + path_);
   ++lines_;
   return {};
 }
@@ -141,9 +142,11 @@ Status StateJournal::compact(const std::vector<SavedRegistration>& live) {
   std::string data;
   for (const auto& s : live) data += add_line(s.request, s.netns_id, s.added_addresses);
   if (Status s = write_all(fd.get(), data, tmp); !s) return s;
-  if (::fsync(fd.get()) < 0) return errno_error("state", "fsync " + tmp);
+  if (sync_ && ::fsync(fd.get()) < 0) return errno_error("state", "fsync " + tmp);
   if (::rename(tmp.c_str(), path_.c_str()) < 0) return errno_error("state", "rename " + tmp);
-  if (Status s = fsync_dir(dir_); !s) return s;
+  if (sync_) {
+    if (Status s = fsync_dir(dir_); !s) return s;
+  }
   UniqueFd appender(::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
   if (!appender) return errno_error("state", "open " + path_);
   fd_ = std::move(appender);

@@ -63,8 +63,15 @@ TcpSession::~TcpSession() {
   ev_timer_stop(loop_, &connect_t_);
 }
 
+bool TcpSession::upstream_failed(const char* what, int err) {
+  listener_->tenant().stats.upstream_failed(upstream_error_of(err));
+  return fail(what, err);
+}
+
 bool TcpSession::fail(const char* what, int err) {
-  LOG_INFO("tenant %s: %s %s: %s", listener_->tenant_name().c_str(), what,
+  LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
+               {"upstream", listener_->upstream().text}, {"error", std::strerror(err)}}),
+             "tenant %s: %s %s: %s", listener_->tenant_name().c_str(), what,
            listener_->upstream().text.c_str(), std::strerror(err));
   return false;
 }
@@ -97,7 +104,7 @@ bool TcpSession::start() {
   upstream_.reset(::socket(up.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!upstream_) {
     if (errno == EMFILE || errno == ENFILE) listener_->worker()->out_of_fds = true;
-    return fail("upstream socket for", errno);
+    return upstream_failed("upstream socket for", errno);
   }
   if (up.family() != AF_UNIX) set_nodelay(upstream_.get());
   ev_io_init(&upstream_r_, upstream_r_cb, upstream_.get(), EV_READ);
@@ -109,7 +116,7 @@ bool TcpSession::start() {
   } while (rc < 0 && errno == EINTR);
   if (rc == 0) return on_connected();
   // EAGAIN on a unix socket means its backlog is full, not "in progress".
-  if (errno != EINPROGRESS) return fail("connect to upstream", errno);
+  if (errno != EINPROGRESS) return upstream_failed("connect to upstream", errno);
   ev_io_start(loop_, &upstream_w_);
   ev_timer_start(loop_, &connect_t_);
   // Read the tenant's first bytes while connecting (up to one buffer).
@@ -117,7 +124,7 @@ bool TcpSession::start() {
 }
 
 bool TcpSession::on_connect_timeout() {
-  return fail("connect to upstream", ETIMEDOUT);
+  return upstream_failed("connect to upstream", ETIMEDOUT);
 }
 
 bool TcpSession::on_connected() {
@@ -131,16 +138,17 @@ bool TcpSession::on_upstream_writable() {
     int err = 0;
     socklen_t len = sizeof err;
     if (::getsockopt(upstream_.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    if (err != 0) return fail("connect to upstream", err);
+    if (err != 0) return upstream_failed("connect to upstream", err);
     return on_connected();
   }
   ssize_t n = to_upstream_.write_to(upstream_.get());
-  if (n < 0 && !would_block(errno)) return fail("write to upstream", errno);
+  if (n < 0 && !would_block(errno)) return upstream_failed("write to upstream", errno);
   return pump();
 }
 
 bool TcpSession::on_client_readable() {
   ssize_t n = to_upstream_.read_from(client_.get());
+  if (n > 0) listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
   if (n == 0) {
     client_eof_ = true;
   } else if (n < 0 && !would_block(errno)) {
@@ -154,13 +162,14 @@ bool TcpSession::on_upstream_readable() {
   if (n == 0) {
     upstream_eof_ = true;
   } else if (n < 0 && !would_block(errno)) {
-    return fail("read from upstream", errno);
+    return upstream_failed("read from upstream", errno);
   }
   return pump();
 }
 
 bool TcpSession::on_client_writable() {
   ssize_t n = to_client_.write_to(client_.get());
+  if (n > 0) listener_->tenant().stats.sent_bytes += static_cast<uint64_t>(n);
   if (n < 0 && !would_block(errno)) return fail("write to tenant, upstream", errno);
   return pump();
 }

@@ -6,6 +6,8 @@
 #include <map>
 #include <string>
 
+#include "tenant_stats.h"
+
 namespace nsproxy {
 
 struct Tenant {
@@ -15,6 +17,7 @@ struct Tenant {
   std::string tenant_header;        // resolved: registration's or the daemon's default
   std::string label_header_prefix;  // resolved
   size_t connections = 0;           // open connections over all its listeners
+  TenantStats stats;                // for /metrics and nsproxyctl list
 };
 
 }  // namespace nsproxy

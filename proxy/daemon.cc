@@ -1,0 +1,321 @@
+#include "daemon.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include "address.h"
+#include "handover.h"
+#include "log.h"
+#include "metrics.h"
+#include "version.h"
+
+namespace nsproxy {
+namespace {
+
+constexpr double kStatusSeconds = 1.0;
+
+// Tenants' connections need fds: take the hard limit (rule 4 of DESIGN.md). Returns
+// the limit in effect.
+size_t raise_fd_limit() {
+  rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+      LOG_WARN("cannot raise RLIMIT_NOFILE");
+      rl.rlim_cur = old;
+    }
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : static_cast<size_t>(rl.rlim_cur);
+}
+
+Daemon* owner(void* data) { return static_cast<Daemon*>(data); }
+
+void stop_cb(struct ev_loop*, ev_signal* w, int) { owner(w->data)->on_stop_signal(w->signum); }
+void hangup_cb(struct ev_loop*, ev_signal* w, int) { owner(w->data)->on_hangup(); }
+void reconcile_cb(struct ev_loop*, ev_timer* w, int) { owner(w->data)->on_reconcile(); }
+void status_cb(struct ev_loop*, ev_timer* w, int) { owner(w->data)->on_status_timer(); }
+void after_handover_cb(struct ev_loop*, ev_timer* w, int) { owner(w->data)->on_after_handover(); }
+void drain_cb(struct ev_loop*, ev_timer* w, int) { owner(w->data)->on_drain_check(); }
+
+}  // namespace
+
+Daemon::Daemon(Options opts) : opts_(std::move(opts)) {
+  ev_init(&reconcile_t_, reconcile_cb);
+  ev_init(&status_t_, status_cb);
+  ev_init(&after_handover_t_, after_handover_cb);
+  ev_init(&drain_t_, drain_cb);
+  ev_signal_init(&sigterm_, stop_cb, SIGTERM);
+  ev_signal_init(&sigint_, stop_cb, SIGINT);
+  ev_signal_init(&sighup_, hangup_cb, SIGHUP);
+  reconcile_t_.data = status_t_.data = after_handover_t_.data = drain_t_.data = this;
+  sigterm_.data = sigint_.data = sighup_.data = this;
+}
+
+Daemon::~Daemon() {
+  if (worker_.loop != nullptr) {
+    for (ev_timer* t : {&reconcile_t_, &status_t_, &after_handover_t_, &drain_t_}) {
+      ev_timer_stop(worker_.loop, t);
+    }
+    for (ev_signal* s : {&sigterm_, &sigint_, &sighup_}) ev_signal_stop(worker_.loop, s);
+  }
+  metrics_.reset();
+  if (control_) {
+    // A socket file that belongs to a newer daemon, or to systemd, stays.
+    if (draining_ || control_from_systemd_) {
+      control_->release();
+    } else {
+      control_->close();
+    }
+  }
+  if (registry_) registry_->clear();
+  if (access_log_ != nullptr) std::fclose(access_log_);
+}
+
+Status Daemon::open_access_log() {
+  if (opts_.access_log_path.empty()) return {};
+  if (opts_.access_log_path == "-") {
+    opts_.proxy.access_log = stdout;
+  } else {
+    FILE* f = std::fopen(opts_.access_log_path.c_str(), "ae");
+    if (f == nullptr) return errno_error("access_log", "cannot open access log " + opts_.access_log_path);
+    if (access_log_ != nullptr) std::fclose(access_log_);  // flushes: no line is lost
+    access_log_ = f;
+    opts_.proxy.access_log = f;
+  }
+  std::setvbuf(opts_.proxy.access_log, nullptr, _IOLBF, 0);
+  return {};
+}
+
+// The control socket and, with --takeover, everything the running daemon holds.
+Status Daemon::open_control_socket() {
+  auto passed = systemd::passed_control_socket(opts_.socket_path);
+  if (!passed) return passed.error();
+  if (opts_.takeover) {
+    auto taken = receive_handover(opts_.socket_path, registry_.get(), std::chrono::milliseconds(10000));
+    if (taken) {
+      control_->adopt(std::move(*taken), opts_.socket_path);
+      took_over_ = true;
+      return {};
+    }
+    if (taken.error().code != "no_daemon") {
+      return make_error("takeover", "takeover: " + taken.error().message);
+    }
+    LOG_INFO("takeover: no nsproxyd runs on %s; starting normally", opts_.socket_path.c_str());
+  }
+  if (*passed) {
+    LOG_INFO("control socket %s passed by socket activation", opts_.socket_path.c_str());
+    control_->adopt(std::move(*passed), opts_.socket_path);
+    control_from_systemd_ = true;
+    return {};
+  }
+  // Bind first: it refuses when another daemon serves this socket. Requests are only
+  // served once the loop runs, after the saved registrations are back.
+  return control_->listen(opts_.socket_path);
+}
+
+Status Daemon::open_state() {
+  std::vector<SavedRegistration> saved;
+  if (took_over_) {
+    // The old daemon releases the state directory right after the handover.
+    for (int i = 0;; ++i) {
+      auto j = StateJournal::open(opts_.state_dir, &saved, opts_.fsync);
+      if (j) {
+        journal_.emplace(std::move(*j));
+        break;
+      }
+      if (i == 99) return j.error();
+      ::usleep(50 * 1000);
+    }
+    // The adopted registrations are the state; the journal only needs compacting to them.
+    if (Status st = journal_->compact(registry_->saved()); !st) {
+      LOG_ERROR("%s", st.error().message.c_str());
+    }
+    registry_->set_journal(&*journal_);
+    return {};
+  }
+  auto opened = StateJournal::open(opts_.state_dir, &saved, opts_.fsync);
+  if (!opened) return opened.error();
+  journal_.emplace(std::move(*opened));
+  auto restore_start = std::chrono::steady_clock::now();
+  size_t restored = registry_->restore(std::move(saved));
+  registry_->set_journal(&*journal_);
+  if (restored > 0) {
+    LOG_INFO("restored %zu registration(s) in %.1f ms", restored,
+             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                       restore_start).count());
+  }
+  return {};
+}
+
+int Daemon::run() {
+  if (opts_.detach) {
+    int parent_exit = detach_.fork_and_wait();
+    if (parent_exit >= 0) return parent_exit;
+  }
+  set_log_level(opts_.log_level);
+  set_log_format(opts_.log_format);
+  ::signal(SIGPIPE, SIG_IGN);
+  size_t fd_limit = raise_fd_limit();
+  if (opts_.proxy.max_connections == 0) {
+    // Each tenant connection costs two fds (tenant and upstream); keep room for
+    // listeners, control clients and namespace fds.
+    opts_.proxy.max_connections = fd_limit > 512 ? (fd_limit - 256) / 2 : 128;
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(opts_.state_dir, ec);
+  if (ec) {
+    LOG_ERROR("cannot create state directory %s: %s", opts_.state_dir.c_str(), ec.message().c_str());
+    return 1;
+  }
+  ::chmod(opts_.state_dir.c_str(), 0700);
+  auto factory = NetnsListenerFactory::open_home();
+  if (!factory) {
+    LOG_ERROR("%s", factory.error().message.c_str());
+    return 1;
+  }
+  factory_.emplace(std::move(*factory));
+  if (Status s = open_access_log(); !s) {
+    LOG_ERROR("%s", s.error().message.c_str());
+    return 1;
+  }
+
+  worker_.config = &opts_.proxy;
+  worker_.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+  upstreams_ = std::make_unique<UpstreamPool>(worker_.loop, opts_.proxy.upstream_idle_max,
+                                              opts_.proxy.upstream_idle_timeout);
+  worker_.upstreams = upstreams_.get();
+  registry_ = std::make_unique<Registry>(&worker_, &*factory_);
+  registry_->allow_host_netns(opts_.allow_host_netns);
+  control_ = std::make_unique<ControlServer>(
+      worker_.loop, [this](const Request& req, UniqueFd fd) { return registry_->handle(req, std::move(fd)); });
+  if (opts_.allow_gid >= 0) control_->allow_gid(static_cast<gid_t>(opts_.allow_gid));
+
+  if (Status s = open_control_socket(); !s) {
+    LOG_ERROR("%s", s.error().message.c_str());
+    return 1;
+  }
+  if (Status s = open_state(); !s) {
+    LOG_ERROR("%s", s.error().message.c_str());
+    return 1;
+  }
+  if (!opts_.metrics_listen.empty()) {
+    auto addr = parse_address(opts_.metrics_listen, /*allow_unix=*/false);
+    metrics_ = std::make_unique<MetricsServer>(
+        worker_.loop,
+        [this](std::string* out) {
+          render_metrics(out, *registry_, worker_, control_->request_counts());
+        },
+        [this] { return ready(); });
+    if (Status s = addr ? metrics_->listen(*addr) : Status(addr.error()); !s) {
+      LOG_ERROR("%s", s.error().message.c_str());
+      return 1;
+    }
+  }
+  control_->set_handover_handler([this](int client_fd) { start_handover(client_fd); });
+
+  ev_timer_set(&reconcile_t_, opts_.reconcile_interval, opts_.reconcile_interval);
+  ev_timer_start(worker_.loop, &reconcile_t_);
+  if (systemd::notify_enabled()) {
+    ev_timer_set(&status_t_, kStatusSeconds, kStatusSeconds);
+    ev_timer_start(worker_.loop, &status_t_);
+  }
+  for (ev_signal* s : {&sigterm_, &sigint_, &sighup_}) ev_signal_start(worker_.loop, s);
+
+  LOG_INFO("nsproxyd %s serving on %s (state in %s%s)%s%s", kVersion, opts_.socket_path.c_str(),
+           opts_.state_dir.c_str(), opts_.fsync ? ", fsync" : "",
+           metrics_ ? ", metrics on " : "", metrics_ ? opts_.metrics_listen.c_str() : "");
+  announce_ready();
+  // The loop ends with ev_break only: a stop signal, or the end of a drain.
+  ev_run(worker_.loop, 0);
+  LOG_INFO("stopped");
+  return 0;
+}
+
+void Daemon::announce_ready() {
+  ready_ = true;
+  systemd::notify_status(status_line());
+  systemd::notify_ready();
+  detach_.ready();
+}
+
+std::string Daemon::status_line() const {
+  return std::to_string(registry_->size()) + " registrations, " +
+         std::to_string(registry_->listener_count()) + " listeners, " +
+         std::to_string(worker_.connections) + " connections" +
+         (draining_ ? " (handed over; draining)" : "");
+}
+
+void Daemon::on_status_timer() {
+  std::string s = status_line();
+  if (s == last_status_) return;
+  last_status_ = s;
+  systemd::notify_status(s);
+}
+
+void Daemon::on_stop_signal(int signum) {
+  LOG_INFO("received %s; shutting down", strsignal(signum));
+  // After a handover the service's main process is the new daemon: not a word to systemd.
+  if (!draining_) systemd::notify_stopping();
+  ev_break(worker_.loop, EVBREAK_ALL);
+}
+
+void Daemon::on_hangup() {
+  if (opts_.access_log_path.empty() || opts_.access_log_path == "-") {
+    LOG_INFO("SIGHUP: no access log file to reopen");
+    return;
+  }
+  if (Status s = open_access_log(); !s) {
+    LOG_ERROR("SIGHUP: %s; still writing to the old file", s.error().message.c_str());
+    return;
+  }
+  LOG_INFO("SIGHUP: reopened the access log %s", opts_.access_log_path.c_str());
+}
+
+// Handover to a newer daemon: send everything from the control client's callback, then
+// (from a timer, outside that callback) stop accepting, release the state directory and
+// drain.
+void Daemon::start_handover(int client_fd) {
+  if (draining_) return;
+  if (Status s = send_handover(client_fd, *registry_, control_->listen_fd()); !s) {
+    LOG_ERROR("handover failed: %s; still serving", s.error().message.c_str());
+    return;
+  }
+  draining_ = true;
+  ev_timer_set(&after_handover_t_, 0., 0.);
+  ev_timer_start(worker_.loop, &after_handover_t_);
+}
+
+void Daemon::on_after_handover() {
+  control_->release();
+  ev_timer_stop(worker_.loop, &reconcile_t_);  // the new daemon reconciles now
+  ev_timer_stop(worker_.loop, &status_t_);
+  if (metrics_) metrics_->stop_listening();  // the new daemon serves the metrics address
+  registry_->stop_accepting_all();
+  registry_->set_journal(nullptr);
+  journal_->close();
+  LOG_INFO("handover done: serving %ju open connection(s) until they end (at most %g s)",
+           static_cast<uintmax_t>(worker_.connections), opts_.drain_timeout);
+  drain_deadline_ = ev_now(worker_.loop) + opts_.drain_timeout;
+  ev_timer_set(&drain_t_, 0.05, 0.05);
+  ev_timer_start(worker_.loop, &drain_t_);
+}
+
+void Daemon::on_drain_check() {
+  if (worker_.connections == 0 || ev_now(worker_.loop) >= drain_deadline_) {
+    LOG_INFO("handover: drained (%ju connection(s) left); exiting",
+             static_cast<uintmax_t>(worker_.connections));
+    ev_break(worker_.loop, EVBREAK_ALL);
+  }
+}
+
+}  // namespace nsproxy

@@ -1,0 +1,50 @@
+// A Prometheus histogram with fixed bucket bounds: one counter per bucket, a sum and a
+// count. observe() is a few comparisons and additions; no allocation, no lock.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace nsproxy {
+
+class Histogram {
+ public:
+  static constexpr size_t kMaxBuckets = 16;
+
+  // bounds: strictly increasing upper bounds (seconds), at most kMaxBuckets; must outlive
+  // the histogram (a static array).
+  explicit Histogram(std::span<const double> bounds) : bounds_(bounds) {}
+
+  void observe(double v) {
+    size_t i = 0;
+    while (i < bounds_.size() && v > bounds_[i]) ++i;
+    ++counts_[i];  // counts_[bounds_.size()]: above the last bound (+Inf only)
+    sum_ += v;
+    ++count_;
+  }
+  void add(const Histogram& o) {  // same bounds
+    for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i] += o.counts_[i];
+    sum_ += o.sum_;
+    count_ += o.count_;
+  }
+
+  std::span<const double> bounds() const { return bounds_; }
+  // Observations <= bounds()[i] (cumulative, as the exposition format wants).
+  uint64_t cumulative(size_t i) const {
+    uint64_t n = 0;
+    for (size_t j = 0; j <= i; ++j) n += counts_[j];
+    return n;
+  }
+  double sum() const { return sum_; }
+  uint64_t count() const { return count_; }
+
+ private:
+  std::span<const double> bounds_;
+  std::array<uint64_t, kMaxBuckets + 1> counts_{};
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+}  // namespace nsproxy

@@ -1,0 +1,65 @@
+// The operator's HTTP endpoint (--metrics-listen), in the host's network namespace:
+//   GET /metrics  Prometheus text exposition format 0.0.4
+//   GET /healthz  200 while the process runs
+//   GET /readyz   200 once registrations are restored and the control socket serves;
+//                 503 before that and while draining after a takeover
+// Anything else: 404 (405 for a method other than GET/HEAD on a known path). Requests are
+// parsed with http-parser; every response closes the connection. It shares the proxy's
+// loop and must never stall it: sockets are non-blocking, a request head is bounded
+// (kMaxRequest bytes, 431 beyond) and must arrive within kTimeoutSeconds, malformed ones
+// get 400, at most kMaxClients are served at once, and EMFILE pauses accepting.
+#pragma once
+
+#include <ev.h>
+
+#include <functional>
+#include <string>
+#include <unordered_set>
+
+#include "address.h"
+#include "error.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+class MetricsServer {
+ public:
+  // Appends the exposition to *out.
+  using Render = std::function<void(std::string* out)>;
+  using Ready = std::function<bool()>;
+
+  static constexpr size_t kMaxRequest = 8192;
+  static constexpr size_t kMaxClients = 64;
+  static constexpr double kTimeoutSeconds = 10;
+
+  MetricsServer(struct ev_loop* loop, Render render, Ready ready);
+  ~MetricsServer();
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  // Binds and listens on addr (an IP address and port) in the current namespace.
+  Status listen(const Address& addr);
+  // After a handover: the newer daemon serves the address now (it bound it too, with
+  // SO_REUSEPORT). Answers the connections already queued, then closes the listener;
+  // requests in progress finish (/readyz says 503 from here on).
+  void stop_listening();
+
+  // For the libev callbacks.
+  struct Client;
+  void on_acceptable();
+  void on_pause_over();
+  void drop(Client* c);
+  // The response to one parsed request (status line, headers, body).
+  std::string respond(int method, const std::string& url);
+
+ private:
+  struct ev_loop* loop_;
+  Render render_;
+  Ready ready_;
+  UniqueFd fd_;
+  ev_io accept_w_;
+  ev_timer pause_t_;
+  std::unordered_set<Client*> clients_;
+};
+
+}  // namespace nsproxy
