@@ -24,6 +24,7 @@ struct MetricsServer::Client {
   bool complete = false;
   std::string out;  // the response, sent from `sent` on (non-empty once answered)
   size_t sent = 0;
+  bool lingering = false;  // response sent, write side shut: discarding until EOF
 
   // Each returns false when the client is finished (the caller drops it).
   bool on_readable();
@@ -34,6 +35,7 @@ struct MetricsServer::Client {
 namespace {
 
 constexpr double kPauseSeconds = 0.1;
+constexpr double kLingerSeconds = 1.0;
 constexpr int kAcceptsPerWakeup = 16;
 
 int on_url(http_parser* p, const char* at, size_t len) {
@@ -101,7 +103,8 @@ bool MetricsServer::Client::on_readable() {
   char buf[4096];
   ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
   if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
-  if (n == 0) return false;  // gone before asking anything complete
+  if (n == 0) return false;  // gone (before asking anything complete, or after the answer)
+  if (lingering) return true;
   received += static_cast<size_t>(n);
   if (received > kMaxRequest) {
     return answer(text(431, "Request Header Fields Too Large",
@@ -141,7 +144,17 @@ bool MetricsServer::Client::on_writable() {
     }
     sent += static_cast<size_t>(n);
   }
-  return false;  // all sent: close
+  // All sent. Closing now with unread request bytes (an oversized or refused request)
+  // would reset the connection and destroy the answer in flight: shut the write side and
+  // read until the client closes, for at most kLingerSeconds.
+  ev_io_stop(server->loop_, &write_w);
+  ::shutdown(fd.get(), SHUT_WR);
+  lingering = true;
+  ev_timer_stop(server->loop_, &timeout_t);
+  ev_timer_set(&timeout_t, kLingerSeconds, 0.);
+  ev_timer_start(server->loop_, &timeout_t);
+  ev_io_start(server->loop_, &read_w);
+  return true;
 }
 
 MetricsServer::MetricsServer(struct ev_loop* loop, Render render, Ready ready)

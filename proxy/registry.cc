@@ -52,7 +52,9 @@ json Registration::to_json() const {
           {"labels", labels},
           {"created_at", created_at},
           {"added_addresses", added_addresses},
-          {"listeners", ls}};
+          {"listeners", ls},
+          {"connections", tenant ? tenant->connections : 0},
+          {"stats", tenant ? tenant->stats.to_json() : json::object()}};
 }
 
 Registry::Registry(Worker* worker, const NetnsListenerFactory* factory)
@@ -312,7 +314,14 @@ Reply Registry::list() const {
 }
 
 Reply Registry::status() const {
+  TenantStats totals;
+  for (const auto& [key, reg] : regs_) {
+    if (reg->tenant) totals.add(reg->tenant->stats);
+  }
   return ok_reply({{"version", kVersion},
+                   {"requests", totals.requests_total()},
+                   {"errors", totals.errors_total()},
+                   {"connections_total", worker_->connections_total},
                    {"pid", static_cast<int64_t>(::getpid())},
                    {"uptime_seconds", now_seconds() - started_at_},
                    {"registrations", regs_.size()},

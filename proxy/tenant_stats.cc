@@ -49,4 +49,39 @@ void TenantStats::add(const TenantStats& o) {
   for (size_t i = 0; i < upstream_errors.size(); ++i) upstream_errors[i] += o.upstream_errors[i];
 }
 
+uint64_t TenantStats::requests_total() const {
+  uint64_t n = 0;
+  for (uint64_t r : requests) n += r;
+  return n;
+}
+
+uint64_t TenantStats::errors_total() const {
+  uint64_t n = 0;
+  for (uint64_t r : refused) n += r;
+  for (uint64_t e : upstream_errors) n += e;
+  return n;
+}
+
+nlohmann::json TenantStats::to_json() const {
+  static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+  nlohmann::json responses = nlohmann::json::object();
+  for (size_t c = 0; c < requests.size(); ++c) responses[kClasses[c]] = requests[c];
+  nlohmann::json ref = nlohmann::json::object();
+  for (size_t r = 0; r < refused.size(); ++r) {
+    if (refused[r] != 0) ref[refusal_label(static_cast<Refusal>(r))] = refused[r];
+  }
+  nlohmann::json up = nlohmann::json::object();
+  for (size_t k = 0; k < upstream_errors.size(); ++k) {
+    if (upstream_errors[k] != 0) up[upstream_error_label(static_cast<UpstreamError>(k))] = upstream_errors[k];
+  }
+  return {{"requests", requests_total()},
+          {"errors", errors_total()},
+          {"connections_total", connections_total},
+          {"received_bytes", received_bytes},
+          {"sent_bytes", sent_bytes},
+          {"responses", std::move(responses)},
+          {"refused", std::move(ref)},
+          {"upstream_errors", std::move(up)}};
+}
+
 }  // namespace nsproxy

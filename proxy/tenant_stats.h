@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <nlohmann/json.hpp>
+
 #include "histogram.h"
 
 namespace nsproxy {
@@ -58,6 +60,14 @@ struct TenantStats {
   void refuse(Refusal r) { ++refused[static_cast<size_t>(r)]; }
   void upstream_failed(UpstreamError e) { ++upstream_errors[static_cast<size_t>(e)]; }
   void add(const TenantStats& o);
+
+  uint64_t requests_total() const;
+  // nsproxyd's own refusals plus upstream failures (what nsproxyctl list calls errors;
+  // responses the upstream itself sent with 4xx/5xx are requests, by class).
+  uint64_t errors_total() const;
+  // {"requests":N,"errors":N,"connections_total":N,"received_bytes":N,"sent_bytes":N,
+  //  "responses":{"2xx":N,...},"refused":{"reason":N},"upstream_errors":{"kind":N}}
+  nlohmann::json to_json() const;
 };
 
 }  // namespace nsproxy

@@ -13,13 +13,16 @@
 // Reply data per op (a "registration" object is
 //   {"attachment":{"network","id","ifname"}, "netns":"/run/netns/x", "netns_dev":N,
 //    "netns_inode":N, "labels":{..}, "created_at":UNIX_SECONDS,
-//    "listeners":[{"listen","upstream","mode","accepting":true,"connections":N}]}):
+//    "listeners":[{"listen","upstream","mode","accepting":true,"connections":N}],
+//    "connections":N, "stats":{"requests","errors","connections_total","received_bytes",
+//    "sent_bytes","responses":{"1xx".."5xx"},"refused":{..},"upstream_errors":{..}}}):
 //   add    {"registration":{..}, "created":bool}   created=false: idempotent repeat
 //   del    {"deleted":bool}                        deleted=false: nothing was registered
 //   check  {"registration":{..}}                   errors: not_found, netns_mismatch, not_serving
 //   list   {"registrations":[{..},..]}
 //   status {"version":"0.1.0", "pid":N, "uptime_seconds":N, "registrations":N,
-//           "listeners":N, "connections":N}
+//           "listeners":N, "connections":N, "connections_total":N, "requests":N,
+//           "errors":N, "reclaimed":N}
 //   gc     {"removed":[{"network","id","ifname"},..]}
 #pragma once
 

@@ -264,7 +264,8 @@ int cmd_list(const Global& g, const CommandArgs& a) {
     std::printf("%s\n", r.data.dump(2).c_str());
     return 0;
   }
-  Table t({"ID", "NETNS", "LISTEN", "UPSTREAM", "MODE", "STATE", "CONNS", "LABELS"});
+  Table t({"ID", "NETNS", "LISTEN", "UPSTREAM", "MODE", "STATE", "CONNS", "REQUESTS", "ERRORS",
+           "LABELS"});
   for (const auto& reg : r.data.value("registrations", nlohmann::json::array())) {
     std::string labels;
     const nlohmann::json label_obj = reg.value("labels", nlohmann::json::object());
@@ -272,11 +273,18 @@ int cmd_list(const Global& g, const CommandArgs& a) {
       if (!labels.empty()) labels += ",";
       labels += k + "=" + v.get<std::string>();
     }
+    // Requests and errors belong to the registration: shown on its first listener's row.
+    const nlohmann::json stats = reg.value("stats", nlohmann::json::object());
+    bool first = true;
     for (const auto& l : reg.value("listeners", nlohmann::json::array())) {
       t.add({key_text(reg.value("attachment", nlohmann::json::object())),
              reg.value("netns", ""), l.value("listen", ""), l.value("upstream", ""),
              l.value("mode", ""), l.value("accepting", false) ? "accepting" : "NOT ACCEPTING",
-             std::to_string(l.value("connections", 0)), labels.empty() ? "-" : labels});
+             std::to_string(l.value("connections", 0)),
+             first ? std::to_string(stats.value("requests", uint64_t{0})) : "",
+             first ? std::to_string(stats.value("errors", uint64_t{0})) : "",
+             labels.empty() ? "-" : labels});
+      first = false;
     }
   }
   if (t.empty()) {
@@ -299,10 +307,14 @@ int cmd_status(const Global& g, const CommandArgs& a) {
               r.data.value("version", "?").c_str(),
               static_cast<long long>(r.data.value("pid", 0)),
               static_cast<long long>(r.data.value("uptime_seconds", 0)), g.socket_path.c_str());
-  std::printf("registrations %llu, listeners %llu, connections %llu\n",
+  std::printf("registrations %llu, listeners %llu, connections %llu (%llu since start)\n",
               static_cast<unsigned long long>(r.data.value("registrations", 0)),
               static_cast<unsigned long long>(r.data.value("listeners", 0)),
-              static_cast<unsigned long long>(r.data.value("connections", 0)));
+              static_cast<unsigned long long>(r.data.value("connections", 0)),
+              static_cast<unsigned long long>(r.data.value("connections_total", 0)));
+  std::printf("requests %llu, errors %llu (of the tenants registered now)\n",
+              static_cast<unsigned long long>(r.data.value("requests", 0)),
+              static_cast<unsigned long long>(r.data.value("errors", 0)));
   std::printf("reclaimed %llu (registrations dropped because their namespace vanished)\n",
               static_cast<unsigned long long>(r.data.value("reclaimed", 0)));
   return 0;
