@@ -212,8 +212,10 @@ int Daemon::run() {
     auto addr = parse_address(opts_.metrics_listen, /*allow_unix=*/false);
     metrics_ = std::make_unique<MetricsServer>(
         worker_.loop,
-        [this](std::string* out) {
-          render_metrics(out, *registry_, worker_, control_->request_counts());
+        [this]() -> MetricsServer::Producer {
+          auto r = std::make_shared<MetricsRenderer>(
+              snapshot_metrics(*registry_, worker_, control_->request_counts()));
+          return [r](std::string* out) { return r->next(out); };
         },
         [this] { return ready(); });
     if (Status s = addr ? metrics_->listen(*addr) : Status(addr.error()); !s) {

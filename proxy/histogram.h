@@ -9,6 +9,11 @@
 
 namespace nsproxy {
 
+// Bucket bounds of nsproxy_listener_setup_duration_seconds: creating a listener takes
+// tens of microseconds; bringing lo up by netlink, milliseconds.
+inline constexpr double kListenerSetupBounds[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025,
+                                                  0.0005,  0.001,    0.0025,  0.01,   0.1};
+
 class Histogram {
  public:
   static constexpr size_t kMaxBuckets = 16;

@@ -19,18 +19,63 @@
 // series. A tenant's series exist while it is registered and vanish with it.
 // requests_total has a sample for every code class; refused_total and
 // upstream_errors_total only for the reasons and kinds that happened.
+//
+// A scrape copies the counters into a snapshot (one consistent instant; registrations
+// may come and go while it is sent), then renders it a few tenants at a time, so that a
+// scrape of 10,000 tenants (tens of MB) never holds the proxy's loop for long.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "control_server.h"
-#include "registry.h"
-#include "worker.h"
+#include "histogram.h"
+#include "tenant_stats.h"
 
 namespace nsproxy {
 
-void render_metrics(std::string* out, const Registry& registry, const Worker& worker,
-                    const ControlServer::RequestCounts& control);
+class Registry;
+struct Worker;
+
+struct TenantTotals {
+  std::string id;
+  TenantStats stats;
+  uint64_t open = 0;  // open connections
+};
+
+struct MetricsSnapshot {
+  uint64_t registrations = 0;
+  uint64_t listeners = 0;
+  uint64_t connections = 0;
+  uint64_t reclaimed = 0;
+  Histogram listener_setup{kListenerSetupBounds};
+  ControlServer::RequestCounts control;
+  std::vector<TenantTotals> tenants;  // sorted by id, one per id
+};
+
+MetricsSnapshot snapshot_metrics(const Registry& registry, const Worker& worker,
+                                 const ControlServer::RequestCounts& control);
+
+// Renders a snapshot piece by piece.
+class MetricsRenderer {
+ public:
+  static constexpr size_t kTenantsPerPiece = 64;
+
+  explicit MetricsRenderer(MetricsSnapshot snapshot) : m_(std::move(snapshot)) {}
+  // Appends the next piece (a family header, or up to kTenantsPerPiece tenants of one
+  // family) to *out. Returns false when the exposition is complete (nothing appended).
+  bool next(std::string* out);
+
+ private:
+  MetricsSnapshot m_;
+  size_t family_ = 0;
+  size_t tenant_ = 0;
+};
+
+// The whole exposition at once (tests, small daemons).
+void render_metrics(std::string* out, MetricsSnapshot snapshot);
 
 // A label value, escaped as the text format wants (backslash, quote, newline).
 void append_label_value(std::string* out, std::string_view v);

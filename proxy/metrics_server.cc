@@ -22,20 +22,28 @@ struct MetricsServer::Client {
   std::string url;
   size_t received = 0;
   bool complete = false;
-  std::string out;  // the response, sent from `sent` on (non-empty once answered)
+  bool answered = false;
+  std::string out;  // the response (or its next piece), sent from `sent` on
   size_t sent = 0;
+  MetricsServer::Producer body;  // the rest of a /metrics body, rendered as it goes
   bool lingering = false;  // response sent, write side shut: discarding until EOF
 
   // Each returns false when the client is finished (the caller drops it).
   bool on_readable();
   bool on_writable();
   bool answer(std::string response);
+  void restart_timer(double seconds) {
+    ev_timer_stop(server->loop_, &timeout_t);
+    ev_timer_set(&timeout_t, seconds, 0.);
+    ev_timer_start(server->loop_, &timeout_t);
+  }
 };
 
 namespace {
 
 constexpr double kPauseSeconds = 0.1;
 constexpr double kLingerSeconds = 1.0;
+constexpr int kPiecesPerWakeup = 4;
 constexpr int kAcceptsPerWakeup = 16;
 
 int on_url(http_parser* p, const char* at, size_t len) {
@@ -84,7 +92,7 @@ void write_cb(struct ev_loop*, ev_io* w, int) {
 
 void timeout_cb(struct ev_loop*, ev_timer* w, int) {
   auto* c = static_cast<MetricsServer::Client*>(w->data);
-  if (!c->out.empty() || !c->answer(text(408, "Request Timeout", "request not received in time\n"))) {
+  if (c->answered || !c->answer(text(408, "Request Timeout", "request not received in time\n"))) {
     c->server->drop(c);
   }
 }
@@ -112,7 +120,7 @@ bool MetricsServer::Client::on_readable() {
   }
   http_parser_execute(&parser, &kSettings, buf, static_cast<size_t>(n));
   http_errno err = HTTP_PARSER_ERRNO(&parser);
-  if (complete) return answer(server->respond(parser.method, url));
+  if (complete) return answer(server->respond(parser.method, url, &body));
   if (err != HPE_OK) {
     return answer(text(400, "Bad Request",
                        std::string("malformed request: ") + http_errno_description(err) + "\n"));
@@ -121,18 +129,30 @@ bool MetricsServer::Client::on_readable() {
 }
 
 bool MetricsServer::Client::answer(std::string r) {
+  answered = true;
   out = std::move(r);
   sent = 0;
   ev_io_stop(server->loop_, &read_w);
   ev_timer_stop(server->loop_, &timeout_t);
-  // The whole response must leave within the timeout too (a scraper that stops reading).
-  ev_timer_set(&timeout_t, kTimeoutSeconds, 0.);
-  ev_timer_start(server->loop_, &timeout_t);
+  // The response must make progress within the timeout too (a scraper that stops reading).
+  restart_timer(kTimeoutSeconds);
   return on_writable();
 }
 
 bool MetricsServer::Client::on_writable() {
-  while (sent < out.size()) {
+  // A few pieces per call: other clients and the tenants get the loop in between.
+  int pieces = 0;
+  for (;;) {
+    if (sent == out.size()) {
+      out.clear();
+      sent = 0;
+      if (!body || pieces++ == kPiecesPerWakeup) break;
+      if (!body(&out)) {
+        body = nullptr;
+        break;
+      }
+      continue;
+    }
     ssize_t n = ::send(fd.get(), out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -143,6 +163,11 @@ bool MetricsServer::Client::on_writable() {
       return false;
     }
     sent += static_cast<size_t>(n);
+    restart_timer(kTimeoutSeconds);  // progress
+  }
+  if (body) {  // more to render: come back on the next loop iteration
+    ev_io_start(server->loop_, &write_w);
+    return true;
   }
   // All sent. Closing now with unread request bytes (an oversized or refused request)
   // would reset the connection and destroy the answer in flight: shut the write side and
@@ -150,9 +175,7 @@ bool MetricsServer::Client::on_writable() {
   ev_io_stop(server->loop_, &write_w);
   ::shutdown(fd.get(), SHUT_WR);
   lingering = true;
-  ev_timer_stop(server->loop_, &timeout_t);
-  ev_timer_set(&timeout_t, kLingerSeconds, 0.);
-  ev_timer_start(server->loop_, &timeout_t);
+  restart_timer(kLingerSeconds);
   ev_io_start(server->loop_, &read_w);
   return true;
 }
@@ -245,7 +268,7 @@ void MetricsServer::drop(Client* c) {
   delete c;
 }
 
-std::string MetricsServer::respond(int method, const std::string& url) {
+std::string MetricsServer::respond(int method, const std::string& url, Producer* body) {
   std::string path = url.substr(0, url.find('?'));
   bool known = path == "/metrics" || path == "/healthz" || path == "/readyz";
   if (!known) return text(404, "Not Found", "not found; try /metrics, /healthz or /readyz\n");
@@ -258,9 +281,9 @@ std::string MetricsServer::respond(int method, const std::string& url) {
     if (ready_()) return text(200, "OK", "ready\n", head);
     return text(503, "Service Unavailable", "not ready\n", head);
   }
-  std::string body;
-  render_(&body);
-  return response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, head);
+  if (!head) *body = render_();
+  return "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+         "Connection: close\r\n\r\n";
 }
 
 }  // namespace nsproxy

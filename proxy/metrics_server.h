@@ -4,7 +4,8 @@
 //   GET /readyz   200 once registrations are restored and the control socket serves;
 //                 503 before that and while draining after a takeover
 // Anything else: 404 (405 for a method other than GET/HEAD on a known path). Requests are
-// parsed with http-parser; every response closes the connection. It shares the proxy's
+// parsed with http-parser; every response closes the connection (the /metrics body is
+// delimited by the close: it is rendered while it is sent, so its length is not known). It shares the proxy's
 // loop and must never stall it: sockets are non-blocking, a request head is bounded
 // (kMaxRequest bytes, 431 beyond) and must arrive within kTimeoutSeconds, malformed ones
 // get 400, at most kMaxClients are served at once, and EMFILE pauses accepting.
@@ -24,8 +25,11 @@ namespace nsproxy {
 
 class MetricsServer {
  public:
-  // Appends the exposition to *out.
-  using Render = std::function<void(std::string* out)>;
+  // Called once per scrape; returns the body's producer: each call appends the next
+  // piece of the exposition to *out and returns false when there is no more. Pieces are
+  // rendered as the socket takes them, a few per loop iteration.
+  using Producer = std::function<bool(std::string* out)>;
+  using Render = std::function<Producer()>;
   using Ready = std::function<bool()>;
 
   static constexpr size_t kMaxRequest = 8192;
@@ -49,8 +53,9 @@ class MetricsServer {
   void on_acceptable();
   void on_pause_over();
   void drop(Client* c);
-  // The response to one parsed request (status line, headers, body).
-  std::string respond(int method, const std::string& url);
+  // The response to one parsed request: status line, headers and body, or for /metrics
+  // the head only, with *body set to the producer of the rest.
+  std::string respond(int method, const std::string& url, Producer* body);
 
  private:
   struct ev_loop* loop_;

@@ -30,10 +30,6 @@
 
 namespace nsproxy {
 
-// Listener creation takes tens of microseconds; lo brought up by netlink, milliseconds.
-inline constexpr double kListenerSetupBounds[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025,
-                                                  0.0005,  0.001,    0.0025,  0.01,   0.1};
-
 struct Registration {
   AttachmentKey key;
   UniqueFd netns;

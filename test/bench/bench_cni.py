@@ -6,15 +6,16 @@ a real CNI environment (CNI_COMMAND=ADD, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME,
 CNI_PATH) and the network configuration on stdin. Each ADD gets a fresh namespace with
 lo down (the same kind for both plugins): `loopback` brings lo up; `nsproxy` sends the
 netns fd to nsproxyd, which brings lo up, creates the listener (127.0.0.1:8080), arms
-it, appends the registration to its journal (fdatasync) and replies. The plugin's exit
+it, appends the registration to its journal (fdatasync'ed with --fsync) and replies. The plugin's exit
 status and its stdout (a CNI result) are checked. The nsproxy registration is removed
 again right after (DEL over the control socket, not timed), so the daemon holds exactly
 the background count. Both plugins alternate, the order flipping every run.
 
 Background: BENCH_CNI_COUNTS ("10 1000") tenants already registered (one http listener
-each). State directory: BENCH_CNI_STATE ("disk tmpfs"): disk = /tmp on this machine's
-ext4 (like the default /var/lib/nsproxy), tmpfs = /dev/shm, which shows what the fsync
-costs. BENCH_CNI_RUNS (200) ADDs per plugin and setting. BENCH_PLUGIN: another nsproxy
+each). State directory: BENCH_CNI_STATE ("disk-fsync tmpfs"): disk-fsync = /tmp on this
+machine's ext4 with --fsync (the state before it moved: /var/lib/nsproxy, fdatasync per
+change), disk = the same without --fsync, tmpfs = /dev/shm without --fsync (what the default
+/run/nsproxy is). BENCH_CNI_RUNS (200) ADDs per plugin and setting. BENCH_PLUGIN: another nsproxy
 plugin binary to measure (default BUILD/nsproxy), e.g. one linked with -static.
 
 Before the ADDs, the cost of merely starting each program is measured the same way
@@ -81,7 +82,10 @@ def main():
         sys.exit("bench: %s missing (apt-get install containernetworking-plugins)" % LOOPBACK)
     counts = B.env_list("BENCH_CNI_COUNTS", [10, 1000])
     runs = B.env_int("BENCH_CNI_RUNS", 200)
-    states = (os.environ.get("BENCH_CNI_STATE") or "disk tmpfs").split()
+    states = (os.environ.get("BENCH_CNI_STATE") or "disk-fsync tmpfs").split()
+    for st in states:
+        if st not in ("disk-fsync", "disk", "tmpfs"):
+            sys.exit("bench: BENCH_CNI_STATE: expected disk-fsync, disk or tmpfs, got %r" % st)
     t_start = time.monotonic()
     upstream = "127.0.0.1:%d" % B.free_port()
     work = B.tempdir("cni")
@@ -115,7 +119,8 @@ def main():
     for state in states:
         for n in counts:
             d = B.Daemon(build, "cni-%s-%d" % (state, n),
-                         state_base="/dev/shm" if state == "tmpfs" else None)
+                         state_base="/dev/shm" if state == "tmpfs" else None,
+                         extra=["--fsync"] if state == "disk-fsync" else [])
             conf = os.path.join(work, "nsproxy-%s.json" % state)
             with open(conf, "w") as f:
                 json.dump({"cniVersion": "1.0.0", "name": "nspb", "type": "nsproxy",

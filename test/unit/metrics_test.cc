@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <cerrno>
 #include <string>
 #include <thread>
@@ -70,13 +72,56 @@ TEST(Metrics, TenantStatsCountClassesRefusalsAndErrors) {
   EXPECT_FALSE(j["refused"].contains("head_timeout"));
 }
 
+TEST(Metrics, TheRendererGivesSmallPiecesInFamilyOrder) {
+  MetricsSnapshot m;
+  m.registrations = 200;
+  for (int i = 0; i < 200; ++i) {
+    TenantTotals t;
+    t.id = "t" + std::to_string(1000 + i);
+    t.stats.record_response(200, 0.001);
+    m.tenants.push_back(std::move(t));
+  }
+  MetricsRenderer r(m);
+  std::string all, piece;
+  size_t pieces = 0, largest = 0;
+  while (r.next(&piece)) {
+    ++pieces;
+    largest = std::max(largest, piece.size());
+    all += piece;
+    piece.clear();
+  }
+  std::string whole;
+  render_metrics(&whole, m);
+  EXPECT_EQ(all, whole);
+  EXPECT_GT(pieces, 8u * (200 / MetricsRenderer::kTenantsPerPiece));
+  EXPECT_LT(largest, 64u * 1024) << "one piece holds the loop too long";
+  // Each family's samples stay together: its TYPE line comes before all of them, and
+  // no other family's line sits between them.
+  size_t type = whole.find("# TYPE nsproxy_tenant_requests_total counter");
+  size_t first = whole.find("nsproxy_tenant_requests_total{");
+  size_t last = whole.rfind("nsproxy_tenant_requests_total{");
+  ASSERT_NE(type, std::string::npos);
+  EXPECT_LT(type, first);
+  EXPECT_EQ(whole.substr(first, last - first).find("# TYPE"), std::string::npos);
+  EXPECT_NE(whole.find("nsproxy_tenant_requests_total{tenant=\"t1199\",code=\"2xx\"} 1\n"),
+            std::string::npos);
+}
+
 // A MetricsServer on its own loop and thread; stop() ends both.
 class ServerOnALoop {
  public:
   explicit ServerOnALoop(bool ready) : ready_(ready) {
     loop_ = ev_loop_new(EVFLAG_AUTO);
     server_ = std::make_unique<MetricsServer>(
-        loop_, [](std::string* out) { *out += "nsproxy_registrations 0\n"; },
+        loop_,
+        []() -> MetricsServer::Producer {
+          auto pieces = std::make_shared<int>(0);
+          return [pieces](std::string* out) {
+            if (*pieces == 2) return false;
+            *out += ++*pieces == 1 ? "nsproxy_registrations 0\n" : "nsproxy_listeners 0\n";
+            return true;
+          };
+        },
         [this] { return ready_.load(); });
     // A free port: bind 0, read it back, let go (the server binds with SO_REUSEADDR).
     UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -145,7 +190,9 @@ TEST(MetricsServer, AnswersEveryShapeOfRequestAndCloses) {
   std::string m = s.exchange("GET /metrics?x=1 HTTP/1.0\r\n\r\n");
   EXPECT_EQ(m.substr(0, 12), "HTTP/1.1 200") << m;
   EXPECT_NE(m.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << m;
-  EXPECT_NE(m.find("\r\n\r\nnsproxy_registrations 0\n"), std::string::npos) << m;
+  // The body is rendered piece by piece as it is sent, delimited by the close.
+  EXPECT_NE(m.find("\r\n\r\nnsproxy_registrations 0\nnsproxy_listeners 0\n"), std::string::npos) << m;
+  EXPECT_EQ(m.find("Content-Length"), std::string::npos) << m;
   std::string head = s.exchange("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(head.substr(0, 12), "HTTP/1.1 200");
   EXPECT_EQ(head.find("nsproxy_registrations"), std::string::npos) << head;
