@@ -7,6 +7,12 @@ namespace (48-byte static body, keep-alive). Side by side, all serving every ten
                  (127.0.0.1:8080 inside each namespace);
   nsproxy-tuned  a second nsproxyd with BENCH_TUNED_FLAGS (127.0.0.1:8082), to show
                  what the upstream pool's idle cap costs at this concurrency;
+  nsproxy-metrics  nsproxyd with --metrics-listen (127.0.0.1:8083 in the tenants), its
+                 /metrics scraped every BENCH_SCRAPE_INTERVAL (1 s) during the whole run:
+                 what serving metrics costs next to "nsproxy" (BENCH_METRICS=0: not run);
+  nsproxy-before nsproxyd built from another commit (BENCH_BASELINE_NSPROXYD=path to its
+                 binary; 127.0.0.1:8084), e.g. the one before per-tenant counting, to
+                 measure what counting costs on the request path (not run by default);
   haproxy        HAProxy (nbthread 1, mode http, one `bind 127.0.0.1:8081 namespace
                  <name>` per tenant, http-keep-alive, http-reuse always, and the same
                  identity-header work: tenant id from the listener, forged copies
@@ -37,6 +43,31 @@ import benchlib as B  # noqa: E402
 NS_PORT = 8080
 HA_PORT = 8081
 TUNED_PORT = 8082
+METRICS_PORT = 8083
+BEFORE_PORT = 8084
+
+
+class Scraper:
+    """GET /metrics every `interval` seconds in a thread, as Prometheus would."""
+
+    def __init__(self, addr, interval):
+        import threading
+        import urllib.request
+        self.stop_flag = threading.Event()
+        self.count = 0
+        self.bytes = 0
+
+        def loop():
+            while not self.stop_flag.wait(interval):
+                with urllib.request.urlopen("http://%s/metrics" % addr, timeout=5) as r:
+                    self.bytes = len(r.read())
+                    self.count += 1
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join()
 
 
 def run_wrk(tenant, port, seconds, conns, close, cpus):
@@ -138,11 +169,19 @@ def main():
     tuned_flags = os.environ.get("BENCH_TUNED_FLAGS")
     tuned_flags = ("--upstream-idle-max 256" if tuned_flags is None else tuned_flags).split()
     proxies = []  # (name, port inside each tenant namespace, process)
-    variants = [("nsproxy", NS_PORT, ns_flags)]
+    variants = [("nsproxy", NS_PORT, ns_flags, None)]
     if tuned_flags:
-        variants.append(("nsproxy-tuned", TUNED_PORT, tuned_flags))
-    for label, port, flags in variants:
-        daemon = B.Daemon(build, label, cpus=proxy_cpus, extra=flags)
+        variants.append(("nsproxy-tuned", TUNED_PORT, tuned_flags, None))
+    scraper = None
+    if B.env_int("BENCH_METRICS", 1):
+        metrics_addr = "127.0.0.1:%d" % B.free_port()
+        variants.append(("nsproxy-metrics", METRICS_PORT, ns_flags + ["--metrics-listen", metrics_addr],
+                         None))
+    baseline = os.environ.get("BENCH_BASELINE_NSPROXYD")
+    if baseline:
+        variants.append(("nsproxy-before", BEFORE_PORT, ns_flags, baseline))
+    for label, port, flags, binary in variants:
+        daemon = B.Daemon(build, label, cpus=proxy_cpus, extra=flags, binary=binary)
         for name, path in zip(names, paths):
             B.register(daemon.sock, name, path, [{"listen": "127.0.0.1:%d" % port,
                                                   "upstream": "127.0.0.1:%d" % up_port,
@@ -154,6 +193,8 @@ def main():
     for nm in names:
         for _, port, _ in proxies:
             check_once(nm, port)
+    if B.env_int("BENCH_METRICS", 1):
+        scraper = Scraper(metrics_addr, float(os.environ.get("BENCH_SCRAPE_INTERVAL") or 1))
 
     B.log("%d tenants, nginx :%d, %s, pin=%s, %d rounds x %d s, %d connections" % (
         n, up_port, ", ".join("%s pid %d" % (p[0], p[2].pid) for p in proxies), bool(pin), rounds,
@@ -176,6 +217,12 @@ def main():
                       "  errors %d" % (mode, r + 1, name, res["rps"], res["p50_us"], res["p99_us"],
                                       res["cpu_us_per_req"], res["errors"]))
 
+    scrapes = None
+    if scraper:
+        scraper.stop()
+        scrapes = {"count": scraper.count, "bytes": scraper.bytes}
+        B.log("nsproxy-metrics: %d scrapes of %d bytes during the rounds" % (scraper.count,
+                                                                            scraper.bytes))
     syscalls = {}
     if B.env_int("BENCH_SYSCALLS", 1) and perf_ok():
         for mode in modes:
@@ -213,6 +260,13 @@ def main():
             rows.append([mode, "ratio %s/haproxy" % name, "%.2f" % (a["rps"] / b["rps"]),
                          "%.2f" % (a["p50_us"] / b["p50_us"]), "%.2f" % (a["p99_us"] / b["p99_us"]),
                          "%.2f" % (a["cpu_us_per_req"] / b["cpu_us_per_req"]), "", ""])
+        # What metrics cost: serving them (scraped) vs not, and counting vs the build before.
+        for x, y in (("nsproxy-metrics", "nsproxy"), ("nsproxy", "nsproxy-before")):
+            if x in med and y in med:
+                a, c = med[x], med[y]
+                rows.append([mode, "ratio %s/%s" % (x, y), "%.3f" % (a["rps"] / c["rps"]),
+                             "%.2f" % (a["p50_us"] / c["p50_us"]), "%.2f" % (a["p99_us"] / c["p99_us"]),
+                             "%.3f" % (a["cpu_us_per_req"] / c["cpu_us_per_req"]), "", ""])
     elapsed = time.monotonic() - t_start
     if syscalls:
         keys = [k for k in SYSCALLS if any(v.get(k, 0) >= 0.005 for v in syscalls.values())]
@@ -233,6 +287,9 @@ def main():
     print("(%.0f s)" % elapsed)
     B.save_results("http", {"nsproxyd_flags": " ".join(ns_flags),
                             "tuned_flags": " ".join(tuned_flags),
+                            "variant_flags": {v[0]: " ".join(v[2]) + (" (binary %s)" % v[3] if v[3] else "")
+                                              for v in variants},
+                            "scrapes": scrapes,
                             "syscalls_per_request": {"%s/%s" % k: v for k, v in syscalls.items()},
                             "tenants": n, "rounds": rounds, "seconds": secs, "conns": conns,
                             "pinned": bool(pin), "results": summary, "elapsed_s": elapsed})

@@ -323,15 +323,16 @@ def in_netns(name, argv):
 class Daemon:
     """nsproxyd with its own socket and state directory."""
 
-    def __init__(self, build, tag, state_base=None, cpus=None, extra=()):
+    def __init__(self, build, tag, state_base=None, cpus=None, extra=(), binary=None):
         """state_base: where the state directory goes (default: next to the socket in
-        /tmp, on disk here; "/dev/shm" puts the journal on tmpfs, fsync almost free)."""
+        /tmp, on disk here; "/dev/shm" puts the journal on tmpfs, fsync almost free).
+        binary: another nsproxyd to run (default BUILD/nsproxyd), e.g. an older build."""
         self.dir = tempdir("nsproxyd-" + tag)
         self.sock = os.path.join(self.dir, "nsproxyd.sock")
         self.state = os.path.join(tempdir("state-" + tag, state_base) if state_base else self.dir,
                                   "state")
         self.build = build
-        argv = [os.path.join(build, "nsproxyd"), "--socket", self.sock, "--state-dir", self.state,
+        argv = [binary or os.path.join(build, "nsproxyd"), "--socket", self.sock, "--state-dir", self.state,
                 "--log-level", "warn", "--reconcile-interval", "3600"] + list(extra)
         self.proc = Proc(argv, "nsproxyd-" + tag, os.path.join(self.dir, "log"), cpus=cpus)
         self.pid = self.proc.pid

@@ -35,7 +35,8 @@ def main(path):
                 want = 1.25 if mode == "keepalive" else 1.1
                 for name in [k for k in m if k != "haproxy"]:
                     ns = m[name]
-                    label = "" if name == "nsproxy" else " (%s: %s)" % (name, r.get("tuned_flags", ""))
+                    flags = r.get("variant_flags", {}).get(name, r.get("tuned_flags", ""))
+                    label = "" if name == "nsproxy" else " (%s: %s)" % (name, flags)
                     ratio = ns["rps"] / ha["rps"]
                     rows.append(["HTTP %s req/s%s" % (mode, label), "%.0f" % ns["rps"],
                                  "haproxy %.0f" % ha["rps"], "%.2f" % ratio, ">= %.2f" % want,
