@@ -1,5 +1,6 @@
 # Thin wrapper over CMake. `make` builds into build/, `make test` runs every test,
-# `make demo` runs the three-tenant demo (root).
+# `make demo` runs the three-tenant demo (root), `make install` installs (PREFIX, DESTDIR,
+# CNI_BIN_DIR, SYSTEMD_UNIT_DIR), `make package` builds build/nsproxy_<version>_<arch>.deb.
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
@@ -7,8 +8,18 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = fuzz_control_request fuzz_cni_config fuzz_http_request
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
+PREFIX     ?= /usr/local
+CNI_BIN_DIR ?= /opt/cni/bin
+SYSTEMD_UNIT_DIR ?=
+DESTDIR    ?=
+# make install: SYSTEMD_UNIT_DIR empty means $(PREFIX)/lib/systemd/system (systemd reads
+# /usr/local/lib/systemd/system too). The package: Debian's paths.
+INSTALL_PATHS = -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DNSPROXY_CNI_BIN_DIR=$(CNI_BIN_DIR) \
+                -DNSPROXY_SYSTEMD_UNIT_DIR=$(SYSTEMD_UNIT_DIR)
+PACKAGE_PATHS = -DCMAKE_INSTALL_PREFIX=/usr -DNSPROXY_CNI_BIN_DIR=/usr/lib/cni \
+                -DNSPROXY_SYSTEMD_UNIT_DIR=/lib/systemd/system
 
-.PHONY: all deps build asan test unit-test integration-test demo clean format fuzz bench
+.PHONY: all deps build asan test unit-test integration-test demo clean format fuzz bench install package
 
 all: build
 
@@ -24,11 +35,30 @@ asan: deps
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
 
 # Every test, twice: the release build and the ASan+UBSan build. Warnings are errors.
+# The release build is also packaged (its .deb is checked by the package.* tests) and
+# installed into a scratch DESTDIR (the layout README quotes).
 test: deps
 	@$(MAKE) --no-print-directory build CMAKE_FLAGS="-DNSPROXY_WERROR=ON"
 	@$(MAKE) --no-print-directory asan CMAKE_FLAGS="-DNSPROXY_WERROR=ON"
+	@$(MAKE) --no-print-directory package
+	@test/package/check_install_layout.sh $(BUILD)
 	@scripts/run-tests.sh $(BUILD)
 	@scripts/run-tests.sh $(BUILD_ASAN)
+
+# Installs from the release build: $(PREFIX)/sbin/nsproxyd, $(PREFIX)/bin/nsproxyctl,
+# $(CNI_BIN_DIR)/nsproxy, units, man pages, docs (dist/install-layout.txt).
+install: build
+	@cmake -S . -B $(BUILD) $(INSTALL_PATHS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target nsproxy_dist_files
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD)
+
+# The Debian package, from the same release build (CPack DEB, dependencies from
+# dpkg-shlibdeps): /usr/sbin, /usr/bin, /usr/lib/cni, /lib/systemd/system, /etc/default.
+package: build
+	@cmake -S . -B $(BUILD) $(PACKAGE_PATHS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@cd $(BUILD) && cpack -G DEB >cpack.log 2>&1 || { cat cpack.log; exit 1; }
+	@ls $(BUILD)/nsproxy_*.deb
 
 # libFuzzer targets (clang, ASan+UBSan) in $(BUILD_FUZZ), each run for FUZZ_SECONDS on a
 # copy of test/fuzz/corpus/<target>/. A crash leaves its input in
