@@ -18,7 +18,15 @@ if ! diff -u "$scratch.want" "$scratch.got"; then
   echo "FAIL: make install laid out something else than dist/install-layout.txt (- expected, + installed)" >&2
   exit 1
 fi
-rm -f "$scratch.got" "$scratch.want"
+# README quotes the same list (the code block after "lays out exactly").
+awk '/lays out exactly/ {on=1; next} on && /^```$/ {if (inblock) exit; inblock=1; next} on && inblock' \
+  "$src/README.md" | sort >"$scratch.readme"
+if ! diff -u "$scratch.want" "$scratch.readme"; then
+  rm -f "$scratch.got" "$scratch.want" "$scratch.readme"
+  echo "FAIL: README's \"From source\" layout differs from dist/install-layout.txt (- file, + README)" >&2
+  exit 1
+fi
+rm -f "$scratch.got" "$scratch.want" "$scratch.readme"
 grep -q "^ExecStart=/usr/local/sbin/nsproxyd " "$scratch/usr/local/lib/systemd/system/nsproxyd.service" \
   || { echo "FAIL: the installed unit does not run /usr/local/sbin/nsproxyd" >&2; exit 1; }
 # The units refer to systemd's own targets: a copy of this machine's, beside them.
