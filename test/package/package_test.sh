@@ -7,6 +7,12 @@
 #   units              systemd-analyze verify on the packaged units; the service's
 #                      exposure level (systemd-analyze security --offline) printed and
 #                      no worse than MEDIUM
+#   examples           every nsproxy entry of the shipped example conflists passes the
+#                      shipped plugin's config checks (ADD gets as far as the daemon:
+#                      code 11, not 6/7)
+#   maintainer-scripts postinst/prerm/postrm run against stub systemctl,
+#                      deb-systemd-helper and deb-systemd-invoke: what each dpkg call
+#                      asks systemd to do
 set -euo pipefail
 check=$1 build=$2 src=$3 version=$4
 arch=$(dpkg --print-architecture)
@@ -84,6 +90,92 @@ units)
   score=$(grep -oE 'level for [^:]+: [0-9.]+' <<<"$level" | grep -oE '[0-9.]+$')
   # MEDIUM is up to 6.9 on systemd's scale (0 best, 10 worst); setns needs CAP_SYS_ADMIN.
   awk -v s="$score" 'BEGIN { exit !(s < 7.0) }' || fail "exposure $score is worse than MEDIUM"
+  ;;
+examples)
+  dpkg-deb -x "$deb" "$scratch/root"
+  r=$scratch/root
+  n=0
+  for f in "$r"/usr/share/doc/nsproxy/examples/*.conflist; do
+    # Each nsproxy entry as the runtime hands it to the plugin (cniVersion and name from
+    # the list), pointed at a socket nobody serves.
+    confs=$(python3 - "$f" "$scratch/none.sock" <<'PY'
+import json, sys
+conf = json.load(open(sys.argv[1]))
+for p in conf["plugins"]:
+    if p.get("type") == "nsproxy":
+        print(json.dumps(dict(p, cniVersion=conf["cniVersion"], name=conf["name"],
+                              socket=sys.argv[2], timeoutMs=500)))
+PY
+) || fail "$(basename "$f"): not valid JSON"
+    [[ -n $confs ]] || fail "$(basename "$f") has no nsproxy entry"
+    while IFS= read -r conf; do
+      out=$(CNI_COMMAND=ADD CNI_CONTAINERID=example CNI_NETNS=/proc/self/ns/net CNI_IFNAME=eth0 \
+            CNI_PATH=/usr/lib/cni "$r/usr/lib/cni/nsproxy" <<<"$conf" || true)
+      code=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("code"))' "$out" 2>/dev/null || true)
+      [[ $code == 11 ]] || fail "$(basename "$f"): the plugin refused the nsproxy entry: $out"
+      n=$((n + 1))
+    done <<<"$confs"
+  done
+  echo "examples: $n nsproxy entries accepted by the packaged plugin"
+  ;;
+maintainer-scripts)
+  dpkg-deb --ctrl-tarfile "$deb" | tar -x -C "$scratch"
+  # Stubs log their arguments; `systemctl is-active` answers from $ACTIVE. The scripts
+  # test /run/systemd/system (absent here): they run with a scratch directory instead.
+  mkdir -p "$scratch/bin" "$scratch/run-systemd-system"
+  for c in systemctl deb-systemd-helper deb-systemd-invoke; do
+    cat >"$scratch/bin/$c" <<STUB
+#!/bin/sh
+echo "$c \$*" >>"$scratch/calls"
+if [ "$c \$1" = "systemctl --quiet" ] && [ "\$2" = is-active ]; then [ "\$ACTIVE" = yes ]; exit; fi
+if [ "$c \$1 \$2" = "deb-systemd-helper --quiet was-enabled" ]; then [ "\$WAS_ENABLED" = yes ]; exit; fi
+exit 0
+STUB
+    chmod +x "$scratch/bin/$c"
+  done
+  for s in postinst prerm postrm; do
+    sed "s|/run/systemd/system|$scratch/run-systemd-system|g; s|/usr/bin/deb-systemd-helper|$scratch/bin/deb-systemd-helper|g" \
+      "$scratch/$s" >"$scratch/$s.test"
+  done
+  run() {  # run SCRIPT ARGS...: prints the systemd-related calls, one per line
+    : >"$scratch/calls"
+    PATH="$scratch/bin:$PATH" sh "$scratch/$1.test" "${@:2}" >/dev/null 2>"$scratch/stderr" \
+      || fail "$1 $*: exit $?: $(cat "$scratch/stderr")"
+    grep -v -e ' unmask ' -e ' update-state ' -e ' --quiet was-enabled ' -e ' --quiet is-active ' "$scratch/calls" || true
+  }
+  expect() {  # expect WHAT WANT GOT
+    [[ $3 == "$2" ]] || fail "$1: expected
+$2
+got
+$3"
+  }
+  # First install: enable and start the service; the socket stays disabled.
+  got=$(WAS_ENABLED=yes run postinst configure)
+  expect "postinst configure (first install)" "deb-systemd-helper enable nsproxyd.service
+systemctl --system daemon-reload
+deb-systemd-invoke start nsproxyd.service" "$got"
+  # Upgrade of a running daemon: reload (takeover), never stop and start.
+  got=$(WAS_ENABLED=yes ACTIVE=yes run postinst configure 0.0.9)
+  expect "postinst configure 0.0.9 (upgrade, running)" "deb-systemd-helper enable nsproxyd.service
+systemctl --system daemon-reload
+deb-systemd-invoke reload-or-restart nsproxyd.service" "$got"
+  # Upgrade while stopped: start, which deb-systemd-invoke skips for a disabled unit.
+  got=$(WAS_ENABLED=no ACTIVE=no run postinst configure 0.0.9)
+  expect "postinst configure 0.0.9 (upgrade, stopped, disabled by the admin)" "systemctl --system daemon-reload
+deb-systemd-invoke start nsproxyd.service" "$got"
+  grep -q 'enable.*nsproxyd.socket' "$scratch/calls" && fail "postinst enables nsproxyd.socket (opt-in only)"
+  # prerm: stop on remove only; an upgrade keeps the daemon serving.
+  got=$(run prerm upgrade 0.1.1)
+  expect "prerm upgrade" "" "$got"
+  got=$(run prerm remove)
+  expect "prerm remove" "deb-systemd-invoke stop nsproxyd.socket nsproxyd.service" "$got"
+  # postrm: purge forgets the helper's state of both units.
+  got=$(run postrm purge)
+  [[ $got == *"deb-systemd-helper purge nsproxyd.service nsproxyd.socket"* ]] \
+    || fail "postrm purge does not purge the helper state: $got"
+  got=$(run postrm upgrade 0.1.1)
+  expect "postrm upgrade" "" "$got"
+  echo "maintainer scripts: install enables+starts, upgrade reloads (takeover), prerm stops on remove only, purge forgets"
   ;;
 *)
   fail "unknown check $check"
