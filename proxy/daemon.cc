@@ -184,6 +184,7 @@ int Daemon::run() {
     return 1;
   }
   factory_.emplace(std::move(*factory));
+  factory_->set_backlog(opts_.proxy.listen_backlog);
   if (Status s = open_access_log(); !s) {
     LOG_ERROR("%s", s.error().message.c_str());
     return 1;

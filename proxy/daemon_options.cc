@@ -46,13 +46,16 @@ void usage(FILE* out) {
       "  --response-timeout SECONDS      upstream response head (default %g)\n"
       "  --body-timeout SECONDS          body inactivity (default %g)\n"
       "  --max-head-size BYTES           request head limit, 431 beyond (default %zu)\n"
-      "  --max-connections-per-tenant N  per registration; 503 beyond (default %zu)\n"
+      "  --max-connections-per-tenant N  per registration; at the limit its listeners stop\n"
+      "                                  accepting until one ends (default %zu)\n"
+      "  --listen-backlog N              listen backlog of tenant listeners: where a tenant's\n"
+      "                                  connections beyond its limit wait (default %d)\n"
       "  --upstream-idle-max N           idle pooled connections per upstream (default %zu)\n"
       "  --upstream-idle-timeout SECONDS close pooled connections idle that long (default %g)\n"
       "  --help, --version\n",
       kDefaultSocketPath, d.tenant_header.c_str(), d.label_header_prefix.c_str(),
       d.connect_timeout, d.head_timeout, d.idle_timeout, d.response_timeout, d.body_timeout,
-      d.max_head_size, d.max_connections_per_tenant, d.upstream_idle_max,
+      d.max_head_size, d.max_connections_per_tenant, d.listen_backlog, d.upstream_idle_max,
       d.upstream_idle_timeout);
 }
 
@@ -94,7 +97,7 @@ int parse_options(int argc, char** argv, Options* o) {
   enum {
     kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
     kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
-    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kFsync, kLogFormat, kMetricsListen, kDetach, kHelp, kShowVersion
+    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kFsync, kLogFormat, kMetricsListen, kDetach, kBacklog, kHelp, kShowVersion
   };
   static const option long_opts[] = {
       {"socket", required_argument, nullptr, kSocket},
@@ -123,6 +126,7 @@ int parse_options(int argc, char** argv, Options* o) {
       {"log-format", required_argument, nullptr, kLogFormat},
       {"metrics-listen", required_argument, nullptr, kMetricsListen},
       {"detach", no_argument, nullptr, kDetach},
+      {"listen-backlog", required_argument, nullptr, kBacklog},
       {"help", no_argument, nullptr, kHelp},
       {"version", no_argument, nullptr, kShowVersion},
       {nullptr, 0, nullptr, 0}};
@@ -163,6 +167,12 @@ int parse_options(int argc, char** argv, Options* o) {
       case kMaxAllConns: ok = parse_count("--max-connections", optarg, 1, 100000000, &p.max_connections); break;
       case kFsync: o->fsync = true; break;
       case kDetach: o->detach = true; break;
+      case kBacklog: {
+        size_t n = 0;
+        ok = parse_count("--listen-backlog", optarg, 1, 65535, &n);
+        p.listen_backlog = static_cast<int>(n);
+        break;
+      }
       case kLogFormat:
         ok = parse_log_format(optarg, &o->log_format);
         if (!ok) std::fprintf(stderr, "nsproxyd: --log-format: expected text or json, got \"%s\"\n", optarg);

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -32,8 +33,27 @@ Session::Session(Listener* listener) : listener_(listener) {
 
 Session::~Session() {
   listener_->forget(this);
-  --listener_->tenant().connections;
+  Tenant& t = listener_->tenant();
+  --t.connections;
   --listener_->worker()->connections;
+  if (t.at_limit && t.connections < listener_->worker()->config->max_connections_per_tenant) {
+    Listener::release_tenant(t);
+  }
+}
+
+void Listener::hold_tenant(Tenant& t) {
+  t.at_limit = true;
+  for (Listener* l : t.listeners) ev_io_stop(l->worker_->loop, &l->accept_w_);
+  LOG_DEBUG_F(({{"tenant", t.id}}), "tenant %s: at its connection limit; not accepting",
+              t.display.c_str());
+}
+
+void Listener::release_tenant(Tenant& t) {
+  t.at_limit = false;
+  for (Listener* l : t.listeners) {
+    // Not one that is paused (out of fds; its timer restarts it) or handed over.
+    if (l->fd_ && !ev_is_active(&l->pause_t_)) ev_io_start(l->worker_->loop, &l->accept_w_);
+  }
 }
 
 Listener::Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstream,
@@ -47,9 +67,12 @@ Listener::Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstr
   accept_w_.data = this;
   ev_timer_init(&pause_t_, pause_cb, kPauseSeconds, 0.);
   pause_t_.data = this;
+  tenant_->listeners.push_back(this);
 }
 
 Listener::~Listener() {
+  auto& ls = tenant_->listeners;
+  ls.erase(std::remove(ls.begin(), ls.end(), this), ls.end());
   ev_io_stop(worker_->loop, &accept_w_);
   ev_timer_stop(worker_->loop, &pause_t_);
   fd_.reset();
@@ -79,12 +102,22 @@ void Listener::stop_accepting() {
   fd_.reset();
 }
 
-void Listener::start() { ev_io_start(worker_->loop, &accept_w_); }
+void Listener::start() {
+  if (!tenant_->at_limit) ev_io_start(worker_->loop, &accept_w_);
+}
 
-void Listener::on_pause_over() { ev_io_start(worker_->loop, &accept_w_); }
+void Listener::on_pause_over() {
+  if (!tenant_->at_limit) ev_io_start(worker_->loop, &accept_w_);
+}
 
 void Listener::on_acceptable() {
+  const ProxyConfig& cfg = *worker_->config;
   for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+    if (tenant_->connections >= cfg.max_connections_per_tenant) {
+      // At its limit: the rest waits in the backlog until one of its connections ends.
+      hold_tenant(*tenant_);
+      return;
+    }
     int cfd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -100,16 +133,13 @@ void Listener::on_acceptable() {
     UniqueFd client(cfd);
     set_nodelay(cfd);
     ++tenant_->stats.connections_total;
-    const ProxyConfig& cfg = *worker_->config;
-    bool tenant_full = tenant_->connections >= cfg.max_connections_per_tenant;
-    bool global_full = cfg.max_connections > 0 && worker_->connections >= cfg.max_connections;
-    bool over_limit = tenant_full || global_full;
+    // The daemon-wide budget (a tenant's own limit stops its listeners above).
+    bool over_limit = cfg.max_connections > 0 && worker_->connections >= cfg.max_connections;
     if (over_limit && spec_.mode == Mode::Tcp) {
       tenant_->stats.refuse(Refusal::ConnectionLimit);
       LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_.listen}, {"error", "connection limit"}}),
-                 "tenant %s: %s; refusing a connection on %s", tenant_name().c_str(),
-               tenant_full ? "tenant connection limit reached" : "daemon connection limit reached",
-               spec_.listen.c_str());
+                 "tenant %s: daemon connection limit reached; refusing a connection on %s",
+                 tenant_name().c_str(), spec_.listen.c_str());
       continue;  // closes it
     }
     std::unique_ptr<Session> s = make_session(std::move(client), over_limit);

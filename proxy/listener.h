@@ -33,7 +33,14 @@ class Listener {
   // new daemon holds it now); sessions already accepted keep running.
   void stop_accepting();
   int fd() const { return fd_.get(); }
-  bool accepting() const { return fd_ && (ev_is_active(&accept_w_) || ev_is_active(&pause_t_)); }
+  // Serving: accepting, or paused for a moment (out of fds), or holding back while its
+  // tenant is at its connection limit.
+  bool accepting() const {
+    return fd_ && (ev_is_active(&accept_w_) || ev_is_active(&pause_t_) || tenant_->at_limit);
+  }
+  // The tenant reached its connection limit / dropped below it (every listener of it).
+  static void hold_tenant(Tenant& t);
+  static void release_tenant(Tenant& t);
   size_t connections() const { return sessions_.size(); }
 
   const ListenerSpec& spec() const { return spec_; }
@@ -50,8 +57,8 @@ class Listener {
   void on_pause_over();
 
  private:
-  // The session for a freshly accepted connection, by mode. over_limit: the tenant is at
-  // its connection limit (http mode still reads the request to answer 503).
+  // The session for a freshly accepted connection, by mode. over_limit: the daemon-wide
+  // connection budget is spent (http mode still reads the request to answer 503).
   std::unique_ptr<Session> make_session(UniqueFd client, bool over_limit);
   // Stops accepting for kPauseSeconds (out of fds or memory): never spin.
   void pause(const char* why);

@@ -17,9 +17,7 @@
 namespace nsproxy {
 namespace {
 
-constexpr int kBacklog = 1024;
-
-Result<UniqueFd> make_listener(const Address& addr) {
+Result<UniqueFd> make_listener(const Address& addr, int backlog) {
   UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return errno_error(codes::kListenerFailed, "socket");
   int one = 1;
@@ -30,7 +28,7 @@ Result<UniqueFd> make_listener(const Address& addr) {
     ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
   if (::bind(fd.get(), addr.sa(), addr.length) < 0) return errno_error(codes::kListenerFailed, "bind");
-  if (::listen(fd.get(), kBacklog) < 0) return errno_error(codes::kListenerFailed, "listen");
+  if (::listen(fd.get(), backlog) < 0) return errno_error(codes::kListenerFailed, "listen");
   return fd;
 }
 
@@ -73,7 +71,7 @@ Result<NetnsListeners> NetnsListenerFactory::listen_all(
         }
         if (*added) out.added.push_back(t.addr);
       }
-      auto fd = make_listener(t.addr);
+      auto fd = make_listener(t.addr, backlog_);
       if (!fd) {
         // make_listener's message is "<step>: <errno text>"; keep only the errno text.
         const std::string& m = fd.error().message;

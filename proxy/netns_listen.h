@@ -48,9 +48,15 @@ class NetnsListenerFactory {
 
   int home_fd() const { return home_.get(); }
 
+  // listen(2) backlog of the sockets made from now on (--listen-backlog). Connections of
+  // a tenant at its connection limit wait there (the kernel caps it at the namespace's
+  // net.core.somaxconn).
+  void set_backlog(int backlog) { backlog_ = backlog; }
+
  private:
   explicit NetnsListenerFactory(UniqueFd home) : home_(std::move(home)) {}
   UniqueFd home_;
+  int backlog_ = 1024;
 };
 
 }  // namespace nsproxy

@@ -21,7 +21,8 @@ struct ProxyConfig {
 
   // Limits.
   size_t max_head_size = 64 * 1024;        // request head -> 431 beyond this
-  size_t max_connections_per_tenant = 1024; // per registration -> 503 (http) / close (tcp)
+  size_t max_connections_per_tenant = 1024; // per registration: its listeners stop accepting
+  int listen_backlog = 1024;                // where a tenant's excess connections wait
   size_t max_connections = 0;               // all tenants; 0: derived from RLIMIT_NOFILE
   size_t max_registrations = 65536;         // add beyond -> error "limit"
 

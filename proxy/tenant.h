@@ -2,9 +2,9 @@
 // registration's listeners and kept alive by them (and so by their sessions).
 #pragma once
 
-#include <atomic>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "tenant_stats.h"
 
@@ -17,6 +17,11 @@ struct Tenant {
   std::string tenant_header;        // resolved: registration's or the daemon's default
   std::string label_header_prefix;  // resolved
   size_t connections = 0;           // open connections over all its listeners
+  // Its listeners (they add and remove themselves). While the tenant is at its
+  // connection limit none of them accepts: the excess waits in their backlogs, held by
+  // the kernel, and costs the daemon nothing (no fd, no session, no budget).
+  std::vector<class Listener*> listeners;
+  bool at_limit = false;
   TenantStats stats;                // for /metrics and nsproxyctl list
 };
 

@@ -235,6 +235,37 @@ TEST_F(DaemonTest, ManyConcurrentConnectionsAreServed) {
   }
 }
 
+// tcp mode, tenant at --max-connections-per-tenant: the next connection is not accepted
+// (and not closed either); it waits in the backlog and its bytes are echoed once the
+// tenant's first connection ends.
+TEST_F(DaemonTest, TcpTenantAtItsLimitWaitsInTheBacklog) {
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  Daemon d(tmp_.path());
+  d.set_extra_args({"--max-connections-per-tenant", "1"});
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(add(d, ns, "t", echo.address())->ok);
+  Connection first = connect_in_netns(ns.path(), kListen);
+  ASSERT_TRUE(first.ok()) << first.message;
+  ASSERT_TRUE(send_all(first.fd.get(), "one").ok());
+  std::this_thread::sleep_for(200ms);
+  Connection second = connect_in_netns(ns.path(), kListen);
+  ASSERT_TRUE(second.ok()) << second.message;
+  ASSERT_TRUE(send_all(second.fd.get(), "two").ok());
+  ::shutdown(second.fd.get(), SHUT_WR);
+  pollfd p{second.fd.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 700), 0) << "the second connection was served or closed beyond the limit";
+  auto one = exchange(first.fd.get(), "");
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  EXPECT_EQ(*one, "one");
+  first.fd.reset();
+  auto two = recv_until_eof(second.fd.get(), 3000ms);
+  ASSERT_TRUE(two.ok()) << two.error().message;
+  EXPECT_EQ(*two, "two");
+}
+
 TEST_F(DaemonTest, UpstreamDownClosesTenantConnection) {
   Daemon d(tmp_.path());
   ASSERT_TRUE(d.start());
