@@ -222,8 +222,11 @@ Status ControlServer::listen(const std::string& path) {
   return {};
 }
 
-void ControlServer::adopt(UniqueFd fd, const std::string& path) {
-  path_ = path;
+void ControlServer::adopt(UniqueFd fd, const std::string&) {
+  // Not ours to remove: systemd's (socket activation) or bound by the daemon this one
+  // took over from, which may itself have had it from systemd. A stale file left behind
+  // is replaced by the next daemon's listen().
+  path_.clear();
   fd_ = std::move(fd);
   int flags = ::fcntl(fd_.get(), F_GETFL);
   ::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK);

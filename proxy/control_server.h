@@ -40,7 +40,8 @@ class ControlServer {
   // Creates the socket directory, refuses when another daemon answers on path, replaces
   // a stale socket file, binds with mode 0600 (0660 with allow_gid) and starts serving.
   Status listen(const std::string& path);
-  // Serves an already bound and listening socket (taken over from another daemon).
+  // Serves an already bound and listening socket (taken over from another daemon, or
+  // passed by socket activation). Its file is never unlinked by this process.
   void adopt(UniqueFd fd, const std::string& path);
   // Stops accepting, closes every client and removes the socket file.
   void close();

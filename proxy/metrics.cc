@@ -128,6 +128,12 @@ const TenantFamily kTenantFamilies[] = {
        sample(out, "nsproxy_tenant_connections_total", "tenant", t.id, {}, {},
               t.stats.connections_total);
      }},
+    {"nsproxy_tenant_at_connection_limit", "gauge",
+     "1 while a tenant is at its connection limit (its new connections wait in the backlog).",
+     [](std::string* out, const TenantTotals& t) {
+       sample(out, "nsproxy_tenant_at_connection_limit", "tenant", t.id, {}, {},
+              uint64_t{t.at_limit ? 1u : 0u});
+     }},
     {"nsproxy_tenant_requests_total", "counter",
      "HTTP responses to a tenant, by status class (nsproxyd's own error answers included).",
      [](std::string* out, const TenantTotals& t) {
@@ -229,6 +235,7 @@ MetricsSnapshot snapshot_metrics(const Registry& registry, const Worker& worker,
     TenantTotals& t = m.tenants[it->second];
     t.stats.add(reg.tenant->stats);
     t.open += reg.tenant->connections;
+    t.at_limit = t.at_limit || reg.tenant->at_limit;
   });
   std::sort(m.tenants.begin(), m.tenants.end(),
             [](const TenantTotals& a, const TenantTotals& b) { return a.id < b.id; });

@@ -5,6 +5,7 @@
 //   nsproxy_connections                                 gauge, open tenant connections
 //   nsproxy_tenant_connections{tenant}                  gauge
 //   nsproxy_tenant_connections_total{tenant}            counter
+//   nsproxy_tenant_at_connection_limit{tenant}          gauge, 1 while its listeners wait
 //   nsproxy_tenant_requests_total{tenant,code}          counter, code 1xx..5xx
 //   nsproxy_tenant_request_duration_seconds{tenant}     histogram
 //   nsproxy_tenant_received_bytes_total{tenant}         counter, from the tenant
@@ -42,7 +43,8 @@ struct Worker;
 struct TenantTotals {
   std::string id;
   TenantStats stats;
-  uint64_t open = 0;  // open connections
+  uint64_t open = 0;     // open connections
+  bool at_limit = false;  // at --max-connections-per-tenant: its listeners wait
 };
 
 struct MetricsSnapshot {

@@ -321,6 +321,11 @@ Reply Registry::status() const {
   return ok_reply({{"version", kVersion},
                    {"requests", totals.requests_total()},
                    {"errors", totals.errors_total()},
+                   {"refused", totals.to_json()["refused"]},
+                   {"upstream_errors", totals.to_json()["upstream_errors"]},
+                   {"tenants_at_limit", std::count_if(regs_.begin(), regs_.end(), [](const auto& r) {
+                      return r.second->tenant && r.second->tenant->at_limit;
+                    })},
                    {"connections_total", worker_->connections_total},
                    {"pid", static_cast<int64_t>(::getpid())},
                    {"uptime_seconds", now_seconds() - started_at_},

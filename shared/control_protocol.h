@@ -22,7 +22,8 @@
 //   list   {"registrations":[{..},..]}
 //   status {"version":"0.1.0", "pid":N, "uptime_seconds":N, "registrations":N,
 //           "listeners":N, "connections":N, "connections_total":N, "requests":N,
-//           "errors":N, "reclaimed":N}
+//           "errors":N, "refused":{"reason":N}, "upstream_errors":{"kind":N},
+//           "tenants_at_limit":N, "reclaimed":N}
 //   gc     {"removed":[{"network","id","ifname"},..]}
 #pragma once
 

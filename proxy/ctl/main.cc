@@ -315,6 +315,18 @@ int cmd_status(const Global& g, const CommandArgs& a) {
   std::printf("requests %llu, errors %llu (of the tenants registered now)\n",
               static_cast<unsigned long long>(r.data.value("requests", 0)),
               static_cast<unsigned long long>(r.data.value("errors", 0)));
+  auto breakdown = [&r](const char* key) {
+    std::string s;
+    const nlohmann::json counts = r.data.value(key, nlohmann::json::object());
+    for (const auto& [k, v] : counts.items()) {
+      s += (s.empty() ? "" : ", ") + k + " " + std::to_string(v.get<uint64_t>());
+    }
+    return s.empty() ? std::string("none") : s;
+  };
+  std::printf("refused: %s\n", breakdown("refused").c_str());
+  std::printf("upstream errors: %s\n", breakdown("upstream_errors").c_str());
+  std::printf("tenants at their connection limit: %llu\n",
+              static_cast<unsigned long long>(r.data.value("tenants_at_limit", 0)));
   std::printf("reclaimed %llu (registrations dropped because their namespace vanished)\n",
               static_cast<unsigned long long>(r.data.value("reclaimed", 0)));
   return 0;

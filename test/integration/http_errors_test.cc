@@ -268,6 +268,7 @@ TEST_F(HttpErrorsTest, HalfOpenHeadsBeyondTheLimitCostTheDaemonNothing) {
   auto st = daemon_->call(status);
   ASSERT_TRUE(st.ok() && st->ok);
   EXPECT_EQ(st->data.value("connections", 0), 8) << st->data.dump();
+  EXPECT_EQ(st->data.value("tenants_at_limit", 0), 1) << st->data.dump();
   for (int i = 0; i < 20; ++i) {
     auto c = HttpConn::open(victim.path(), kListen);
     ASSERT_TRUE(c.ok()) << c.error();

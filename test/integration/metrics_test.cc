@@ -135,6 +135,7 @@ TEST_F(MetricsTest, EveryTenantHasItsOwnSeriesAndTheyVanishWithTheRegistration) 
   EXPECT_EQ(sample(e, "nsproxy_tenant_requests_total{tenant=\"tenant-c\",code=\"5xx\"}"), 2);
   EXPECT_EQ(sample(e, "nsproxy_upstream_errors_total{tenant=\"tenant-c\",kind=\"connect_refused\"}"), 2);
   EXPECT_EQ(sample(e, "nsproxy_tenant_connections{tenant=\"tenant-a\"}"), 1);
+  EXPECT_EQ(sample(e, "nsproxy_tenant_at_connection_limit{tenant=\"tenant-a\"}"), 0);
   EXPECT_EQ(sample(e, "nsproxy_tenant_connections_total{tenant=\"tenant-a\"}"), 6);
   EXPECT_EQ(sample(e, "nsproxy_tenant_request_duration_seconds_count{tenant=\"tenant-a\"}"), 6);
   EXPECT_EQ(sample(e, "nsproxy_tenant_request_duration_seconds_bucket{tenant=\"tenant-a\",le=\"+Inf\"}"), 6);
@@ -169,6 +170,9 @@ TEST_F(MetricsTest, EveryTenantHasItsOwnSeriesAndTheyVanishWithTheRegistration) 
   EXPECT_TRUE(std::regex_search(table.out, std::regex(R"(tenant-c .* 0 +2 +2 +-)"))) << table.out;
   auto status = run({binary("nsproxyctl"), "--socket", daemon_->socket_path(), "status"});
   EXPECT_NE(status.out.find("requests 12, errors 3"), std::string::npos) << status.describe();
+  EXPECT_NE(status.out.find("refused: method_not_allowed 1"), std::string::npos) << status.describe();
+  EXPECT_NE(status.out.find("upstream errors: connect_refused 2"), std::string::npos) << status.describe();
+  EXPECT_NE(status.out.find("tenants at their connection limit: 0"), std::string::npos) << status.describe();
 
   // Deleted tenants leave nothing behind.
   open.close();
