@@ -68,14 +68,9 @@ Daemon::~Daemon() {
     for (ev_signal* s : {&sigterm_, &sigint_, &sighup_}) ev_signal_stop(worker_.loop, s);
   }
   metrics_.reset();
-  if (control_) {
-    // A socket file that belongs to a newer daemon, or to systemd, stays.
-    if (draining_ || control_from_systemd_) {
-      control_->release();
-    } else {
-      control_->close();
-    }
-  }
+  // Removes the socket file only if this daemon bound it (an adopted one, from systemd
+  // or a takeover, stays; after a handover it was released already).
+  if (control_) control_->close();
   if (registry_) registry_->clear();
   if (access_log_ != nullptr) std::fclose(access_log_);
 }
@@ -114,7 +109,6 @@ Status Daemon::open_control_socket() {
   if (*passed) {
     LOG_INFO("control socket %s passed by socket activation", opts_.socket_path.c_str());
     control_->adopt(std::move(*passed), opts_.socket_path);
-    control_from_systemd_ = true;
     return {};
   }
   // Bind first: it refuses when another daemon serves this socket. Requests are only

@@ -69,7 +69,6 @@ class Daemon {
   std::optional<StateJournal> journal_;
   std::unique_ptr<MetricsServer> metrics_;
   bool took_over_ = false;         // registrations and control socket came from a daemon
-  bool control_from_systemd_ = false;  // the socket file is systemd's: never unlinked
   bool ready_ = false;
   bool draining_ = false;          // handed over to a newer daemon
   double drain_deadline_ = 0;

@@ -318,11 +318,12 @@ Reply Registry::status() const {
   for (const auto& [key, reg] : regs_) {
     if (reg->tenant) totals.add(reg->tenant->stats);
   }
+  json breakdown = totals.to_json();
   return ok_reply({{"version", kVersion},
                    {"requests", totals.requests_total()},
                    {"errors", totals.errors_total()},
-                   {"refused", totals.to_json()["refused"]},
-                   {"upstream_errors", totals.to_json()["upstream_errors"]},
+                   {"refused", breakdown["refused"]},
+                   {"upstream_errors", breakdown["upstream_errors"]},
                    {"tenants_at_limit", std::count_if(regs_.begin(), regs_.end(), [](const auto& r) {
                       return r.second->tenant && r.second->tenant->at_limit;
                     })},
