@@ -3,6 +3,7 @@
 #include <sys/un.h>
 
 #include <cctype>
+#include <cstdint>
 #include <exception>
 #include <utility>
 
@@ -184,6 +185,62 @@ std::optional<CniError> parse_headers(const Json& conf, PluginConfig* out) {
   return std::nullopt;
 }
 
+// A count ("limits.burst", "limits.connections"): an integer from 1 to max.
+std::optional<CniError> get_count(const Json& value, const std::string& where, uint32_t max,
+                                  std::optional<uint32_t>* out) {
+  bool in_range = false;
+  if (value.is_number_unsigned()) {
+    in_range = value.get<uint64_t>() >= 1 && value.get<uint64_t>() <= max;
+  } else if (value.is_number_integer()) {
+    in_range = value.get<int64_t>() >= 1 && value.get<int64_t>() <= max;
+  }
+  if (!in_range) {
+    return invalid(
+        where, "must be an integer from 1 to " + std::to_string(max) + ", got " + excerpt(value));
+  }
+  *out = static_cast<uint32_t>(value.get<uint64_t>());
+  return std::nullopt;
+}
+
+std::optional<CniError> parse_limits(const Json& conf, PluginConfig* out) {
+  auto it = conf.find("limits");
+  if (it == conf.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object()) {
+    return invalid("limits",
+                   "must be an object like {\"rate\": 10, \"burst\": 20, \"connections\": 100}, "
+                   "got " +
+                       excerpt(*it));
+  }
+  for (const auto& [key, value] : it->items()) {
+    (void)value;
+    if (key != "rate" && key != "burst" && key != "connections") {
+      return invalid("limits." + key.substr(0, 80),
+                     "unknown key (expected rate, burst, connections)");
+    }
+  }
+  if (auto rate = it->find("rate"); rate != it->end() && !rate->is_null()) {
+    // !(a && b) also refuses NaN; JSON has no NaN or infinity, but be explicit.
+    if (!rate->is_number() ||
+        !(rate->get<double>() >= 0 && rate->get<double>() <= kMaxTenantRate)) {
+      return invalid("limits.rate",
+                     "must be a number of requests per second from 0 (no limit) to " +
+                         std::to_string(static_cast<long>(kMaxTenantRate)) + ", got " +
+                         excerpt(*rate));
+    }
+    out->limits.rate = rate->get<double>();
+  }
+  if (auto burst = it->find("burst"); burst != it->end() && !burst->is_null()) {
+    if (auto e = get_count(*burst, "limits.burst", kMaxTenantBurst, &out->limits.burst)) return e;
+  }
+  if (auto conns = it->find("connections"); conns != it->end() && !conns->is_null()) {
+    if (auto e = get_count(*conns, "limits.connections", kMaxTenantConnections,
+                           &out->limits.connections)) {
+      return e;
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<CniError> parse_valid_attachments(const Json& conf, PluginConfig* out) {
   static constexpr const char* kKey = "cni.dev/valid-attachments";
   auto it = conf.find(kKey);
@@ -296,6 +353,7 @@ CniResult<PluginConfig> parse_config(std::string_view text, Command command,
     if (auto e = parse_listeners(conf, &out)) return *e;
     if (auto e = parse_labels(conf, &out)) return *e;
     if (auto e = parse_headers(conf, &out)) return *e;
+    if (auto e = parse_limits(conf, &out)) return *e;
   }
   if (command == Command::Gc) {
     if (auto e = parse_valid_attachments(conf, &out)) return *e;

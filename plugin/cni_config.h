@@ -15,10 +15,14 @@
 //    "labels":{"team":"a"},                         optional
 //    "headers":{"tenantId":"X-Tenant-Id",           optional, http mode's identity header
 //               "labelPrefix":"X-Tenant-Label-"},   names; absent: the daemon's defaults
+//    "limits":{"rate":10,                           optional, each field too; absent: the
+//              "burst":20,                          daemon's defaults. rate: requests/s,
+//              "connections":100},                  0..1e6, 0 = no limit; burst: 1..1e6;
+//                                                   connections: open at once, 1..1e6
 //    "prevResult":{...}}                            passed through on ADD
 // Unknown top-level keys (runtimeConfig, capabilities, args, ...) are ignored; unknown
-// keys inside a listener or "headers" are refused (a typo there would silently change
-// behaviour).
+// keys inside a listener, "headers" or "limits" are refused (a typo there would silently
+// change behaviour).
 #pragma once
 
 #include <chrono>
@@ -53,13 +57,14 @@ struct PluginConfig {
   std::vector<ListenerSpec> listeners;        // ADD, CHECK
   std::map<std::string, std::string> labels;  // ADD, CHECK
   IdentityHeaders headers;                    // ADD, CHECK; empty fields: daemon defaults
+  TenantLimits limits;                        // ADD, CHECK; absent fields: daemon defaults
   std::optional<nlohmann::ordered_json> prev_result;
   std::vector<ValidAttachment> valid_attachments;  // GC
 };
 
 // Parses and validates what `command` needs: every command needs cniVersion, name,
-// socket and timeoutMs; ADD and CHECK also need listeners (non-empty), labels and
-// headers; GC needs "cni.dev/valid-attachments" (required: without it GC would drop
+// socket and timeoutMs; ADD and CHECK also need listeners (non-empty), labels, headers
+// and limits; GC needs "cni.dev/valid-attachments" (required: without it GC would drop
 // every registration of the network). When cni_version is given it receives the config's
 // cniVersion as soon as it is known to be supported, so errors can be reported in it.
 CniResult<PluginConfig> parse_config(std::string_view text, Command command,

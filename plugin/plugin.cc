@@ -94,6 +94,7 @@ Output cmd_add(const PluginConfig& conf, const CniEnv& env) {
   req.listeners = conf.listeners;
   req.labels = std::move(*labels);
   req.headers = conf.headers;
+  req.limits = conf.limits;
   auto reply = call_daemon(conf.socket, req, netns->get(), conf.timeout);
   if (!reply) return transport_error(conf, reply.error(), code::kTryAgainLater);
   if (!reply->ok) return daemon_error(reply->error);
@@ -136,6 +137,7 @@ Output cmd_check(const PluginConfig& conf, const CniEnv& env) {
   req.listeners = conf.listeners;
   req.labels = std::move(*labels);
   req.headers = conf.headers;
+  req.limits = conf.limits;
   auto reply = call_daemon(conf.socket, req, netns->get(), conf.timeout);
   if (!reply) return transport_error(conf, reply.error(), code::kTryAgainLater);
   if (!reply->ok) return daemon_error(reply->error);

@@ -1,5 +1,8 @@
 #include "control_protocol.h"
 
+#include <cstdint>
+#include <optional>
+
 #include "address.h"
 
 namespace nsproxy {
@@ -43,6 +46,48 @@ json encode_attachment(const AttachmentKey& k) {
   if (!k.network.empty()) j["network"] = k.network;
   if (!k.ifname.empty()) j["ifname"] = k.ifname;
   return j;
+}
+
+// burst, connections: an integer from 1 to max.
+Status decode_count(const json& val, const std::string& field, uint32_t max,
+                    std::optional<uint32_t>* out) {
+  bool in_range = false;
+  if (val.is_number_unsigned()) {
+    in_range = val.get<uint64_t>() >= 1 && val.get<uint64_t>() <= max;
+  } else if (val.is_number_integer()) {
+    in_range = val.get<int64_t>() >= 1 && val.get<int64_t>() <= max;
+  }
+  if (!in_range) {
+    std::string got = val.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (got.size() > 80) got = got.substr(0, 77) + "...";
+    return bad(field + ": must be an integer from 1 to " + std::to_string(max) + ", got " + got);
+  }
+  *out = static_cast<uint32_t>(val.get<uint64_t>());
+  return {};
+}
+
+// "limits":{"rate":N,"burst":N,"connections":N}; a null field stays absent.
+Status decode_limits(const json& j, TenantLimits* out) {
+  if (!j.is_object()) {
+    return bad("\"limits\" must be an object like {\"rate\":10,\"burst\":20,\"connections\":100}");
+  }
+  for (const auto& [k, val] : j.items()) {
+    if (k != "rate" && k != "burst" && k != "connections") {
+      return bad("limits." + k.substr(0, 80) + ": unknown key (expected rate, burst, connections)");
+    }
+    if (val.is_null()) continue;
+    Status s;
+    if (k == "rate") {
+      if (!val.is_number()) return bad("limits.rate: must be a number (requests per second)");
+      out->rate = val.get<double>();
+    } else if (k == "burst") {
+      s = decode_count(val, "limits.burst", kMaxTenantBurst, &out->burst);
+    } else {
+      s = decode_count(val, "limits.connections", kMaxTenantConnections, &out->connections);
+    }
+    if (!s) return s;
+  }
+  return validate_limits(*out);
 }
 
 Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
@@ -178,6 +223,7 @@ std::string encode_request(const Request& req) {
     if (!req.headers.label_prefix.empty()) h["label_prefix"] = req.headers.label_prefix;
     j["headers"] = std::move(h);
   }
+  if (!req.limits.empty()) j["limits"] = limits_json(req.limits);
   if (req.op == Op::Gc) {
     json va = json::array();
     for (const auto& k : req.valid_attachments) va.push_back(encode_attachment(k));
@@ -271,6 +317,10 @@ Result<Request> decode_request(std::string_view text) {
     }
   }
 
+  if (auto it = j.find("limits"); it != j.end() && !it->is_null()) {
+    if (auto s = decode_limits(*it, &req.limits); !s) return s.error();
+  }
+
   if (auto it = j.find("valid_attachments"); it != j.end()) {
     if (req.op != Op::Gc) return bad("\"valid_attachments\" belongs to gc requests only");
     if (!it->is_array()) return bad("\"valid_attachments\" must be an array");
@@ -283,6 +333,29 @@ Result<Request> decode_request(std::string_view text) {
     }
   }
   return req;
+}
+
+Status validate_limits(const TenantLimits& l) {
+  if (l.rate && !(*l.rate >= 0 && *l.rate <= kMaxTenantRate)) {
+    return bad("limits.rate: must be from 0 (no limit) to " +
+               std::to_string(static_cast<long>(kMaxTenantRate)) + " requests per second");
+  }
+  if (l.burst && (*l.burst < 1 || *l.burst > kMaxTenantBurst)) {
+    return bad("limits.burst: must be an integer from 1 to " + std::to_string(kMaxTenantBurst));
+  }
+  if (l.connections && (*l.connections < 1 || *l.connections > kMaxTenantConnections)) {
+    return bad("limits.connections: must be an integer from 1 to " +
+               std::to_string(kMaxTenantConnections));
+  }
+  return {};
+}
+
+json limits_json(const TenantLimits& l) {
+  json j = json::object();
+  if (l.rate) j["rate"] = *l.rate;
+  if (l.burst) j["burst"] = *l.burst;
+  if (l.connections) j["connections"] = *l.connections;
+  return j;
 }
 
 std::string encode_reply(const Reply& reply) {

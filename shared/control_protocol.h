@@ -6,7 +6,8 @@
 //
 // Request:  {"version":1, "op":"add", "attachment":{"network":"n","id":"c","ifname":"eth0"},
 //            "netns":"/run/netns/x", "listeners":[{"listen":..,"upstream":..,"mode":"tcp"}],
-//            "labels":{"k":"v"}, "valid_attachments":[{"id":..,"ifname":..}]}
+//            "labels":{"k":"v"}, "limits":{"rate":N,"burst":N,"connections":N},
+//            "valid_attachments":[{"id":..,"ifname":..}]}
 // Reply:    {"version":1, "ok":true, "data":{...}}
 //           {"version":1, "ok":false, "error":{"code":"listener_failed","message":"..."}}
 //
@@ -28,7 +29,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -99,6 +102,26 @@ struct IdentityHeaders {
   bool operator==(const IdentityHeaders&) const = default;
 };
 
+// Per-registration overrides of the daemon's per-tenant limits; an absent field takes the
+// daemon's default (--tenant-rate, --tenant-burst, --max-connections-per-tenant).
+// JSON: "limits":{"rate":10.5,"burst":20,"connections":100}
+//   rate         requests per second admitted (token bucket); 0: no rate limit
+//   burst        requests admitted at once above the rate (bucket size), >= 1
+//   connections  open connections at once; beyond it the listeners stop accepting
+struct TenantLimits {
+  std::optional<double> rate;
+  std::optional<uint32_t> burst;
+  std::optional<uint32_t> connections;
+  bool empty() const { return !rate && !burst && !connections; }
+  bool operator==(const TenantLimits&) const = default;
+};
+constexpr double kMaxTenantRate = 1e6;
+constexpr uint32_t kMaxTenantBurst = 1000000;
+constexpr uint32_t kMaxTenantConnections = 1000000;
+// Checks bounds; error message names the field ("limits.rate: ...").
+Status validate_limits(const TenantLimits& l);
+nlohmann::json limits_json(const TenantLimits& l);  // only the fields that are set
+
 // A header field name token (RFC 9110 tchar), 1..kMaxHeaderNameLength characters.
 constexpr size_t kMaxHeaderNameLength = 64;
 bool valid_header_name(std::string_view name);
@@ -110,6 +133,7 @@ struct Request {
   std::vector<ListenerSpec> listeners;
   std::map<std::string, std::string> labels;
   IdentityHeaders headers;
+  TenantLimits limits;
   std::vector<AttachmentKey> valid_attachments;  // gc: (id, ifname) pairs; network from attachment
 };
 

@@ -3,6 +3,7 @@
 //   nsproxyctl [--socket PATH] [--timeout MS] COMMAND [OPTIONS]
 //     add    --id ID --netns PATH --listen ADDR --upstream ADDR [--mode tcp|http]
 //            [--listen ... --upstream ...]... [--label k=v]...
+//            [--rate N] [--burst N] [--max-connections N]   this tenant's limits
 //     del    --id ID
 //     check  --id ID [--netns PATH]
 //     list   [--json]
@@ -12,8 +13,11 @@
 #include <getopt.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -43,10 +47,14 @@ void usage(FILE* out) {
                "         [--proxy-protocol none|v2] [--add-address]\n"
                "         [--listen ADDR --upstream ADDR ...]...\n"
                "         [--label KEY=VALUE]... [--tenant-header NAME] [--label-header-prefix P]\n"
+               "         [--rate N] [--burst N] [--max-connections N]\n"
                "         register a network namespace; each --listen starts a listener and\n"
                "         the --upstream/--mode/--proxy-protocol after it apply to it;\n"
                "         mode defaults to http; --proxy-protocol v2 needs --mode tcp;\n"
-               "         --add-address adds the listen IP (169.254/16, fc00::/7) to lo\n"
+               "         --add-address adds the listen IP (169.254/16, fc00::/7) to lo;\n"
+               "         --rate requests/s (0: no limit), --burst requests at once above it\n"
+               "         and --max-connections open connections are this tenant's limits\n"
+               "         (default: the daemon's; each at most 1000000)\n"
                "  del    --id ID                 unregister (succeeds when not registered)\n"
                "  check  --id ID [--netns PATH]  verify the registration is serving\n"
                "  list   [--json]                show registrations\n"
@@ -65,12 +73,80 @@ void usage(FILE* out) {
   std::exit(kExitUsage);
 }
 
+// --rate: a plain decimal number from 0 to kMaxTenantRate ("10", "0.5"; no sign, no
+// exponent, no hex, no "inf"), or a usage error.
+double parse_rate(const char* text) {
+  const std::string max = std::to_string(static_cast<long>(kMaxTenantRate));
+  const std::string bad = "--rate: expected requests per second, a number from 0 (no limit) to " +
+                          max + ", got \"" + text + "\"";
+  size_t digits = std::strspn(text, "0123456789");
+  const char* rest = text + digits;
+  if (*rest == '.') {
+    size_t frac = std::strspn(rest + 1, "0123456789");
+    digits += frac;
+    rest += 1 + frac;
+  }
+  if (digits == 0 || *rest != '\0') die_usage(bad);
+  double v = std::strtod(text, nullptr);
+  if (!(v >= 0 && v <= kMaxTenantRate)) die_usage(bad);
+  return v;
+}
+
+// --burst, --max-connections: decimal digits only, from 1 to max, or a usage error.
+uint32_t parse_count(const char* flag, const char* text, uint32_t max) {
+  const std::string bad = std::string(flag) + ": expected an integer from 1 to " +
+                          std::to_string(max) + ", got \"" + text + "\"";
+  size_t digits = std::strspn(text, "0123456789");
+  if (digits == 0 || text[digits] != '\0' || digits > 10) die_usage(bad);
+  unsigned long long v = std::strtoull(text, nullptr, 10);
+  if (v < 1 || v > max) die_usage(bad);
+  return static_cast<uint32_t>(v);
+}
+
+// 10 -> "10", 1000000 -> "1000000", 2.5 -> "2.5", 1/3 -> "0.333333".
+std::string number_text(double v) {
+  char buf[64];
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+  }
+  return buf;
+}
+
+// "rate 10/s burst 20, 100 connections, 256 in flight" from a registration's "limits"
+// as the daemon reports them (every field; rate 0: "no rate limit"); "" when it has none.
+std::string limits_text(const nlohmann::json& limits) {
+  if (!limits.is_object() || limits.empty()) return "";
+  std::string s;
+  auto add = [&s](const std::string& part) { s += (s.empty() ? "" : ", ") + part; };
+  if (auto r = limits.find("rate"); r != limits.end() && r->is_number()) {
+    if (r->get<double>() > 0) {
+      std::string part = "rate " + number_text(r->get<double>()) + "/s";
+      if (auto b = limits.find("burst"); b != limits.end() && b->is_number()) {
+        part += " burst " + number_text(b->get<double>());
+      }
+      add(part);
+    } else {
+      add("no rate limit");
+    }
+  }
+  if (auto c = limits.find("connections"); c != limits.end() && c->is_number_integer()) {
+    add(std::to_string(c->get<uint64_t>()) + " connections");
+  }
+  if (auto f = limits.find("in_flight"); f != limits.end() && f->is_number_integer()) {
+    add(std::to_string(f->get<uint64_t>()) + " in flight");
+  }
+  return s;
+}
+
 struct CommandArgs {
   AttachmentKey key;
   std::string netns;
   std::vector<ListenerSpec> listeners;
   std::map<std::string, std::string> labels;
   IdentityHeaders headers;
+  TenantLimits limits;
   bool json = false;
   bool saw_upstream_for_last = true;
 };
@@ -86,6 +162,9 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
                                 {"tenant-header", required_argument, nullptr, 'T'},
                                 {"label-header-prefix", required_argument, nullptr, 'X'},
                                 {"label", required_argument, nullptr, 'l'},
+                                {"rate", required_argument, nullptr, 'r'},
+                                {"burst", required_argument, nullptr, 'b'},
+                                {"max-connections", required_argument, nullptr, 'c'},
                                 {"network", required_argument, nullptr, 'N'},
                                 {"ifname", required_argument, nullptr, 'I'},
                                 {"json", no_argument, nullptr, 'j'},
@@ -149,6 +228,15 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
         a.labels[kv.substr(0, eq)] = kv.substr(eq + 1);
         break;
       }
+      case 'r':
+        a.limits.rate = parse_rate(optarg);
+        break;
+      case 'b':
+        a.limits.burst = parse_count("--burst", optarg, kMaxTenantBurst);
+        break;
+      case 'c':
+        a.limits.connections = parse_count("--max-connections", optarg, kMaxTenantConnections);
+        break;
       case 'j':
         a.json = true;
         break;
@@ -197,6 +285,7 @@ int cmd_add(const Global& g, const CommandArgs& a) {
   req.listeners = a.listeners;
   req.labels = a.labels;
   req.headers = a.headers;
+  req.limits = a.limits;
   Reply r = call_or_die(g, req, ns->get());
   if (a.json) {
     std::printf("%s\n", r.data.dump(2).c_str());
@@ -209,6 +298,12 @@ int cmd_add(const Global& g, const CommandArgs& a) {
     std::printf("  %s -> %s (%s%s%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode),
                 l.proxy_protocol == ProxyProtocol::V2 ? ", PROXY v2" : "",
                 l.add_address ? ", address added to lo" : "");
+  }
+  if (!a.limits.empty()) {
+    // What the daemon made of them, with its defaults for the fields not given.
+    std::string limits = limits_text(r.data.value("registration", nlohmann::json::object())
+                                         .value("limits", nlohmann::json::object()));
+    if (!limits.empty()) std::printf("  limits: %s\n", limits.c_str());
   }
   return 0;
 }
@@ -264,26 +359,40 @@ int cmd_list(const Global& g, const CommandArgs& a) {
     std::printf("%s\n", r.data.dump(2).c_str());
     return 0;
   }
-  Table t({"ID", "NETNS", "LISTEN", "UPSTREAM", "MODE", "STATE", "CONNS", "REQUESTS", "ERRORS",
-           "LABELS"});
-  for (const auto& reg : r.data.value("registrations", nlohmann::json::array())) {
+  const nlohmann::json regs = r.data.value("registrations", nlohmann::json::array());
+  // A LIMITS column only when the daemon reports limits (one from before them does not).
+  bool with_limits = false;
+  for (const auto& reg : regs) with_limits = with_limits || reg.contains("limits");
+  std::vector<std::string> header = {"ID",    "NETNS", "LISTEN",   "UPSTREAM", "MODE",
+                                     "STATE", "CONNS", "REQUESTS", "ERRORS",   "LABELS"};
+  if (with_limits) header.push_back("LIMITS");
+  Table t(std::move(header));
+  for (const auto& reg : regs) {
     std::string labels;
     const nlohmann::json label_obj = reg.value("labels", nlohmann::json::object());
     for (const auto& [k, v] : label_obj.items()) {
       if (!labels.empty()) labels += ",";
       labels += k + "=" + v.get<std::string>();
     }
-    // Requests and errors belong to the registration: shown on its first listener's row.
+    // Requests, errors and limits belong to the registration: shown on its first
+    // listener's row. LIMITS is the last column: its text has spaces.
     const nlohmann::json stats = reg.value("stats", nlohmann::json::object());
+    const std::string limits = limits_text(reg.value("limits", nlohmann::json::object()));
     bool first = true;
     for (const auto& l : reg.value("listeners", nlohmann::json::array())) {
-      t.add({key_text(reg.value("attachment", nlohmann::json::object())),
-             reg.value("netns", ""), l.value("listen", ""), l.value("upstream", ""),
-             l.value("mode", ""), l.value("accepting", false) ? "accepting" : "NOT ACCEPTING",
-             std::to_string(l.value("connections", 0)),
-             first ? std::to_string(stats.value("requests", uint64_t{0})) : "",
-             first ? std::to_string(stats.value("errors", uint64_t{0})) : "",
-             labels.empty() ? "-" : labels});
+      std::vector<std::string> row = {
+          key_text(reg.value("attachment", nlohmann::json::object())),
+          reg.value("netns", ""),
+          l.value("listen", ""),
+          l.value("upstream", ""),
+          l.value("mode", ""),
+          l.value("accepting", false) ? "accepting" : "NOT ACCEPTING",
+          std::to_string(l.value("connections", 0)),
+          first ? std::to_string(stats.value("requests", uint64_t{0})) : "",
+          first ? std::to_string(stats.value("errors", uint64_t{0})) : "",
+          labels.empty() ? "-" : labels};
+      if (with_limits) row.push_back(first ? limits : "");
+      t.add(std::move(row));
       first = false;
     }
   }

@@ -28,6 +28,7 @@ class Table {
         s += r[i];
         if (i + 1 < r.size()) s += std::string(width[i] - r[i].size() + 2, ' ');
       }
+      s.erase(s.find_last_not_of(' ') + 1);  // empty last cells leave no trailing blanks
       std::fprintf(out, "%s\n", s.c_str());
     };
     line(header_);

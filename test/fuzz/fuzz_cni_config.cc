@@ -91,6 +91,7 @@ Request request_for(Command command, const PluginConfig& conf) {
   req.listeners = conf.listeners;
   req.labels = conf.labels;
   req.headers = conf.headers;
+  req.limits = conf.limits;
   return req;
 }
 

@@ -38,6 +38,7 @@ std::string difference(const Request& a, const Request& b) {
   if (a.listeners != b.listeners) return "listeners";
   if (a.labels != b.labels) return "labels";
   if (a.headers != b.headers) return "headers";
+  if (a.limits != b.limits) return "limits";
   if (a.valid_attachments != b.valid_attachments) return "valid_attachments";
   return {};
 }

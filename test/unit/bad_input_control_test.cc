@@ -183,6 +183,23 @@ std::vector<Case> cases() {
       {"HeadersLabelPrefixColon", with(valid_add(), P("/headers"), json{{"label_prefix", "X:"}}),
        "bad_request",
        "headers.label_prefix: \"X:\" is not a valid header name (1-64 token characters)"},
+      // limits
+      {"LimitsNotObject", with(valid_add(), P("/limits"), json::array()), "bad_request",
+       "\"limits\" must be an object like {\"rate\":10,\"burst\":20,\"connections\":100}"},
+      {"LimitsUnknownKey", with(valid_add(), P("/limits"), json{{"max_connections", 5}}),
+       "bad_request", "limits.max_connections: unknown key (expected rate, burst, connections)"},
+      {"LimitsRateNotNumber", with(valid_add(), P("/limits"), json{{"rate", "10/s"}}),
+       "bad_request", "limits.rate: must be a number (requests per second)"},
+      {"LimitsRateNegative", with(valid_add(), P("/limits"), json{{"rate", -1}}), "bad_request",
+       "limits.rate: must be from 0 (no limit) to 1000000 requests per second"},
+      {"LimitsBurstZero", with(valid_add(), P("/limits"), json{{"burst", 0}}), "bad_request",
+       "limits.burst: must be an integer from 1 to 1000000, got 0"},
+      {"LimitsBurstFraction", with(valid_add(), P("/limits"), json{{"burst", 1.5}}), "bad_request",
+       "limits.burst: must be an integer from 1 to 1000000, got 1.5"},
+      {"LimitsConnectionsTooLarge", with(valid_add(), P("/limits"), json{{"connections", 1000001}}),
+       "bad_request", "limits.connections: must be an integer from 1 to 1000000, got 1000001"},
+      {"LimitsConnectionsNotNumber", with(valid_add(), P("/limits"), json{{"connections", "100"}}),
+       "bad_request", "limits.connections: must be an integer from 1 to 1000000, got \"100\""},
       // valid_attachments
       {"ValidAttachmentsNotArray", with(valid_gc(), P("/valid_attachments"), json::object()),
        "bad_request", "\"valid_attachments\" must be an array"},
@@ -229,9 +246,11 @@ TEST(BadInputControl, LimitsAreInclusive) {
   j["labels"] = many_labels(63);
   j["labels"][std::string(63, 'k')] = std::string(1024, 'v');
   j["headers"] = {{"tenant_id", std::string(64, 'T')}};
+  j["limits"] = {{"rate", 1000000}, {"burst", 1000000}, {"connections", 1000000}};
   auto r = decode_request(j.dump());
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->labels.size(), 64u);
+  EXPECT_EQ(r->limits, (TenantLimits{1e6, 1000000, 1000000}));
 
   json gc = with(valid_gc(), P("/valid_attachments"), many_valid_attachments(30000));
   auto g = decode_request(gc.dump());

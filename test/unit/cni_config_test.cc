@@ -45,6 +45,7 @@ TEST(CniConfig, ParsesValidConfigWithDefaults) {
   EXPECT_EQ(r->listeners[0].proxy_protocol, ProxyProtocol::None);
   EXPECT_TRUE(r->labels.empty());
   EXPECT_EQ(r->headers, IdentityHeaders{});  // the daemon's defaults
+  EXPECT_TRUE(r->limits.empty());            // the daemon's defaults
   EXPECT_FALSE(r->prev_result.has_value());
 }
 
@@ -160,6 +161,95 @@ TEST(CniConfig, BadIdentityHeadersNameTheField) {
   }
   j["headers"] = {{"tenantId", std::string(kMaxHeaderNameLength, 'x')}};
   EXPECT_TRUE(parse(j).ok());
+}
+
+TEST(CniConfig, ReadsTenantLimits) {
+  json j = base_config();
+  j["limits"] = {{"rate", 10.5}, {"burst", 20}, {"connections", 100}};
+  auto r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->limits.rate, 10.5);
+  EXPECT_EQ(r->limits.burst, 20u);
+  EXPECT_EQ(r->limits.connections, 100u);
+
+  j["limits"] = {{"connections", 5}};  // each field alone; the others: the daemon's defaults
+  r = parse(j, Command::Check);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_FALSE(r->limits.rate.has_value());
+  EXPECT_FALSE(r->limits.burst.has_value());
+  EXPECT_EQ(r->limits.connections, 5u);
+
+  j["limits"] = {{"rate", 0}};  // 0: no rate limit, which is not the same as absent
+  r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->limits.rate, 0.0);
+
+  // Bounds are inclusive.
+  j["limits"] = {{"rate", 1000000}, {"burst", 1000000}, {"connections", 1000000}};
+  EXPECT_TRUE(parse(j).ok());
+  j["limits"] = {{"rate", 0.001}, {"burst", 1}, {"connections", 1}};
+  EXPECT_TRUE(parse(j).ok());
+
+  for (json empty : {json(nullptr), json::object(),
+                     json{{"rate", nullptr}, {"burst", nullptr}, {"connections", nullptr}}}) {
+    j["limits"] = empty;
+    r = parse(j);
+    ASSERT_TRUE(r.ok()) << r.error().msg;
+    EXPECT_TRUE(r->limits.empty()) << empty.dump();
+  }
+  j.erase("limits");
+  r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_TRUE(r->limits.empty());
+
+  j["limits"] = "fast";  // not an object: ignored by commands that do not use it
+  EXPECT_TRUE(parse(j, Command::Del).ok());
+}
+
+TEST(CniConfig, BadTenantLimitsNameTheField) {
+  json j = base_config();
+  j["limits"] = 10;
+  expect_invalid(j, "limits");
+  j["limits"] = json::array({10});
+  expect_invalid(j, "limits");
+
+  for (const char* key : {"Rate", "connection", "maxConnections", "in_flight"}) {
+    j["limits"] = {{"rate", 1}, {key, 1}};
+    auto r = parse(j);
+    ASSERT_FALSE(r.ok()) << key;
+    EXPECT_EQ(r.error().code, code::kInvalidConfig);
+    EXPECT_EQ(r.error().msg,
+              std::string("limits.") + key + ": unknown key (expected rate, burst, connections)");
+  }
+  j["limits"] = {{"rate", 1}, {"Burst", nullptr}};  // a typo is refused even when null
+  expect_invalid(j, "limits.Burst");
+
+  for (json bad : {json("10"), json(true), json(-1), json(-0.001), json(1000000.5), json(1e7),
+                   json::array(), json::object()}) {
+    SCOPED_TRACE(bad.dump());
+    j["limits"] = {{"rate", bad}};
+    expect_invalid(j, "limits.rate");
+  }
+  for (const char* key : {"burst", "connections"}) {
+    for (json bad : {json(0), json(-1), json(1.5), json(20.0), json("20"), json(false),
+                     json(1000001), json(4294967297ULL), json(1e20), json::array({1})}) {
+      SCOPED_TRACE(std::string(key) + "=" + bad.dump());
+      j["limits"] = {{key, bad}};
+      expect_invalid(j, std::string("limits.") + key);
+    }
+  }
+
+  // The whole message, for the record (docs/bad-input.md).
+  j["limits"] = {{"burst", 0}};
+  auto r = parse(j);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().msg, "limits.burst: must be an integer from 1 to 1000000, got 0");
+  j["limits"] = {{"rate", -1}};
+  r = parse(j);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().msg,
+            "limits.rate: must be a number of requests per second from 0 (no limit) to 1000000, "
+            "got -1");
 }
 
 TEST(CniConfig, ReadsOptionalFields) {

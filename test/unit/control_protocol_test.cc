@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
 #include <string>
 
 namespace nsproxy {
@@ -81,6 +83,12 @@ TEST_P(ControlProtocolRejects, WithCodeAndMessage) {
 
 const std::string kListener = R"([{"listen":"127.0.0.1:8080","upstream":"127.0.0.1:1"}])";
 
+// A valid add with "limits": the given JSON text.
+std::string add_with_limits(const std::string& limits) {
+  return R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":)" + kListener +
+         R"(,"limits":)" + limits + "}";
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Garbage, ControlProtocolRejects,
     ::testing::Values(
@@ -119,10 +127,137 @@ INSTANTIATE_TEST_SUITE_P(
                    R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":)" + kListener +
                        R"(,"labels":{"k":1}})",
                    "bad_request", "\"k\""},
+        BadRequest{"LimitsNotObject", add_with_limits("5"), "bad_request",
+                   "\"limits\" must be an object"},
+        BadRequest{"LimitsUnknownKey", add_with_limits(R"({"rate":1,"connection":5})"),
+                   "bad_request",
+                   "limits.connection: unknown key (expected rate, burst, connections)"},
+        BadRequest{"LimitsUnknownKeyEvenWhenNull", add_with_limits(R"({"Rate":null})"),
+                   "bad_request", "limits.Rate: unknown key"},
+        BadRequest{"LimitsRateNotNumber", add_with_limits(R"({"rate":"10"})"), "bad_request",
+                   "limits.rate: must be a number"},
+        BadRequest{"LimitsRateBool", add_with_limits(R"({"rate":true})"), "bad_request",
+                   "limits.rate: must be a number"},
+        BadRequest{"LimitsRateNegative", add_with_limits(R"({"rate":-0.5})"), "bad_request",
+                   "limits.rate: must be from 0 (no limit) to 1000000 requests per second"},
+        BadRequest{"LimitsRateTooLarge", add_with_limits(R"({"rate":1000000.5})"), "bad_request",
+                   "limits.rate: must be from 0 (no limit) to 1000000"},
+        BadRequest{"LimitsBurstZero", add_with_limits(R"({"burst":0})"), "bad_request",
+                   "limits.burst: must be an integer from 1 to 1000000, got 0"},
+        BadRequest{"LimitsBurstNegative", add_with_limits(R"({"burst":-3})"), "bad_request",
+                   "limits.burst: must be an integer from 1 to 1000000, got -3"},
+        BadRequest{"LimitsBurstFraction", add_with_limits(R"({"burst":2.5})"), "bad_request",
+                   "limits.burst: must be an integer from 1 to 1000000, got 2.5"},
+        BadRequest{"LimitsBurstString", add_with_limits(R"({"burst":"20"})"), "bad_request",
+                   "limits.burst: must be an integer from 1 to 1000000, got \"20\""},
+        BadRequest{"LimitsBurstTooLarge", add_with_limits(R"({"burst":1000001})"), "bad_request",
+                   "limits.burst: must be an integer from 1 to 1000000, got 1000001"},
+        BadRequest{"LimitsBurstAbove32Bits", add_with_limits(R"({"burst":4294967297})"),
+                   "bad_request", "limits.burst: must be an integer from 1 to 1000000"},
+        BadRequest{"LimitsBurstAbove64Bits", add_with_limits(R"({"burst":100000000000000000000})"),
+                   "bad_request", "limits.burst: must be an integer from 1 to 1000000"},
+        BadRequest{"LimitsConnectionsZero", add_with_limits(R"({"connections":0})"), "bad_request",
+                   "limits.connections: must be an integer from 1 to 1000000"},
+        BadRequest{"LimitsConnectionsNegative", add_with_limits(R"({"connections":-1})"),
+                   "bad_request", "limits.connections: must be an integer from 1 to 1000000"},
+        BadRequest{"LimitsConnectionsTooLarge", add_with_limits(R"({"connections":1000001})"),
+                   "bad_request", "limits.connections: must be an integer from 1 to 1000000"},
+        BadRequest{"LimitsConnectionsArray", add_with_limits(R"({"connections":[1]})"),
+                   "bad_request", "limits.connections: must be an integer"},
         BadRequest{"GcWithoutNetwork", R"({"version":1,"op":"gc","attachment":{"id":"x"}})",
                    "bad_request", "network"},
         BadRequest{"TooLarge", std::string(kMaxMessageSize + 1, ' '), "too_large", "large"}),
     [](const ::testing::TestParamInfo<BadRequest>& p) { return std::string(p.param.name); });
+
+TEST(ControlProtocol, LimitsRoundTrip) {
+  Request in = sample_add();
+  in.limits = {10.5, 20, 100};
+  auto out = decode_request(encode_request(in));
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out->limits, in.limits);
+  EXPECT_EQ(*out->limits.rate, 10.5);
+  EXPECT_EQ(*out->limits.burst, 20u);
+  EXPECT_EQ(*out->limits.connections, 100u);
+
+  // A rate that is not a short decimal comes back exactly (the daemon compares limits
+  // to tell a repeated add from a changed one); 0 means no limit and is kept as 0.
+  for (double rate : {1.0 / 3, 0.1, 0.0, 1e6, 5e-7}) {
+    in.limits = {rate, std::nullopt, std::nullopt};
+    out = decode_request(encode_request(in));
+    ASSERT_TRUE(out.ok()) << out.error().message;
+    EXPECT_EQ(out->limits, in.limits) << rate;
+  }
+  // Bounds are inclusive.
+  in.limits = {1e6, kMaxTenantBurst, kMaxTenantConnections};
+  out = decode_request(encode_request(in));
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out->limits, in.limits);
+  in.limits = {0.0, 1, 1};
+  out = decode_request(encode_request(in));
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out->limits, in.limits);
+}
+
+TEST(ControlProtocol, AbsentLimitsStayAbsent) {
+  Request in = sample_add();
+  std::string text = encode_request(in);
+  EXPECT_EQ(text.find("limits"), std::string::npos) << text;  // no limits: no key at all
+  auto out = decode_request(text);
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_TRUE(out->limits.empty());
+
+  in.limits.connections = 7;  // one field: only that one is sent and set
+  text = encode_request(in);
+  EXPECT_NE(text.find(R"("limits":{"connections":7})"), std::string::npos) << text;
+  out = decode_request(text);
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_FALSE(out->limits.rate.has_value());
+  EXPECT_FALSE(out->limits.burst.has_value());
+  EXPECT_EQ(out->limits.connections, 7u);
+
+  // null, {} and null fields are the same as absent.
+  for (const char* limits : {"null", "{}", R"({"rate":null,"burst":null,"connections":null})"}) {
+    auto r = decode_request(add_with_limits(limits));
+    ASSERT_TRUE(r.ok()) << limits << ": " << r.error().message;
+    EXPECT_TRUE(r->limits.empty()) << limits;
+  }
+  auto r = decode_request(add_with_limits(R"({"rate":null,"burst":5})"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(r->limits.rate.has_value());
+  EXPECT_EQ(r->limits.burst, 5u);
+}
+
+TEST(ControlProtocol, ValidateLimitsNamesTheField) {
+  EXPECT_TRUE(validate_limits({}).ok());
+  EXPECT_TRUE(validate_limits({0.0, 1, 1}).ok());
+  EXPECT_TRUE(validate_limits({1e6, 1000000, 1000000}).ok());
+  struct Bad {
+    TenantLimits limits;
+    const char* message;
+  };
+  for (const Bad& b : {
+           Bad{{-1.0, {}, {}},
+               "limits.rate: must be from 0 (no limit) to 1000000 requests per second"},
+           Bad{{1e6 + 1, {}, {}},
+               "limits.rate: must be from 0 (no limit) to 1000000 requests per second"},
+           Bad{{std::nan(""), {}, {}}, "limits.rate: "},
+           Bad{{HUGE_VAL, {}, {}}, "limits.rate: "},
+           Bad{{{}, 0u, {}}, "limits.burst: must be an integer from 1 to 1000000"},
+           Bad{{{}, 1000001u, {}}, "limits.burst: must be an integer from 1 to 1000000"},
+           Bad{{{}, {}, 0u}, "limits.connections: must be an integer from 1 to 1000000"},
+           Bad{{{}, {}, UINT32_MAX}, "limits.connections: must be an integer from 1 to 1000000"},
+       }) {
+    Status s = validate_limits(b.limits);
+    ASSERT_FALSE(s.ok()) << b.message;
+    EXPECT_EQ(s.error().code, codes::kBadRequest);
+    EXPECT_EQ(s.error().message.rfind(b.message, 0), 0u) << s.error().message;
+  }
+}
+
+TEST(ControlProtocol, LimitsJsonHasOnlyTheSetFields) {
+  EXPECT_EQ(limits_json({}), nlohmann::json::object());
+  EXPECT_EQ(limits_json({2.5, {}, 9u}), (nlohmann::json{{"rate", 2.5}, {"connections", 9}}));
+}
 
 TEST(ControlProtocol, TooManyListenersIsRefused) {
   nlohmann::json ls = nlohmann::json::array();

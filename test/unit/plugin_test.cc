@@ -246,6 +246,19 @@ TEST_F(PluginTest, ProxyProtocolOnAnHttpListenerIsCode7AndContactsNoDaemon) {
   EXPECT_TRUE(daemon.received().empty());
 }
 
+TEST_F(PluginTest, BadLimitsAreCode7AndContactNoDaemon) {
+  FakeDaemon daemon(socket_path(), [](const Request&) { return ok_with(); });
+  auto c = config();
+  c["limits"] = {{"burst", 0}};
+  expect_error(run(env("ADD"), c.dump()), 7, "limits.burst: must be an integer from 1 to");
+  expect_error(run(env("CHECK"), c.dump()), 7, "limits.burst: must be an integer from 1 to");
+  c["limits"] = {{"connection", 10}};
+  expect_error(run(env("ADD"), c.dump()), 7, "limits.connection: unknown key");
+  EXPECT_TRUE(daemon.received().empty());
+  // DEL does not look at limits.
+  EXPECT_EQ(run(env("DEL"), c.dump()).exit_code, 0);
+}
+
 TEST_F(PluginTest, MissingEnvironmentIsCode4) {
   auto e = env("ADD");
   e.erase("CNI_NETNS");
@@ -278,6 +291,7 @@ TEST_F(PluginTest, AddSendsTheRegistrationAndPrintsPrevResultUnchanged) {
   auto c = config("1.0.0");
   c["labels"] = {{"team", "a"}, {"pod-name", "from-config"}};
   c["headers"] = {{"tenantId", "X-Caller"}, {"labelPrefix", "X-Caller-Label-"}};
+  c["limits"] = {{"rate", 2.5}, {"burst", 5}, {"connections", 64}};
   c["listeners"].push_back({{"listen", "127.0.0.1:8443"},
                             {"upstream", "127.0.0.1:18443"},
                             {"mode", "tcp"},
@@ -316,6 +330,7 @@ TEST_F(PluginTest, AddSendsTheRegistrationAndPrintsPrevResultUnchanged) {
   EXPECT_EQ(req.listeners[1].proxy_protocol, ProxyProtocol::V2);
   EXPECT_EQ(req.headers.tenant_id, "X-Caller");
   EXPECT_EQ(req.headers.label_prefix, "X-Caller-Label-");
+  EXPECT_EQ(req.limits, (TenantLimits{2.5, 5, 64}));
   std::map<std::string, std::string> want_labels = {
       {"team", "a"}, {"pod-name", "web-0"}, {"pod-namespace", "ns1"}};
   EXPECT_EQ(req.labels, want_labels);  // CNI_ARGS wins over the config on the same key
@@ -412,6 +427,7 @@ TEST_F(PluginTest, CheckResults) {
     FakeDaemon daemon(socket_path(), [](const Request&) { return ok_with(); });
     auto c = config();
     c["headers"] = {{"tenantId", "X-Caller"}};
+    c["limits"] = {{"connections", 10}};
     auto r = run(env("CHECK"), c.dump());
     EXPECT_EQ(r.exit_code, 0) << r.out;
     EXPECT_EQ(r.out, "");
@@ -419,6 +435,7 @@ TEST_F(PluginTest, CheckResults) {
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0].request.op, Op::Check);
     EXPECT_EQ(got[0].request.headers.tenant_id, "X-Caller");  // CHECK compares the same request
+    EXPECT_EQ(got[0].request.limits, (TenantLimits{std::nullopt, std::nullopt, 10}));
     EXPECT_TRUE(got[0].fd_is_our_netns);
   }
   std::filesystem::remove(socket_path());
