@@ -50,12 +50,19 @@ void usage(FILE* out) {
       "                                  accepting until one ends (default %zu)\n"
       "  --listen-backlog N              listen backlog of tenant listeners: where a tenant's\n"
       "                                  connections beyond its limit wait (default %d)\n"
+      "  --tenant-rate N                 requests per second per tenant (http mode), over\n"
+      "                                  it 429 with Retry-After; 0: no limit (default 0)\n"
+      "  --tenant-burst N                requests a tenant may send at once above the rate\n"
+      "                                  (default: one second's worth)\n"
+      "  --tenant-max-in-flight N        requests of one tenant at its upstreams at once;\n"
+      "                                  more wait for a slot (default %zu)\n"
       "  --upstream-idle-max N           idle pooled connections per upstream (default %zu)\n"
       "  --upstream-idle-timeout SECONDS close pooled connections idle that long (default %g)\n"
       "  --help, --version\n",
       kDefaultSocketPath, d.tenant_header.c_str(), d.label_header_prefix.c_str(),
       d.connect_timeout, d.head_timeout, d.idle_timeout, d.response_timeout, d.body_timeout,
-      d.max_head_size, d.max_connections_per_tenant, d.listen_backlog, d.upstream_idle_max,
+      d.max_head_size, d.max_connections_per_tenant, d.listen_backlog,
+      d.tenant_max_in_flight, d.upstream_idle_max,
       d.upstream_idle_timeout);
 }
 
@@ -97,7 +104,7 @@ int parse_options(int argc, char** argv, Options* o) {
   enum {
     kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
     kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
-    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kFsync, kLogFormat, kMetricsListen, kDetach, kBacklog, kHelp, kShowVersion
+    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kFsync, kLogFormat, kMetricsListen, kDetach, kBacklog, kTenantRate, kTenantBurst, kInFlight, kHelp, kShowVersion
   };
   static const option long_opts[] = {
       {"socket", required_argument, nullptr, kSocket},
@@ -127,6 +134,9 @@ int parse_options(int argc, char** argv, Options* o) {
       {"metrics-listen", required_argument, nullptr, kMetricsListen},
       {"detach", no_argument, nullptr, kDetach},
       {"listen-backlog", required_argument, nullptr, kBacklog},
+      {"tenant-rate", required_argument, nullptr, kTenantRate},
+      {"tenant-burst", required_argument, nullptr, kTenantBurst},
+      {"tenant-max-in-flight", required_argument, nullptr, kInFlight},
       {"help", no_argument, nullptr, kHelp},
       {"version", no_argument, nullptr, kShowVersion},
       {nullptr, 0, nullptr, 0}};
@@ -173,6 +183,16 @@ int parse_options(int argc, char** argv, Options* o) {
         p.listen_backlog = static_cast<int>(n);
         break;
       }
+      case kTenantRate: {
+        char* end = nullptr;
+        double v = std::strtod(optarg, &end);
+        ok = *optarg != '\0' && *end == '\0' && v >= 0 && v <= kMaxTenantRate;
+        if (!ok) std::fprintf(stderr, "nsproxyd: --tenant-rate: expected requests per second (0 = no limit .. %.0f), got \"%s\"\n", kMaxTenantRate, optarg);
+        p.tenant_rate = v;
+        break;
+      }
+      case kTenantBurst: ok = parse_count("--tenant-burst", optarg, 1, kMaxTenantBurst, &p.tenant_burst); break;
+      case kInFlight: ok = parse_count("--tenant-max-in-flight", optarg, 1, 1000000, &p.tenant_max_in_flight); break;
       case kLogFormat:
         ok = parse_log_format(optarg, &o->log_format);
         if (!ok) std::fprintf(stderr, "nsproxyd: --log-format: expected text or json, got \"%s\"\n", optarg);

@@ -398,6 +398,7 @@ HttpSession::HttpSession(Listener* listener, UniqueFd client, bool over_limit)
 }
 
 HttpSession::~HttpSession() {
+  release_slot();
   ev_io_stop(loop_, &client_r_);
   ev_io_stop(loop_, &client_w_);
   ev_io_stop(loop_, &upstream_r_);
@@ -409,12 +410,31 @@ HttpSession::~HttpSession() {
 
 bool HttpSession::start() {
   peer_ip_ = peer_ip_of(client_.get());
+  if (over_limit_) {
+    // The daemon's budget is spent and nothing could be reclaimed for this tenant:
+    // answered at once, without holding a slot while a head arrives.
+    return refuse(Refusal::ConnectionLimit, 503, "Service Unavailable", "connection limit reached",
+                  1);
+  }
   set_phase(Phase::kHead);
   return pump();
 }
 
+void HttpSession::join(IntrusiveList<Session>& list) {
+  listed_at = ev_now(loop_);
+  list.push_back(this);
+}
+
 void HttpSession::set_phase(Phase p) {
   phase_ = p;
+  Tenant& t = listener_->tenant();
+  if (p == Phase::kHead) {
+    join(t.heads);
+  } else if (p == Phase::kIdle) {
+    join(t.idle);
+  } else if (p == Phase::kClosing || hook.list != &t.waiting) {
+    unlink(this);
+  }
   const ProxyConfig& cfg = *listener_->worker()->config;
   ev_timer_stop(loop_, &client_t_);
   if (p == Phase::kHead) {
@@ -515,14 +535,19 @@ bool HttpSession::process_client_input() {
   }
   if (exchange_ready_) {
     exchange_ready_ = false;
-    if (over_limit_) {
-      return refuse(Refusal::ConnectionLimit, 503, "Service Unavailable", "connection limit reached");
-    }
     if (req_parser_.method == HTTP_CONNECT) {
       return refuse(Refusal::MethodNotAllowed, 405, "Method Not Allowed", "CONNECT is not proxied");
     }
-    if (!connect_upstream()) return false;
-    // Body bytes that arrived with the head.
+    Tenant& t = listener_->tenant();
+    if (!t.rate.take(ev_now(loop_))) {
+      char why[96];
+      std::snprintf(why, sizeof why, "request rate limit (%g/s, burst %g) exceeded", t.rate.rate(),
+                    t.rate.burst());
+      return refuse(Refusal::RateLimit, 429, "Too Many Requests", why,
+                    t.rate.retry_after(ev_now(loop_)));
+    }
+    if (acquire_slot() && !connect_upstream()) return false;
+    // Body bytes that arrived with the head (queued while the request waits in line).
     return process_client_input();
   }
   return pump();
@@ -589,6 +614,7 @@ int HttpSession::req_header_value(const char* at, size_t len) {
 int HttpSession::req_headers_complete() {
   ev_timer_stop(loop_, &client_t_);  // the head is in: no more head timeout
   phase_ = Phase::kExchange;
+  unlink(this);  // out of its tenant's incomplete heads
   method_ = http_method_str(static_cast<http_method>(req_parser_.method));
   req_http10_ = req_parser_.http_major == 1 && req_parser_.http_minor == 0;
   req_keep_alive_ = http_should_keep_alive(&req_parser_) != 0;
@@ -753,7 +779,7 @@ bool HttpSession::connect_upstream(bool fresh) {
     upstream_reused_ = static_cast<bool>(upstream_);
   }
   if (!upstream_) {
-    upstream_.reset(::socket(up.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    upstream_.reset(listener_->worker()->budget.stream_socket(up.family()));
     if (!upstream_) return upstream_failed("upstream socket for", errno);  // 502
     if (up.family() != AF_UNIX) set_nodelay(upstream_.get());
   }
@@ -862,6 +888,7 @@ bool HttpSession::on_upstream_readable() {
     tunnel_next_ = false;
     complete_response(101);
     phase_ = Phase::kTunnel;
+    release_slot();  // a tunnel is bounded by the connection limit, not the in-flight cap
     ev_timer_stop(loop_, &upstream_t_);
     touch_tunnel();
     to_client_.append(buf + done, static_cast<size_t>(n) - done);
@@ -1015,7 +1042,48 @@ int HttpSession::resp_message_complete() {
   return 0;
 }
 
+bool HttpSession::acquire_slot() {
+  Tenant& t = listener_->tenant();
+  if (t.in_flight < t.max_in_flight && t.waiting.empty()) {
+    ++t.in_flight;
+    holds_slot_ = true;
+    return true;
+  }
+  // In line behind the tenant's other requests, for at most --connect-timeout.
+  join(t.waiting);
+  restart_upstream_timer(listener_->worker()->config->connect_timeout);
+  return false;
+}
+
+void HttpSession::release_slot() {
+  if (!holds_slot_) return;
+  holds_slot_ = false;
+  Tenant& t = listener_->tenant();
+  Session* next = t.waiting.pop_front();
+  if (next == nullptr) {
+    --t.in_flight;
+    return;
+  }
+  static_cast<HttpSession*>(next)->grant_slot();  // the slot passes on
+}
+
+void HttpSession::grant_slot() {
+  holds_slot_ = true;
+  slot_granted_ = true;
+  restart_upstream_timer(0);  // connects from its own callback, not from inside another's
+}
+
 bool HttpSession::on_upstream_timer() {
+  if (slot_granted_) {
+    slot_granted_ = false;
+    if (!connect_upstream()) return false;
+    return process_client_input();
+  }
+  if (hook.list == &listener_->tenant().waiting) {
+    unlink(this);
+    return refuse(Refusal::InFlightLimit, 503, "Service Unavailable",
+                  "too many requests of this tenant in flight to upstreams", 1);
+  }
   if (upstream_connecting_) return upstream_failed("connect to upstream", ETIMEDOUT);
   if (!resp_started_) {
     if (!req_complete_) {
@@ -1045,6 +1113,8 @@ bool HttpSession::upstream_failed(const char* what, int err) {
 
 void HttpSession::release_upstream(bool reusable) {
   ev_timer_stop(loop_, &upstream_t_);
+  slot_granted_ = false;
+  release_slot();
   if (phase_ == Phase::kTunnel) return;  // the tunnel keeps the connection
   ev_io_stop(loop_, &upstream_r_);
   ev_io_stop(loop_, &upstream_w_);
@@ -1085,14 +1155,23 @@ bool HttpSession::finish_exchange() {
   return pump();
 }
 
-bool HttpSession::respond_error(int status, const char* reason, const std::string& why) {
+bool HttpSession::respond_error(int status, const char* reason, const std::string& why,
+                                long retry_after, bool log) {
   const bool m = method_ != nullptr;
   std::string_view url = req_fields_.start().substr(0, 200);
-  LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
-               {"error", why}}),
-             "tenant %s: %d %s: %s%s%s%s%.*s%s", listener_->tenant_name().c_str(), status, reason,
-           why.c_str(), m ? " (" : "", m ? method_ : "", m ? " " : "",
-           m ? static_cast<int>(url.size()) : 0, url.data(), m ? ")" : "");
+  if (log) {
+    size_t quiet = listener_->tenant().refusal_log.suppressed;
+    LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
+                 {"error", why}}),
+               "tenant %s: %d %s: %s%s%s%s%.*s%s%s", listener_->tenant_name().c_str(), status,
+               reason, why.c_str(), m ? " (" : "", m ? method_ : "", m ? " " : "",
+               m ? static_cast<int>(url.size()) : 0, url.data(), m ? ")" : "",
+               quiet == 0 ? ""
+                          : (" (" + std::to_string(quiet) +
+                             " more refusals of this tenant in the last second not logged)")
+                                .c_str());
+    listener_->tenant().refusal_log.suppressed = 0;
+  }
   status_ = status;
   complete_response(status);
   release_upstream(false);
@@ -1104,7 +1183,9 @@ bool HttpSession::respond_error(int status, const char* reason, const std::strin
     to_client_.append(std::string(req_http10_ ? "HTTP/1.0 " : "HTTP/1.1 ") +
                       std::to_string(status) + " " + reason +
                       "\r\nContent-Type: text/plain\r\nContent-Length: " +
-                      std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+                      std::to_string(body.size()) +
+                      (retry_after > 0 ? "\r\nRetry-After: " + std::to_string(retry_after) : "") +
+                      "\r\nConnection: close\r\n\r\n" + body);
     resp_started_ = true;
   }
   client_keep_alive_ = false;
@@ -1119,9 +1200,12 @@ void HttpSession::end_request() {
   resp_fields_.release();
 }
 
-bool HttpSession::refuse(Refusal why, int status, const char* reason, const std::string& detail) {
-  listener_->tenant().stats.refuse(why);
-  return respond_error(status, reason, detail);
+bool HttpSession::refuse(Refusal why, int status, const char* reason, const std::string& detail,
+                         long retry_after) {
+  Tenant& t = listener_->tenant();
+  t.stats.refuse(why);
+  // One line per tenant per second: a flood of refusals must not flood the log too.
+  return respond_error(status, reason, detail, retry_after, t.refusal_log.allow(ev_now(loop_)));
 }
 
 void HttpSession::complete_response(int status) {

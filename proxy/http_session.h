@@ -15,8 +15,11 @@
 //   kClosing  flushing the last response, then a short lingering read, then close
 //
 // Errors answer with a short text body while no response byte was sent yet:
-// 400 malformed or smuggling-shaped request, 431 head too large, 502 upstream refused or
-// broke, 503 tenant over its connection limit, 504 upstream connect/response timeout.
+// 400 malformed or smuggling-shaped request, 408 head or body too slow, 429 over the
+// tenant's request rate (Retry-After), 431 head too large, 502 upstream refused or broke,
+// 503 the daemon's connection budget spent (answered at once) or a request waited longer
+// than --connect-timeout for one of the tenant's in-flight slots, 504 upstream
+// connect/response timeout.
 #pragma once
 
 #include <ev.h>
@@ -154,7 +157,10 @@ class HttpSession : public Session {
   bool connect_upstream(bool fresh = false);  // pooled (unless fresh) or new; false when over
   bool upstream_connected();
   bool finish_exchange();         // response complete: log, pool, next request
-  bool respond_error(int status, const char* reason, const std::string& why);
+  // retry_after > 0: a Retry-After header (seconds). log: one INFO line (refuse() limits
+  // them per tenant).
+  bool respond_error(int status, const char* reason, const std::string& why,
+                     long retry_after = 0, bool log = true);
   bool upstream_failed(const char* what, int err);  // 502/504 or close
   bool pump();                    // tunnel half-close + watcher interest; false when over
   void set_phase(Phase p);
@@ -169,7 +175,14 @@ class HttpSession : public Session {
   void complete_response(int status);
   void access_log(int status, std::chrono::steady_clock::duration elapsed);
   // Counts why the tenant was turned away, then answers with respond_error.
-  bool refuse(Refusal why, int status, const char* reason, const std::string& detail);
+  bool refuse(Refusal why, int status, const char* reason, const std::string& detail,
+              long retry_after = 0);
+  // The tenant's in-flight cap: true when this request may go to its upstream now; false:
+  // it waits in the tenant's line (upstream_t_ bounds the wait) until grant_slot().
+  bool acquire_slot();
+  void release_slot();  // at the end of the exchange; passes the slot to the next in line
+  void grant_slot();
+  void join(IntrusiveList<Session>& list);  // into one of its tenant's lists, newest
 
   struct ev_loop* loop_;
   UniqueFd client_;
@@ -189,6 +202,8 @@ class HttpSession : public Session {
   bool over_limit_;
   bool upstream_connecting_ = false;
   bool upstream_reused_ = false;
+  bool holds_slot_ = false;      // counted in the tenant's in_flight
+  bool slot_granted_ = false;    // handed a slot while waiting: connect on upstream_t_
   bool client_eof_ = false;
   bool upstream_eof_ = false;
   bool client_shut_ = false;

@@ -26,33 +26,32 @@ void pause_cb(struct ev_loop*, ev_timer* w, int) {
 
 Session::Session(Listener* listener) : listener_(listener) {
   listener_->adopt(this);
-  ++listener_->tenant().connections;
+  if (listener_->tenant().connections++ == 0) listener_->worker()->budget.add_holder(listener_->tenant());
   ++listener_->worker()->connections;
   ++listener_->worker()->connections_total;
 }
 
 Session::~Session() {
   listener_->forget(this);
+  unlink(this);
   Tenant& t = listener_->tenant();
-  --t.connections;
+  if (--t.connections == 0) listener_->worker()->budget.remove_holder(t);
   --listener_->worker()->connections;
-  if (t.at_limit && t.connections < listener_->worker()->config->max_connections_per_tenant) {
-    Listener::release_tenant(t);
+  if (t.at_limit && t.connections < t.max_connections) {
+    t.at_limit = false;
+    Listener::update_tenant(t);
+  }
+  const ProxyConfig& cfg = *listener_->worker()->config;
+  if (cfg.max_connections > 0 && listener_->worker()->connections < cfg.max_connections) {
+    listener_->worker()->budget.release_held();  // room again: they may try
   }
 }
 
-void Listener::hold_tenant(Tenant& t) {
-  t.at_limit = true;
-  for (Listener* l : t.listeners) ev_io_stop(l->worker_->loop, &l->accept_w_);
-  LOG_DEBUG_F(({{"tenant", t.id}}), "tenant %s: at its connection limit; not accepting",
-              t.display.c_str());
-}
-
-void Listener::release_tenant(Tenant& t) {
-  t.at_limit = false;
+void Listener::update_tenant(Tenant& t) {
   for (Listener* l : t.listeners) {
     // Not one that is paused (out of fds; its timer restarts it) or handed over.
-    if (l->fd_ && !ev_is_active(&l->pause_t_)) ev_io_start(l->worker_->loop, &l->accept_w_);
+    if (!l->fd_ || ev_is_active(&l->pause_t_)) continue;
+    set_active(l->worker_->loop, &l->accept_w_, !t.holding());
   }
 }
 
@@ -73,6 +72,7 @@ Listener::Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstr
 Listener::~Listener() {
   auto& ls = tenant_->listeners;
   ls.erase(std::remove(ls.begin(), ls.end(), this), ls.end());
+  if (ls.empty()) worker_->budget.forget(*tenant_);
   ev_io_stop(worker_->loop, &accept_w_);
   ev_timer_stop(worker_->loop, &pause_t_);
   fd_.reset();
@@ -103,25 +103,37 @@ void Listener::stop_accepting() {
 }
 
 void Listener::start() {
-  if (!tenant_->at_limit) ev_io_start(worker_->loop, &accept_w_);
+  if (!tenant_->holding()) ev_io_start(worker_->loop, &accept_w_);
 }
 
 void Listener::on_pause_over() {
-  if (!tenant_->at_limit) ev_io_start(worker_->loop, &accept_w_);
+  if (!tenant_->holding()) ev_io_start(worker_->loop, &accept_w_);
 }
 
 void Listener::on_acceptable() {
   const ProxyConfig& cfg = *worker_->config;
   for (int i = 0; i < kAcceptsPerWakeup; ++i) {
-    if (tenant_->connections >= cfg.max_connections_per_tenant) {
+    if (tenant_->connections >= tenant_->max_connections) {
       // At its limit: the rest waits in the backlog until one of its connections ends.
-      hold_tenant(*tenant_);
+      tenant_->at_limit = true;
+      update_tenant(*tenant_);
+      LOG_DEBUG_F(({{"tenant", tenant_->id}}), "tenant %s: at its connection limit; not accepting",
+                  tenant_->display.c_str());
+      return;
+    }
+    if (cfg.max_connections > 0 && worker_->connections >= cfg.max_connections &&
+        tenant_->connections >= worker_->budget.fair_share(*tenant_, cfg.max_connections)) {
+      // The daemon's budget is spent and this tenant holds its share: its excess waits
+      // in the backlog too, until the daemon has room again.
+      worker_->budget.hold(*tenant_);
       return;
     }
     int cfd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      // Out of fds: an idle keep-alive connection goes before anyone is refused.
+      if ((errno == EMFILE || errno == ENFILE) && worker_->budget.reclaim_idle()) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         pause(std::strerror(errno));
         return;
@@ -133,8 +145,10 @@ void Listener::on_acceptable() {
     UniqueFd client(cfd);
     set_nodelay(cfd);
     ++tenant_->stats.connections_total;
-    // The daemon-wide budget (a tenant's own limit stops its listeners above).
-    bool over_limit = cfg.max_connections > 0 && worker_->connections >= cfg.max_connections;
+    // The daemon-wide budget (a tenant's own limit stops its listeners above). Spent: a
+    // tenant below its fair share gets a slot reclaimed from the largest holder.
+    bool over_limit = cfg.max_connections > 0 && worker_->connections >= cfg.max_connections &&
+                      !worker_->budget.reclaim_for(*tenant_, cfg.max_connections);
     if (over_limit && spec_.mode == Mode::Tcp) {
       tenant_->stats.refuse(Refusal::ConnectionLimit);
       LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_.listen}, {"error", "connection limit"}}),

@@ -34,13 +34,13 @@ class Listener {
   void stop_accepting();
   int fd() const { return fd_.get(); }
   // Serving: accepting, or paused for a moment (out of fds), or holding back while its
-  // tenant is at its connection limit.
+  // tenant is at its connection limit or over its share of a spent daemon budget.
   bool accepting() const {
-    return fd_ && (ev_is_active(&accept_w_) || ev_is_active(&pause_t_) || tenant_->at_limit);
+    return fd_ && (ev_is_active(&accept_w_) || ev_is_active(&pause_t_) || tenant_->holding());
   }
-  // The tenant reached its connection limit / dropped below it (every listener of it).
-  static void hold_tenant(Tenant& t);
-  static void release_tenant(Tenant& t);
+  // Starts or stops the accept watchers of every listener of t after t.at_limit or
+  // t.over_share changed (a paused or handed-over listener stays as it is).
+  static void update_tenant(Tenant& t);
   size_t connections() const { return sessions_.size(); }
 
   const ListenerSpec& spec() const { return spec_; }

@@ -129,7 +129,8 @@ const TenantFamily kTenantFamilies[] = {
               t.stats.connections_total);
      }},
     {"nsproxy_tenant_at_connection_limit", "gauge",
-     "1 while a tenant is at its connection limit (its new connections wait in the backlog).",
+     "1 while a tenant's listeners hold new connections in the backlog: at its connection "
+     "limit, or at its fair share of a spent daemon budget.",
      [](std::string* out, const TenantTotals& t) {
        sample(out, "nsproxy_tenant_at_connection_limit", "tenant", t.id, {}, {},
               uint64_t{t.at_limit ? 1u : 0u});
@@ -163,6 +164,16 @@ const TenantFamily kTenantFamilies[] = {
          if (t.stats.refused[r] == 0) continue;
          sample(out, "nsproxy_tenant_refused_total", "tenant", t.id, "reason",
                 refusal_label(static_cast<Refusal>(r)), t.stats.refused[r]);
+       }
+     }},
+    {"nsproxy_tenant_reclaimed_total", "counter",
+     "A tenant's connections nsproxyd closed to make room for a tenant below its fair share "
+     "of the connection budget (or, out of fds, for anyone), by kind: idle, head.",
+     [](std::string* out, const TenantTotals& t) {
+       for (size_t k = 0; k < t.stats.reclaimed.size(); ++k) {
+         if (t.stats.reclaimed[k] == 0) continue;
+         sample(out, "nsproxy_tenant_reclaimed_total", "tenant", t.id, "kind",
+                reclaim_label(static_cast<Reclaim>(k)), t.stats.reclaimed[k]);
        }
      }},
     {"nsproxy_upstream_errors_total", "counter", "Failures talking to a tenant's upstream, by kind.",
@@ -235,7 +246,7 @@ MetricsSnapshot snapshot_metrics(const Registry& registry, const Worker& worker,
     TenantTotals& t = m.tenants[it->second];
     t.stats.add(reg.tenant->stats);
     t.open += reg.tenant->connections;
-    t.at_limit = t.at_limit || reg.tenant->at_limit;
+    t.at_limit = t.at_limit || reg.tenant->holding();
   });
   std::sort(m.tenants.begin(), m.tenants.end(),
             [](const TenantTotals& a, const TenantTotals& b) { return a.id < b.id; });

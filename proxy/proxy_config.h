@@ -25,6 +25,11 @@ struct ProxyConfig {
   int listen_backlog = 1024;                // where a tenant's excess connections wait
   size_t max_connections = 0;               // all tenants; 0: derived from RLIMIT_NOFILE
   size_t max_registrations = 65536;         // add beyond -> error "limit"
+  // Per-tenant request rate (http mode), a token bucket; a registration may override.
+  double tenant_rate = 0;                   // requests/s; 0: no limit
+  size_t tenant_burst = 0;                  // bucket size; 0: one second's worth (>= 1)
+  // Requests of one tenant forwarded to upstreams at once (http mode); more wait in line.
+  size_t tenant_max_in_flight = 256;
 
   // Upstream connection pool (http mode), per upstream address.
   size_t upstream_idle_max = 256;  // 32 made bursts of 64 keep-alive tenants reconnect (docs/benchmarks.md)

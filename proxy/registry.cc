@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <set>
 #include <utility>
@@ -53,6 +54,11 @@ json Registration::to_json() const {
           {"created_at", created_at},
           {"added_addresses", added_addresses},
           {"listeners", ls},
+          {"limits", tenant ? json{{"rate", tenant->rate.rate()},
+                                   {"burst", tenant->rate.enabled() ? tenant->rate.burst() : 0},
+                                   {"connections", tenant->max_connections},
+                                   {"in_flight", tenant->max_in_flight}}
+                            : json::object()},
           {"connections", tenant ? tenant->connections : 0},
           {"stats", tenant ? tenant->stats.to_json() : json::object()}};
 }
@@ -136,7 +142,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
   if (auto it = regs_.find(req.attachment); it != regs_.end()) {
     const Registration& old = *it->second;
     if (old.netns_id == *id && old.specs == req.listeners && old.labels == req.labels &&
-        old.headers == req.headers) {
+        old.headers == req.headers && old.request.limits == req.limits) {
       LOG_DEBUG("add %s: already registered, nothing to do", who.c_str());
       return ok_reply({{"registration", old.to_json()}, {"created", false}});
     }
@@ -245,6 +251,14 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
   tenant->label_header_prefix = req.headers.label_prefix.empty()
                                     ? worker_->config->label_header_prefix
                                     : req.headers.label_prefix;
+  const ProxyConfig& cfg = *worker_->config;
+  tenant->max_connections = req.limits.connections.value_or(cfg.max_connections_per_tenant);
+  double rate = req.limits.rate.value_or(cfg.tenant_rate);
+  double burst = req.limits.burst ? *req.limits.burst
+                 : cfg.tenant_burst > 0 ? static_cast<double>(cfg.tenant_burst)
+                                        : std::ceil(rate);
+  tenant->rate.configure(rate, burst, worker_->loop != nullptr ? ev_now(worker_->loop) : 0);
+  tenant->max_in_flight = cfg.tenant_max_in_flight;
   reg->tenant = tenant;
   for (size_t i = 0; i < fds->size(); ++i) {
     auto l = std::make_unique<Listener>(worker_, std::move((*fds)[i]), req.listeners[i],
@@ -324,8 +338,9 @@ Reply Registry::status() const {
                    {"errors", totals.errors_total()},
                    {"refused", breakdown["refused"]},
                    {"upstream_errors", breakdown["upstream_errors"]},
+                   {"connections_reclaimed", breakdown["reclaimed"]},
                    {"tenants_at_limit", std::count_if(regs_.begin(), regs_.end(), [](const auto& r) {
-                      return r.second->tenant && r.second->tenant->at_limit;
+                      return r.second->tenant && r.second->tenant->holding();
                     })},
                    {"connections_total", worker_->connections_total},
                    {"pid", static_cast<int64_t>(::getpid())},

@@ -6,6 +6,8 @@
 // Forwarding modes plug in here: TcpSession (byte stream) today, an HTTP session later.
 #pragma once
 
+#include "intrusive_list.h"
+
 namespace nsproxy {
 
 class Listener;
@@ -19,6 +21,10 @@ class Session {
 
   // Starts the session (e.g. connects upstream). false: it failed; caller deletes it.
   virtual bool start() = 0;
+
+  // In one of its tenant's lists (idle, heads, waiting), or none.
+  ListHook<Session> hook;
+  double listed_at = 0;  // ev_now() when it joined that list
 
  protected:
   Listener* listener_;

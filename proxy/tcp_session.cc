@@ -101,7 +101,7 @@ bool TcpSession::start() {
   if (listener_->spec().proxy_protocol == ProxyProtocol::V2 && !queue_proxy_header()) {
     return false;
   }
-  upstream_.reset(::socket(up.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  upstream_.reset(listener_->worker()->budget.stream_socket(up.family()));
   if (!upstream_) {
     if (errno == EMFILE || errno == ENFILE) listener_->worker()->out_of_fds = true;
     return upstream_failed("upstream socket for", errno);

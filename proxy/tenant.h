@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "intrusive_list.h"
+#include "session.h"
 #include "tenant_stats.h"
+#include "token_bucket.h"
 
 namespace nsproxy {
 
@@ -22,6 +25,34 @@ struct Tenant {
   // the kernel, and costs the daemon nothing (no fd, no session, no budget).
   std::vector<class Listener*> listeners;
   bool at_limit = false;
+  // Holding the excess in the backlogs as well: the daemon's connection budget is spent
+  // and this tenant holds its fair share or more (see ConnectionBudget).
+  bool over_share = false;
+  bool holding() const { return at_limit || over_share; }
+  // Limits, resolved from the registration's "limits" and the daemon's defaults.
+  size_t max_connections = 0;  // its listeners stop accepting at this many connections
+  TokenBucket rate;            // requests admitted (http mode); 429 beyond
+  size_t max_in_flight = 0;    // requests at upstreams at once; more wait in `waiting`
+  size_t in_flight = 0;        // slots held now
+  // Its http connections by what they are doing, each oldest first: what the daemon
+  // reclaims when its connection budget runs out (see ConnectionBudget).
+  IntrusiveList<Session> idle;     // keep-alive, between requests
+  IntrusiveList<Session> heads;    // a request head not complete yet (or none sent)
+  IntrusiveList<Session> waiting;  // a request waiting for an in-flight slot
+  size_t holder_index = 0;
+  // Refusals are logged at most once a second per tenant; the rest are counted.
+  struct LogThrottle {
+    double last = -1;
+    size_t suppressed = 0;
+    bool allow(double now) {
+      if (last >= 0 && now - last < 1.0) {
+        ++suppressed;
+        return false;
+      }
+      last = now;
+      return true;
+    }
+  } refusal_log;         // in ConnectionBudget's holders, while connections > 0
   TenantStats stats;                // for /metrics and nsproxyctl list
 };
 

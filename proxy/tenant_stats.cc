@@ -12,9 +12,15 @@ const char* refusal_label(Refusal r) {
     case Refusal::HeadTooLarge: return "head_too_large";
     case Refusal::BadRequest: return "bad_request";
     case Refusal::MethodNotAllowed: return "method_not_allowed";
+    case Refusal::RateLimit: return "rate_limit";
+    case Refusal::InFlightLimit: return "in_flight_limit";
     case Refusal::kCount: break;
   }
   return "other";
+}
+
+const char* reclaim_label(Reclaim r) {
+  return r == Reclaim::Idle ? "idle" : "head";
 }
 
 const char* upstream_error_label(UpstreamError e) {
@@ -47,6 +53,7 @@ void TenantStats::add(const TenantStats& o) {
   sent_bytes += o.sent_bytes;
   for (size_t i = 0; i < refused.size(); ++i) refused[i] += o.refused[i];
   for (size_t i = 0; i < upstream_errors.size(); ++i) upstream_errors[i] += o.upstream_errors[i];
+  for (size_t i = 0; i < reclaimed.size(); ++i) reclaimed[i] += o.reclaimed[i];
 }
 
 uint64_t TenantStats::requests_total() const {
@@ -74,6 +81,10 @@ nlohmann::json TenantStats::to_json() const {
   for (size_t k = 0; k < upstream_errors.size(); ++k) {
     if (upstream_errors[k] != 0) up[upstream_error_label(static_cast<UpstreamError>(k))] = upstream_errors[k];
   }
+  nlohmann::json rec = nlohmann::json::object();
+  for (size_t k = 0; k < reclaimed.size(); ++k) {
+    if (reclaimed[k] != 0) rec[reclaim_label(static_cast<Reclaim>(k))] = reclaimed[k];
+  }
   return {{"requests", requests_total()},
           {"errors", errors_total()},
           {"connections_total", connections_total},
@@ -81,7 +92,8 @@ nlohmann::json TenantStats::to_json() const {
           {"sent_bytes", sent_bytes},
           {"responses", std::move(responses)},
           {"refused", std::move(ref)},
-          {"upstream_errors", std::move(up)}};
+          {"upstream_errors", std::move(up)},
+          {"reclaimed", std::move(rec)}};
 }
 
 }  // namespace nsproxy

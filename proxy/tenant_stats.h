@@ -23,9 +23,20 @@ enum class Refusal : uint8_t {
   HeadTooLarge,      // 431
   BadRequest,        // malformed or smuggling-shaped request (400)
   MethodNotAllowed,  // CONNECT (405)
+  RateLimit,         // over its request rate (429)
+  InFlightLimit,     // waited too long for an upstream slot (503)
   kCount
 };
 const char* refusal_label(Refusal r);
+
+// Which of a tenant's connections the daemon closed to make room for another tenant
+// (see ConnectionBudget).
+enum class Reclaim : uint8_t {
+  Idle,  // a keep-alive connection between requests
+  Head,  // a connection whose request head had not arrived
+  kCount
+};
+const char* reclaim_label(Reclaim r);  // "idle", "head"
 
 // What went wrong with the upstream.
 enum class UpstreamError : uint8_t {
@@ -51,6 +62,7 @@ struct TenantStats {
   uint64_t sent_bytes = 0;                 // to the tenant
   std::array<uint64_t, static_cast<size_t>(Refusal::kCount)> refused{};
   std::array<uint64_t, static_cast<size_t>(UpstreamError::kCount)> upstream_errors{};
+  std::array<uint64_t, static_cast<size_t>(Reclaim::kCount)> reclaimed{};
 
   void record_response(int status, double seconds) {
     int c = status / 100;
@@ -59,6 +71,7 @@ struct TenantStats {
   }
   void refuse(Refusal r) { ++refused[static_cast<size_t>(r)]; }
   void upstream_failed(UpstreamError e) { ++upstream_errors[static_cast<size_t>(e)]; }
+  void reclaim(Reclaim r) { ++reclaimed[static_cast<size_t>(r)]; }
   void add(const TenantStats& o);
 
   uint64_t requests_total() const;
@@ -66,7 +79,8 @@ struct TenantStats {
   // responses the upstream itself sent with 4xx/5xx are requests, by class).
   uint64_t errors_total() const;
   // {"requests":N,"errors":N,"connections_total":N,"received_bytes":N,"sent_bytes":N,
-  //  "responses":{"2xx":N,...},"refused":{"reason":N},"upstream_errors":{"kind":N}}
+  //  "responses":{"2xx":N,...},"refused":{"reason":N},"upstream_errors":{"kind":N},
+  //  "reclaimed":{"idle":N,"head":N}}
   nlohmann::json to_json() const;
 };
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "chunk_pool.h"
+#include "connection_budget.h"
 #include "proxy_config.h"
 
 namespace nsproxy {
@@ -21,6 +22,7 @@ struct Worker {
   ChunkPool pool;
   UpstreamPool* upstreams = nullptr;  // idle upstream connections (http mode)
   uint64_t connections = 0;        // currently open tenant connections
+  ConnectionBudget budget;         // who holds them; reclaims when they run out
   // Set by a session whose upstream socket() failed with EMFILE/ENFILE: the listener
   // that accepted it pauses, as for a failed accept, instead of accepting and dropping.
   bool out_of_fds = false;

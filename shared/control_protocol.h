@@ -24,7 +24,8 @@
 //   status {"version":"0.1.0", "pid":N, "uptime_seconds":N, "registrations":N,
 //           "listeners":N, "connections":N, "connections_total":N, "requests":N,
 //           "errors":N, "refused":{"reason":N}, "upstream_errors":{"kind":N},
-//           "tenants_at_limit":N, "reclaimed":N}
+//           "connections_reclaimed":{"idle":N,"head":N}, "tenants_at_limit":N,
+//           "reclaimed":N}   reclaimed: registrations whose namespace vanished
 //   gc     {"removed":[{"network","id","ifname"},..]}
 #pragma once
 

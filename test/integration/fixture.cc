@@ -1191,7 +1191,8 @@ nlohmann::json plugin_config(const std::string& network, const std::string& sock
                                               const std::string& id,
                                               const std::vector<nsproxy::ListenerSpec>& listeners,
                                               const std::map<std::string, std::string>& labels,
-                                              const nsproxy::IdentityHeaders& headers) {
+                                              const nsproxy::IdentityHeaders& headers,
+                                              const nsproxy::TenantLimits& limits) {
   auto fd = nsproxy::open_netns(ns.path());
   if (!fd) return ::testing::AssertionFailure() << fd.error().message;
   nsproxy::Request req;
@@ -1201,6 +1202,7 @@ nlohmann::json plugin_config(const std::string& network, const std::string& sock
   req.listeners = listeners;
   req.labels = labels;
   req.headers = headers;
+  req.limits = limits;
   auto reply = d.call(req, fd->get());
   if (!reply) {
     return ::testing::AssertionFailure()
@@ -1217,12 +1219,13 @@ nlohmann::json plugin_config(const std::string& network, const std::string& sock
                                          const std::string& upstream,
                                          const std::map<std::string, std::string>& labels,
                                          const nsproxy::IdentityHeaders& headers,
-                                         const std::string& listen) {
+                                         const std::string& listen,
+                                         const nsproxy::TenantLimits& limits) {
   nsproxy::ListenerSpec spec;
   spec.listen = listen;
   spec.upstream = upstream;
   spec.mode = nsproxy::Mode::Http;
-  return register_listeners(d, ns, id, {spec}, labels, headers);
+  return register_listeners(d, ns, id, {spec}, labels, headers, limits);
 }
 
 std::string http_request(const std::string& method, const std::string& path,

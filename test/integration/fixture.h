@@ -415,13 +415,15 @@ class IntegrationTest : public ::testing::Test {
                                               const std::string& id,
                                               const std::vector<nsproxy::ListenerSpec>& listeners,
                                               const std::map<std::string, std::string>& labels = {},
-                                              const nsproxy::IdentityHeaders& headers = {});
+                                              const nsproxy::IdentityHeaders& headers = {},
+                                              const nsproxy::TenantLimits& limits = {});
 // One http listener `listen` -> `upstream`.
 ::testing::AssertionResult register_http(const Daemon& d, const Netns& ns, const std::string& id,
                                          const std::string& upstream,
                                          const std::map<std::string, std::string>& labels = {},
                                          const nsproxy::IdentityHeaders& headers = {},
-                                         const std::string& listen = "127.0.0.1:8080");
+                                         const std::string& listen = "127.0.0.1:8080",
+                                         const nsproxy::TenantLimits& limits = {});
 
 // "METHOD PATH HTTP/1.1\r\nHost: tenant.test\r\n" + extra_headers + "\r\n" + body.
 // extra_headers: complete lines, each ending in \r\n.
