@@ -434,6 +434,8 @@ int cmd_status(const Global& g, const CommandArgs& a) {
   };
   std::printf("refused: %s\n", breakdown("refused").c_str());
   std::printf("upstream errors: %s\n", breakdown("upstream_errors").c_str());
+  std::printf("connections reclaimed (fair share, out of fds): %s\n",
+              breakdown("connections_reclaimed").c_str());
   std::printf("tenants at their connection limit: %llu\n",
               static_cast<unsigned long long>(r.data.value("tenants_at_limit", 0)));
   std::printf("reclaimed %llu (registrations dropped because their namespace vanished)\n",
