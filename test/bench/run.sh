@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Runs the nsproxy benchmarks against their peers and prints a summary table (root).
 #
-#   test/bench/run.sh [BUILD_DIR] [http|memory|cni|listener ...]
+#   test/bench/run.sh [BUILD_DIR] [http|memory|cni|listener|abuse ...]
 #
-# BUILD_DIR defaults to $BUILD or build/. Never part of `make test`. Every benchmark
-# cleans up after itself (namespaces nspb-<pid>-..., its processes, temp dirs); this
-# wrapper also removes anything left with its own prefix on exit, failure or Ctrl-C.
+# BUILD_DIR defaults to $BUILD or build/. Never part of `make test`; abuse (about 7.5
+# minutes) runs only when named. Every benchmark cleans up after itself (namespaces
+# nspb-<pid>-..., its processes, temp dirs); this wrapper also removes anything left with
+# its own prefix on exit, failure or Ctrl-C.
 # Knobs (environment): see the docstring at the top of each bench_*.py and
 # docs/benchmarks.md. Defaults take about 8 minutes on a 2-core machine.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD:-build}
-if [[ $# -gt 0 && $1 != http && $1 != memory && $1 != cni && $1 != listener ]]; then
+if [[ $# -gt 0 && $1 != http && $1 != memory && $1 != cni && $1 != listener && $1 != abuse ]]; then
   build=$1
   shift
 fi

@@ -114,6 +114,14 @@ def main(path):
                                  verdict(m["win_without_lo"] <= 30)])
                 rows.append(["ADD - STATUS rtt us (%s)" % name, "%.0f" % m["add_minus_status_us"],
                              "", "", "-", "-"])
+        elif b == "abuse":
+            q = r["quiet_p99_ms"]
+            for name, m in r["results"].items():
+                if name == "quiet":
+                    continue
+                rows.append(["abuse %s: victim p99 ms" % name, "%.1f" % m["p99_ms"],
+                             "quiet %.1f" % q, "%.2f" % m["p99_vs_quiet"], "every request ok",
+                             verdict(m["ok_pct_min"] == 100)])
     print()
     print("SUMMARY (medians unless stated; targets from DESIGN.md)")
     print(B.table(["figure", "nsproxy", "peer", "ratio", "target", "verdict"], rows))
