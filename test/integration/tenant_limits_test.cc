@@ -3,6 +3,9 @@
 // fair share of the daemon-wide connection budget (reclaiming the largest holder's oldest
 // idle keep-alive connection, then its oldest incomplete head; out of fds, idle ones
 // first).
+#include <poll.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -387,6 +390,60 @@ TEST_F(TenantLimitsTest, OutOfFdsClosesIdleKeepAlivesFirst) {
   EXPECT_EQ(a_failed, 0) << "A's new connections were refused while idle ones could go";
   auto st = status();
   EXPECT_GT(st["connections_reclaimed"].value("idle", 0), 30) << st.dump();
+}
+
+}  // namespace
+}  // namespace nspit
+
+namespace nspit {
+namespace {
+
+// tcp mode follows the same connection rules: with the budget of 4 spent by tenant A,
+// A's fifth connection waits in its backlog (neither served nor closed) and is served
+// once one of A's connections ends; tenant B, below its share but with nothing of A's
+// to reclaim (tcp connections are never cut for someone else), is closed at once.
+TEST(TenantLimitsTcpTest, ATcpTenantAtItsShareOfASpentBudgetWaitsInItsBacklog) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  TempDir tmp;
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Daemon d(tmp.path());
+  d.set_extra_args({"--max-connections", "4"});
+  ASSERT_TRUE(d.start());
+  Netns a, b;
+  ASSERT_TRUE(a.ok() && b.ok());
+  nsproxy::ListenerSpec spec{kListen, echo.address(), nsproxy::Mode::Tcp};
+  nsproxy::TenantLimits many;
+  many.connections = 100;
+  ASSERT_TRUE(register_listeners(d, a, "tcp-a-" + short_token(), {spec}, {}, {}, many));
+  ASSERT_TRUE(register_listeners(d, b, "tcp-b-" + short_token(), {spec}));
+  std::vector<Connection> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(connect_in_netns(a.path(), kListen));
+    ASSERT_TRUE(held.back().ok()) << held.back().message;
+    ASSERT_TRUE(send_all(held.back().fd.get(), "x").ok());
+  }
+  std::this_thread::sleep_for(300ms);
+  Connection fifth = connect_in_netns(a.path(), kListen);
+  ASSERT_TRUE(fifth.ok()) << fifth.message;
+  ASSERT_TRUE(send_all(fifth.fd.get(), "fifth").ok());
+  pollfd p{fifth.fd.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 700), 0) << "A's fifth connection was served or closed beyond its share";
+
+  auto t0 = Clock::now();
+  auto refused = roundtrip_in_netns(b.path(), kListen, "b", 3000ms);
+  EXPECT_LT(since(t0).count(), 1500) << "B's connection waited instead of being closed at once";
+  // Closed (a reset when "b" was unread) rather than forwarded: no echo.
+  EXPECT_TRUE(!refused.ok() || refused->empty()) << "B was served beyond the budget: " << *refused;
+
+  held.front().fd.reset();
+  std::string got;
+  char buf[16];
+  p.events = POLLIN;
+  ASSERT_EQ(::poll(&p, 1, 3000), 1) << "A's waiting connection was not served after a slot freed";
+  ssize_t n = ::read(fifth.fd.get(), buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), "fifth");
 }
 
 }  // namespace
