@@ -179,6 +179,7 @@ int Daemon::run() {
   }
   factory_.emplace(std::move(*factory));
   factory_->set_backlog(opts_.proxy.listen_backlog);
+  factory_->set_socket_buffer(opts_.proxy.socket_buffer);
   if (Status s = open_access_log(); !s) {
     LOG_ERROR("%s", s.error().message.c_str());
     return 1;

@@ -56,13 +56,15 @@ void usage(FILE* out) {
       "                                  (default: one second's worth)\n"
       "  --tenant-max-in-flight N        requests of one tenant at its upstreams at once;\n"
       "                                  more wait for a slot (default %zu)\n"
+      "  --socket-buffer BYTES           SO_SNDBUF/SO_RCVBUF of tenant and upstream sockets;\n"
+      "                                  0: kernel autotuning (default %d)\n"
       "  --upstream-idle-max N           idle pooled connections per upstream (default %zu)\n"
       "  --upstream-idle-timeout SECONDS close pooled connections idle that long (default %g)\n"
       "  --help, --version\n",
       kDefaultSocketPath, d.tenant_header.c_str(), d.label_header_prefix.c_str(),
       d.connect_timeout, d.head_timeout, d.idle_timeout, d.response_timeout, d.body_timeout,
       d.max_head_size, d.max_connections_per_tenant, d.listen_backlog,
-      d.tenant_max_in_flight, d.upstream_idle_max,
+      d.tenant_max_in_flight, d.socket_buffer, d.upstream_idle_max,
       d.upstream_idle_timeout);
 }
 
@@ -104,7 +106,7 @@ int parse_options(int argc, char** argv, Options* o) {
   enum {
     kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
     kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
-    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kFsync, kLogFormat, kMetricsListen, kDetach, kBacklog, kTenantRate, kTenantBurst, kInFlight, kHelp, kShowVersion
+    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kFsync, kLogFormat, kMetricsListen, kDetach, kBacklog, kTenantRate, kTenantBurst, kInFlight, kSocketBuffer, kHelp, kShowVersion
   };
   static const option long_opts[] = {
       {"socket", required_argument, nullptr, kSocket},
@@ -137,6 +139,7 @@ int parse_options(int argc, char** argv, Options* o) {
       {"tenant-rate", required_argument, nullptr, kTenantRate},
       {"tenant-burst", required_argument, nullptr, kTenantBurst},
       {"tenant-max-in-flight", required_argument, nullptr, kInFlight},
+      {"socket-buffer", required_argument, nullptr, kSocketBuffer},
       {"help", no_argument, nullptr, kHelp},
       {"version", no_argument, nullptr, kShowVersion},
       {nullptr, 0, nullptr, 0}};
@@ -193,6 +196,16 @@ int parse_options(int argc, char** argv, Options* o) {
       }
       case kTenantBurst: ok = parse_count("--tenant-burst", optarg, 1, kMaxTenantBurst, &p.tenant_burst); break;
       case kInFlight: ok = parse_count("--tenant-max-in-flight", optarg, 1, 1000000, &p.tenant_max_in_flight); break;
+      case kSocketBuffer: {
+        size_t n = 0;
+        ok = parse_count("--socket-buffer", optarg, 0, 64 << 20, &n);
+        if (ok && n > 0 && n < 4096) {
+          std::fprintf(stderr, "nsproxyd: --socket-buffer: 0 (kernel autotuning) or 4096..%d bytes, got %zu\n", 64 << 20, n);
+          ok = false;
+        }
+        p.socket_buffer = static_cast<int>(n);
+        break;
+      }
       case kLogFormat:
         ok = parse_log_format(optarg, &o->log_format);
         if (!ok) std::fprintf(stderr, "nsproxyd: --log-format: expected text or json, got \"%s\"\n", optarg);

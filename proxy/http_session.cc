@@ -781,6 +781,7 @@ bool HttpSession::connect_upstream(bool fresh) {
   if (!upstream_) {
     upstream_.reset(listener_->worker()->budget.stream_socket(up.family()));
     if (!upstream_) return upstream_failed("upstream socket for", errno);  // 502
+    set_socket_buffer(upstream_.get(), listener_->worker()->config->socket_buffer);
     if (up.family() != AF_UNIX) set_nodelay(upstream_.get());
   }
   ev_io_set(&upstream_r_, upstream_.get(), EV_READ);

@@ -17,7 +17,7 @@
 namespace nsproxy {
 namespace {
 
-Result<UniqueFd> make_listener(const Address& addr, int backlog) {
+Result<UniqueFd> make_listener(const Address& addr, int backlog, int socket_buffer) {
   UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return errno_error(codes::kListenerFailed, "socket");
   int one = 1;
@@ -26,6 +26,15 @@ Result<UniqueFd> make_listener(const Address& addr, int backlog) {
   }
   if (addr.family() == AF_INET6) {
     ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  // Before listen(): accepted connections inherit the sizes (and the window scale the
+  // receive buffer implies is chosen at the handshake).
+  if (socket_buffer > 0) {
+    for (int opt : {SO_SNDBUF, SO_RCVBUF}) {
+      if (::setsockopt(fd.get(), SOL_SOCKET, opt, &socket_buffer, sizeof socket_buffer) < 0) {
+        return errno_error(codes::kListenerFailed, "setsockopt SO_SNDBUF/SO_RCVBUF");
+      }
+    }
   }
   if (::bind(fd.get(), addr.sa(), addr.length) < 0) return errno_error(codes::kListenerFailed, "bind");
   if (::listen(fd.get(), backlog) < 0) return errno_error(codes::kListenerFailed, "listen");
@@ -71,7 +80,7 @@ Result<NetnsListeners> NetnsListenerFactory::listen_all(
         }
         if (*added) out.added.push_back(t.addr);
       }
-      auto fd = make_listener(t.addr, backlog_);
+      auto fd = make_listener(t.addr, backlog_, socket_buffer_);
       if (!fd) {
         // make_listener's message is "<step>: <errno text>"; keep only the errno text.
         const std::string& m = fd.error().message;

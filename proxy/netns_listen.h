@@ -52,11 +52,15 @@ class NetnsListenerFactory {
   // a tenant at its connection limit wait there (the kernel caps it at the namespace's
   // net.core.somaxconn).
   void set_backlog(int backlog) { backlog_ = backlog; }
+  // SO_SNDBUF/SO_RCVBUF of the sockets made from now on, inherited by the connections
+  // they accept (--socket-buffer; 0: kernel autotuning).
+  void set_socket_buffer(int bytes) { socket_buffer_ = bytes; }
 
  private:
   explicit NetnsListenerFactory(UniqueFd home) : home_(std::move(home)) {}
   UniqueFd home_;
   int backlog_ = 1024;
+  int socket_buffer_ = 0;
 };
 
 }  // namespace nsproxy

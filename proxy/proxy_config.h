@@ -23,6 +23,10 @@ struct ProxyConfig {
   size_t max_head_size = 64 * 1024;        // request head -> 431 beyond this
   size_t max_connections_per_tenant = 1024; // per registration: its listeners stop accepting
   int listen_backlog = 1024;                // where a tenant's excess connections wait
+  // SO_SNDBUF and SO_RCVBUF of tenant and upstream sockets (the kernel doubles it); 0:
+  // the kernel's autotuning, which lets a tenant that never reads park megabytes of
+  // kernel memory per connection (docs/benchmarks.md, slow reader).
+  int socket_buffer = 256 * 1024;
   size_t max_connections = 0;               // all tenants; 0: derived from RLIMIT_NOFILE
   size_t max_registrations = 65536;         // add beyond -> error "limit"
   // Per-tenant request rate (http mode), a token bucket; a registration may override.

@@ -106,6 +106,7 @@ bool TcpSession::start() {
     if (errno == EMFILE || errno == ENFILE) listener_->worker()->out_of_fds = true;
     return upstream_failed("upstream socket for", errno);
   }
+  set_socket_buffer(upstream_.get(), listener_->worker()->config->socket_buffer);
   if (up.family() != AF_UNIX) set_nodelay(upstream_.get());
   ev_io_init(&upstream_r_, upstream_r_cb, upstream_.get(), EV_READ);
   ev_io_init(&upstream_w_, upstream_w_cb, upstream_.get(), EV_WRITE);

@@ -36,6 +36,13 @@ inline void set_nodelay(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+// SO_SNDBUF and SO_RCVBUF (--socket-buffer); 0 leaves the kernel's autotuning on.
+inline void set_socket_buffer(int fd, int bytes) {
+  if (bytes <= 0) return;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+}
+
 // Starts or stops an io watcher so that it is active exactly when `on`.
 inline void set_active(struct ev_loop* loop, ev_io* w, bool on) {
   if (on && !ev_is_active(w)) {

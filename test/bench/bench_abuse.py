@@ -35,7 +35,9 @@ retransmitted after a full backlog), as in the test.
 Environment: BUILD (default build/), BENCH_ABUSE_ROUNDS (3), BENCH_ABUSE_SECONDS (8,
 victim run time), BENCH_ABUSE_RATE (10, victim requests/s), BENCH_ABUSE_CASES (all; names
 as in the test table, space or comma separated, e.g. "SlowReader RequestFlood"; quiet
-always runs). Defaults take about 7.5 minutes on a 2-core machine.
+always runs), BENCH_ABUSE_DAEMON_FLAGS (extra nsproxyd flags for every run, e.g.
+"--socket-buffer 0" to compare with the kernel's socket buffer autotuning). Defaults
+take about 7.5 minutes on a 2-core machine.
 """
 
 import json
@@ -155,11 +157,14 @@ def abuse(build, netns, seconds, mode, tag):
     return B.Proc(argv, tag, os.path.join(B.tempdir(tag), "out"))
 
 
+EXTRA_FLAGS = os.environ.get("BENCH_ABUSE_DAEMON_FLAGS", "").split()
+
+
 def run_one(build, upstream, case, seq, secs, rate):
     tag = "%d-%s" % (seq, case.name[:12])
     names = [B.PREFIX + "%d-v" % seq] + [B.PREFIX + "%d-a%d" % (seq, i) for i in range(case.attackers)]
     paths = B.make_namespaces(names)
-    daemon = B.Daemon(build, tag, extra=["--upstream-idle-timeout", "1"],
+    daemon = B.Daemon(build, tag, extra=["--upstream-idle-timeout", "1"] + EXTRA_FLAGS,
                       binary=daemon_binary(build, case.prefix))
     attacks = []
     try:
