@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <string>
 
 #include "listener.h"
@@ -14,14 +15,21 @@
 namespace nsproxy {
 namespace {
 
-// Closes s (the oldest of its kind in its tenant) to make room for `for_whom`.
-void reclaim(Session* s, Tenant& owner, Reclaim kind, const char* for_whom) {
+// Closes s (the oldest of its kind in its tenant) to make room for someone: `why`.
+void reclaim(Session* s, Tenant& owner, Reclaim kind, const std::string& why) {
   owner.stats.reclaim(kind);
-  LOG_INFO_F(({{"tenant", owner.id}, {"reclaimed", reclaim_label(kind)}}),
-             "tenant %s: closed its oldest %s connection (holds %zu, over its fair share) %s",
-             owner.display.c_str(),
-             kind == Reclaim::Idle ? "idle keep-alive" : "incomplete-head", owner.connections,
-             for_whom);
+  // Counted always, logged at most once a second per tenant (as refusals are).
+  double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (owner.reclaim_log.allow(now)) {
+    size_t quiet = owner.reclaim_log.suppressed;
+    owner.reclaim_log.suppressed = 0;
+    LOG_INFO_F(({{"tenant", owner.id}, {"reclaimed", reclaim_label(kind)}}),
+               "tenant %s: closed its oldest %s connection of %zu %s%s", owner.display.c_str(),
+               kind == Reclaim::Idle ? "idle keep-alive" : "incomplete-head", owner.connections,
+               why.c_str(),
+               quiet == 0 ? ""
+                          : (" (" + std::to_string(quiet) + " more in the last second not logged)").c_str());
+  }
   delete s;  // unlinks from its tenant's lists and the budget
 }
 
@@ -83,7 +91,8 @@ bool ConnectionBudget::reclaim_for(const Tenant& t, size_t budget) {
     if (from == nullptr || h->connections > from->connections) from = h;
   }
   if (from == nullptr) return false;
-  std::string why = "for tenant " + t.display + ", below its share of " + std::to_string(share);
+  std::string why = "(over its fair share of " + std::to_string(share) + ") for tenant " +
+                    t.display + ", below it";
   if (!from->idle.empty()) {
     reclaim(from->idle.front(), *from, Reclaim::Idle, why.c_str());
   } else {

@@ -40,7 +40,8 @@ struct Tenant {
   IntrusiveList<Session> heads;    // a request head not complete yet (or none sent)
   IntrusiveList<Session> waiting;  // a request waiting for an in-flight slot
   size_t holder_index = 0;
-  // Refusals are logged at most once a second per tenant; the rest are counted.
+  // Refusals (and reclaimed connections) are logged at most once a second per tenant;
+  // the rest are counted.
   struct LogThrottle {
     double last = -1;
     size_t suppressed = 0;
@@ -52,7 +53,7 @@ struct Tenant {
       last = now;
       return true;
     }
-  } refusal_log;         // in ConnectionBudget's holders, while connections > 0
+  } refusal_log, reclaim_log;         // in ConnectionBudget's holders, while connections > 0
   TenantStats stats;                // for /metrics and nsproxyctl list
 };
 

@@ -92,7 +92,7 @@ def check_against_test():
     except OSError:
         return
     body = src[src.find("std::vector<AbuseCase> cases()"):]
-    theirs = set(re.findall(r'\{"(\w+)",\s*\{"', body[:body.find("\n}\n")]))
+    theirs = set(re.findall(r'make_case\("(\w+)"', body[:body.find("\n}\n")]))
     ours = {c.name for c in CASES}
     if theirs and theirs != ours:
         B.log("WARNING: abuse_test.cc cases %s differ from ours %s" % (sorted(theirs), sorted(ours)))

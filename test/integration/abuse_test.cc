@@ -32,10 +32,9 @@ constexpr int kVictimRate = 10;
 constexpr long kMaxRssKib = 512 * 1024;
 
 struct AbuseCase {
-  const char* name;
+  const char* name = "";
   std::vector<std::string> attack;  // nsproxy-abuse MODE and options
   int attackers = 1;
-  std::vector<std::string> daemon_flags;
   std::vector<std::string> daemon_prefix;  // e.g. a low RLIMIT_NOFILE
   nsproxy::TenantLimits attacker_limits;
 };
@@ -53,21 +52,33 @@ nsproxy::TenantLimits rate(double r, uint32_t burst) {
   return l;
 }
 
+AbuseCase make_case(const char* name, std::vector<std::string> attack, int attackers = 1,
+                    std::vector<std::string> daemon_prefix = {},
+                    nsproxy::TenantLimits attacker_limits = {}) {
+  AbuseCase c;
+  c.name = name;
+  c.attack = std::move(attack);
+  c.attackers = attackers;
+  c.daemon_prefix = std::move(daemon_prefix);
+  c.attacker_limits = attacker_limits;
+  return c;
+}
+
 std::vector<AbuseCase> cases() {
   return {
-      {"ConnectionFloodFromTwoTenants", {"flood", "--connections", "3000"}, 2},
-      {"Slowloris", {"slowloris", "--connections", "2000", "--interval-ms", "1000"}},
-      {"SlowRequestBody", {"slow-body", "--connections", "1000", "--interval-ms", "1000"}},
-      {"SlowReader", {"slow-reader", "--connections", "300", "--path", "/bytes/10000000"}},
-      {"RequestFlood", {"request-flood", "--connections", "50"}},
-      {"RequestFloodOverItsRate", {"request-flood", "--connections", "50"}, 1, {}, {},
-       rate(100, 100)},
-      {"ThousandsOfIdleKeepAlives", {"idle", "--connections", "4000"}, 1, {}, {},
-       connections(5000)},
+      make_case("ConnectionFloodFromTwoTenants", {"flood", "--connections", "3000"}, 2),
+      make_case("Slowloris", {"slowloris", "--connections", "2000", "--interval-ms", "1000"}),
+      make_case("SlowRequestBody", {"slow-body", "--connections", "1000", "--interval-ms", "1000"}),
+      make_case("SlowReader", {"slow-reader", "--connections", "300", "--path", "/bytes/10000000"}),
+      make_case("RequestFlood", {"request-flood", "--connections", "50"}),
+      make_case("RequestFloodOverItsRate", {"request-flood", "--connections", "50"}, 1, {},
+                rate(100, 100)),
+      make_case("ThousandsOfIdleKeepAlives", {"idle", "--connections", "4000"}, 1, {},
+                connections(5000)),
       // RLIMIT_NOFILE 1024: a budget of (1024 - 256) / 2 = 384 connections, which the
       // attacker (allowed 5,000 of its own) tries to fill with idle keep-alives.
-      {"FdExhaustion", {"idle", "--connections", "2000"}, 1, {}, {"prlimit", "--nofile=1024:1024"},
-       connections(5000)},
+      make_case("FdExhaustion", {"idle", "--connections", "2000"}, 1,
+                {"prlimit", "--nofile=1024:1024"}, connections(5000)),
   };
 }
 
@@ -108,7 +119,6 @@ TEST_P(AbuseTest, VictimIsServedThroughoutAndTheDaemonRecovers) {
   std::vector<std::string> flags = {"--log-level", "info",
                                     // pooled upstream connections drain fast: the fd check
                                     "--upstream-idle-timeout", "1"};
-  flags.insert(flags.end(), c.daemon_flags.begin(), c.daemon_flags.end());
   d.set_extra_args(flags);
   ASSERT_TRUE(d.start());
 
@@ -194,8 +204,8 @@ TEST_P(AbuseTest, VictimIsServedThroughoutAndTheDaemonRecovers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Attacks, AbuseTest, ::testing::ValuesIn(cases()),
-                         [](const ::testing::TestParamInfo<AbuseCase>& info) {
-                           return std::string(info.param.name);
+                         [](const ::testing::TestParamInfo<AbuseCase>& param) {
+                           return std::string(param.param.name);
                          });
 
 }  // namespace
