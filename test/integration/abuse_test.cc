@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <ostream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -51,6 +52,9 @@ nsproxy::TenantLimits rate(double r, uint32_t burst) {
   l.burst = burst;
   return l;
 }
+
+// gtest prints a parameter in test names and messages: the case's name, not its bytes.
+void PrintTo(const AbuseCase& c, std::ostream* os) { *os << c.name; }
 
 AbuseCase make_case(const char* name, std::vector<std::string> attack, int attackers = 1,
                     std::vector<std::string> daemon_prefix = {},
