@@ -15,8 +15,10 @@
 //   {"attachment":{"network","id","ifname"}, "netns":"/run/netns/x", "netns_dev":N,
 //    "netns_inode":N, "labels":{..}, "created_at":UNIX_SECONDS,
 //    "listeners":[{"listen","upstream","mode","accepting":true,"connections":N}],
+//    "limits":{"rate":R,"burst":B,"connections":C,"in_flight":F} (in effect; rate 0: none),
 //    "connections":N, "stats":{"requests","errors","connections_total","received_bytes",
-//    "sent_bytes","responses":{"1xx".."5xx"},"refused":{..},"upstream_errors":{..}}}):
+//    "sent_bytes","responses":{"1xx".."5xx"},"refused":{..},"upstream_errors":{..},
+//    "reclaimed":{"idle":N,"head":N}}}):
 //   add    {"registration":{..}, "created":bool}   created=false: idempotent repeat
 //   del    {"deleted":bool}                        deleted=false: nothing was registered
 //   check  {"registration":{..}}                   errors: not_found, netns_mismatch, not_serving
