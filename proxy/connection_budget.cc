@@ -77,7 +77,9 @@ void ConnectionBudget::forget(Tenant& t) {
 
 size_t ConnectionBudget::fair_share(const Tenant& t, size_t budget) const {
   size_t n = holders_.size() + (t.connections == 0 ? 1 : 0);
-  return n == 0 ? budget : budget / n;
+  // At least one: with more tenants than the budget, one without any connection still
+  // gets a slot from the largest holder.
+  return n == 0 ? budget : std::max<size_t>(1, budget / n);
 }
 
 bool ConnectionBudget::reclaim_for(const Tenant& t, size_t budget) {
