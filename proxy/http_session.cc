@@ -543,8 +543,17 @@ bool HttpSession::process_client_input() {
       char why[96];
       std::snprintf(why, sizeof why, "request rate limit (%g/s, burst %g) exceeded", t.rate.rate(),
                     t.rate.burst());
-      return refuse(Refusal::RateLimit, 429, "Too Many Requests", why,
-                    t.rate.retry_after(ev_now(loop_)));
+      long retry = t.rate.retry_after(ev_now(loop_));
+      if (req_complete_ && !req_has_body_ && !req_upgrade_ && !req_http10_ &&
+          client_in_.empty()) {
+        // Nothing of this request left to read, nothing pipelined behind it (answered
+        // here, pipelined requests would recurse without bound): the connection stays
+        // for the next one, a rate-limited client need not reconnect.
+        t.stats.refuse(Refusal::RateLimit);
+        return answer_and_continue(429, "Too Many Requests", why, retry,
+                                   t.refusal_log.allow(ev_now(loop_)));
+      }
+      return refuse(Refusal::RateLimit, 429, "Too Many Requests", why, retry);
     }
     if (acquire_slot() && !connect_upstream()) return false;
     // Body bytes that arrived with the head (queued while the request waits in line).
@@ -1192,6 +1201,26 @@ bool HttpSession::respond_error(int status, const char* reason, const std::strin
   client_keep_alive_ = false;
   set_phase(Phase::kClosing);
   return pump();
+}
+
+bool HttpSession::answer_and_continue(int status, const char* reason, const std::string& why,
+                                      long retry_after, bool log) {
+  if (log) {
+    LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
+                 {"error", why}}),
+               "tenant %s: %d %s: %s", listener_->tenant_name().c_str(), status, reason,
+               why.c_str());
+  }
+  to_upstream_.clear();  // the rewritten head never goes anywhere
+  std::string body = std::to_string(status) + " " + reason + ": " + why + "\n";
+  to_client_.append("HTTP/1.1 " + std::to_string(status) + " " + reason +
+                    "\r\nContent-Type: text/plain\r\nContent-Length: " +
+                    std::to_string(body.size()) +
+                    (retry_after > 0 ? "\r\nRetry-After: " + std::to_string(retry_after) : "") +
+                    (client_keep_alive_ ? "" : "\r\nConnection: close") + "\r\n\r\n" + body);
+  resp_started_ = true;
+  status_ = status;
+  return finish_exchange();  // as after an upstream's response: the next request, or close
 }
 
 void HttpSession::end_request() {

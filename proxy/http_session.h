@@ -177,6 +177,10 @@ class HttpSession : public Session {
   // Counts why the tenant was turned away, then answers with respond_error.
   bool refuse(Refusal why, int status, const char* reason, const std::string& detail,
               long retry_after = 0);
+  // Answers a complete bodiless request itself and goes on with the connection (keep-alive
+  // unless the tenant asked to close), as after an upstream's response.
+  bool answer_and_continue(int status, const char* reason, const std::string& why,
+                           long retry_after, bool log);
   // The tenant's in-flight cap: true when this request may go to its upstream now; false:
   // it waits in the tenant's line (upstream_t_ bounds the wait) until grant_slot().
   bool acquire_slot();

@@ -122,6 +122,38 @@ TEST_F(TenantLimitsTest, OverItsRateATenantGets429WithRetryAfter) {
   EXPECT_EQ(registration(b_id)["limits"]["rate"], 0.0);
 }
 
+// On a keep-alive connection a bodiless request over the rate gets its 429 and the
+// connection stays: the next request on it, once Retry-After passed, is served. A request
+// with a body over the rate gets 429 and the connection closes (its body is not read).
+TEST_F(TenantLimitsTest, A429KeepsAKeepAliveConnectionForTheNextRequest) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon({"--tenant-rate", "1", "--tenant-burst", "2"}));
+  const Netns& ns = tenant("rate-ka-" + short_token());
+  HttpConn c = HttpConn::open(ns.path(), kListen);
+  ASSERT_TRUE(c.ok()) << c.error();
+  for (int i = 0; i < 2; ++i) {
+    auto r = c.request(http_request("GET", "/burst"));
+    ASSERT_TRUE(r.ok() && r->status == 200) << (r.ok() ? r->describe() : r.error().message);
+  }
+  auto refused = c.request(http_request("GET", "/over"));
+  ASSERT_TRUE(refused.ok()) << refused.error().message;
+  ASSERT_EQ(refused->status, 429) << refused->describe();
+  EXPECT_FALSE(refused->header("Connection").has_value()) << refused->describe();
+  int seconds = std::stoi(refused->header("Retry-After").value_or("0"));
+  ASSERT_GE(seconds, 1) << refused->describe();
+  std::this_thread::sleep_for(std::chrono::seconds(seconds) + 100ms);
+  auto again = c.request(http_request("GET", "/same-connection"));
+  ASSERT_TRUE(again.ok()) << "the connection did not survive the 429: " << again.error().message;
+  EXPECT_EQ(again->status, 200) << again->describe();
+
+  // Over the rate again, now with a body: 429, then closed.
+  HttpConn b = HttpConn::open(ns.path(), kListen);
+  auto with_body = b.request(http_request("POST", "/upload", "Content-Length: 5\r\n", "hello"));
+  ASSERT_TRUE(with_body.ok()) << with_body.error().message;
+  EXPECT_EQ(with_body->status, 429) << with_body->describe();
+  EXPECT_EQ(with_body->header("Connection").value_or(""), "close") << with_body->describe();
+  EXPECT_TRUE(b.wait_closed(2000ms).ok());
+}
+
 // A registration's own limits replace the daemon's defaults, a changed limit is a changed
 // registration, and the limits come back after a restart (they are journalled).
 TEST_F(TenantLimitsTest, RegistrationLimitsOverrideTheDefaultsAndSurviveARestart) {
