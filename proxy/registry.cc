@@ -251,14 +251,8 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
   tenant->label_header_prefix = req.headers.label_prefix.empty()
                                     ? worker_->config->label_header_prefix
                                     : req.headers.label_prefix;
-  const ProxyConfig& cfg = *worker_->config;
-  tenant->max_connections = req.limits.connections.value_or(cfg.max_connections_per_tenant);
-  double rate = req.limits.rate.value_or(cfg.tenant_rate);
-  double burst = req.limits.burst ? *req.limits.burst
-                 : cfg.tenant_burst > 0 ? static_cast<double>(cfg.tenant_burst)
-                                        : std::ceil(rate);
-  tenant->rate.configure(rate, burst, worker_->loop != nullptr ? ev_now(worker_->loop) : 0);
-  tenant->max_in_flight = cfg.tenant_max_in_flight;
+  tenant->apply_limits(*worker_->config, req.limits,
+                       worker_->loop != nullptr ? ev_now(worker_->loop) : 0);
   reg->tenant = tenant;
   for (size_t i = 0; i < fds->size(); ++i) {
     auto l = std::make_unique<Listener>(worker_, std::move((*fds)[i]), req.listeners[i],

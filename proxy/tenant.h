@@ -6,7 +6,11 @@
 #include <string>
 #include <vector>
 
+#include <cmath>
+
+#include "control_protocol.h"
 #include "intrusive_list.h"
+#include "proxy_config.h"
 #include "session.h"
 #include "tenant_stats.h"
 #include "token_bucket.h"
@@ -55,6 +59,18 @@ struct Tenant {
     }
   } refusal_log, reclaim_log;         // in ConnectionBudget's holders, while connections > 0
   TenantStats stats;                // for /metrics and nsproxyctl list
+
+  // The limits in effect: the registration's own, else the daemon's defaults. Every
+  // Tenant gets this before its listeners start (a limit of 0 would hold them).
+  void apply_limits(const ProxyConfig& cfg, const TenantLimits& own, double now) {
+    max_connections = own.connections.value_or(cfg.max_connections_per_tenant);
+    double r = own.rate.value_or(cfg.tenant_rate);
+    double b = own.burst               ? *own.burst
+               : cfg.tenant_burst > 0 ? static_cast<double>(cfg.tenant_burst)
+                                      : std::ceil(r);
+    rate.configure(r, b, now);
+    max_in_flight = cfg.tenant_max_in_flight;
+  }
 };
 
 }  // namespace nsproxy

@@ -122,6 +122,7 @@ void setup() {
   h->tenant->labels = {{"team", "fuzz"}, {"pod-name", "p"}};
   h->tenant->tenant_header = h->config.tenant_header;
   h->tenant->label_header_prefix = h->config.label_header_prefix;
+  h->tenant->apply_limits(h->config, {}, ev_now(h->worker.loop));
 
   ListenerSpec spec{text_of(h->listen_addr), upstream->text, Mode::Http};
   h->listener = std::make_unique<Listener>(&h->worker, UniqueFd(lfd), spec, *upstream, h->tenant);
