@@ -1189,14 +1189,7 @@ bool HttpSession::respond_error(int status, const char* reason, const std::strin
   to_upstream_.clear();
   client_in_.clear();
   if (!resp_started_) {
-    std::string body = std::to_string(status) + " " + reason + ": " + why + "\n";
-    to_client_.append(std::string(req_http10_ ? "HTTP/1.0 " : "HTTP/1.1 ") +
-                      std::to_string(status) + " " + reason +
-                      "\r\nContent-Type: text/plain\r\nContent-Length: " +
-                      std::to_string(body.size()) +
-                      (retry_after > 0 ? "\r\nRetry-After: " + std::to_string(retry_after) : "") +
-                      "\r\nConnection: close\r\n\r\n" + body);
-    resp_started_ = true;
+    queue_own_response(status, reason, why, retry_after, /*close=*/true);
   }
   client_keep_alive_ = false;
   set_phase(Phase::kClosing);
@@ -1212,15 +1205,21 @@ bool HttpSession::answer_and_continue(int status, const char* reason, const std:
                why.c_str());
   }
   to_upstream_.clear();  // the rewritten head never goes anywhere
+  queue_own_response(status, reason, why, retry_after, /*close=*/!client_keep_alive_);
+  status_ = status;
+  return finish_exchange();  // as after an upstream's response: the next request, or close
+}
+
+void HttpSession::queue_own_response(int status, const char* reason, const std::string& why,
+                                     long retry_after, bool close) {
   std::string body = std::to_string(status) + " " + reason + ": " + why + "\n";
-  to_client_.append("HTTP/1.1 " + std::to_string(status) + " " + reason +
+  to_client_.append(std::string(req_http10_ ? "HTTP/1.0 " : "HTTP/1.1 ") +
+                    std::to_string(status) + " " + reason +
                     "\r\nContent-Type: text/plain\r\nContent-Length: " +
                     std::to_string(body.size()) +
                     (retry_after > 0 ? "\r\nRetry-After: " + std::to_string(retry_after) : "") +
-                    (client_keep_alive_ ? "" : "\r\nConnection: close") + "\r\n\r\n" + body);
+                    (close ? "\r\nConnection: close" : "") + "\r\n\r\n" + body);
   resp_started_ = true;
-  status_ = status;
-  return finish_exchange();  // as after an upstream's response: the next request, or close
 }
 
 void HttpSession::end_request() {

@@ -177,6 +177,9 @@ class HttpSession : public Session {
   // Counts why the tenant was turned away, then answers with respond_error.
   bool refuse(Refusal why, int status, const char* reason, const std::string& detail,
               long retry_after = 0);
+  // nsproxyd's own short text/plain answer, into to_client_ (Retry-After when > 0).
+  void queue_own_response(int status, const char* reason, const std::string& why,
+                          long retry_after, bool close);
   // Answers a complete bodiless request itself and goes on with the connection (keep-alive
   // unless the tenant asked to close), as after an upstream's response.
   bool answer_and_continue(int status, const char* reason, const std::string& why,
