@@ -11,9 +11,9 @@
 #include <filesystem>
 
 #include "address.h"
-#include "handover.h"
+#include "control/handover.h"
 #include "log.h"
-#include "metrics.h"
+#include "control/metrics.h"
 #include "version.h"
 
 namespace nsproxy {

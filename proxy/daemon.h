@@ -19,15 +19,15 @@
 #include <memory>
 #include <optional>
 
-#include "control_server.h"
+#include "control/control_server.h"
 #include "daemon_options.h"
-#include "metrics_server.h"
-#include "netns_listen.h"
-#include "registry.h"
-#include "state_journal.h"
+#include "control/metrics_server.h"
+#include "control/netns_listen.h"
+#include "control/registry.h"
+#include "control/state_journal.h"
 #include "systemd.h"
-#include "upstream_pool.h"
-#include "worker.h"
+#include "forward/upstream_pool.h"
+#include "forward/worker.h"
 
 namespace nsproxy {
 

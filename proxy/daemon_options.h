@@ -5,7 +5,7 @@
 
 #include "control_protocol.h"
 #include "log.h"
-#include "proxy_config.h"
+#include "forward/proxy_config.h"
 
 namespace nsproxy {
 

@@ -41,13 +41,14 @@
 
 #include "address.h"
 #include "control_protocol.h"
-#include "listener.h"
+#include "forward/http/http_session.h"
+#include "forward/listener.h"
 #include "log.h"
-#include "proxy_config.h"
-#include "tenant.h"
+#include "forward/proxy_config.h"
+#include "forward/tenant.h"
 #include "unique_fd.h"
-#include "upstream_pool.h"
-#include "worker.h"
+#include "forward/upstream_pool.h"
+#include "forward/worker.h"
 
 namespace {
 
@@ -125,7 +126,8 @@ void setup() {
   h->tenant->apply_limits(h->config, {}, ev_now(h->worker.loop));
 
   ListenerSpec spec{text_of(h->listen_addr), upstream->text, Mode::Http};
-  h->listener = std::make_unique<Listener>(&h->worker, UniqueFd(lfd), spec, *upstream, h->tenant);
+  h->listener = std::make_unique<Listener>(&h->worker, UniqueFd(lfd), spec, *upstream, h->tenant,
+                                           make_http_session);
   h->listener->start();
 }
 

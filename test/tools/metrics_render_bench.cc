@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "metrics.h"
+#include "control/metrics.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {

@@ -8,7 +8,7 @@
 #include <random>
 #include <string>
 
-#include "http_session.h"
+#include "forward/http/http_session.h"
 
 namespace nsproxy {
 namespace {

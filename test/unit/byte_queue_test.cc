@@ -2,7 +2,7 @@
 // ChunkPool they draw from: contents survive chunk boundaries, memory goes back to the
 // pool as soon as it is drained, steady-state reuse never allocates, and the pool's free
 // list follows the load.
-#include "byte_queue.h"
+#include "forward/byte_queue.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "chunk_pool.h"
-#include "http_session.h"
+#include "forward/chunk_pool.h"
+#include "forward/http/http_session.h"
 
 namespace nsproxy {
 namespace {

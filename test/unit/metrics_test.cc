@@ -17,10 +17,10 @@
 #include <thread>
 
 #include "address.h"
-#include "histogram.h"
-#include "metrics.h"
-#include "metrics_server.h"
-#include "tenant_stats.h"
+#include "forward/histogram.h"
+#include "control/metrics.h"
+#include "control/metrics_server.h"
+#include "forward/tenant_stats.h"
 #include "unique_fd.h"
 
 namespace nsproxy {

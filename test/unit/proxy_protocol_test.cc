@@ -3,7 +3,7 @@
 //
 // The unit test binary links nsproxy_shared and the plugin, not the daemon's core
 // library: the encoder (one self-contained file) is compiled into this test directly.
-#include "proxy_protocol.h"
+#include "forward/proxy_protocol.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

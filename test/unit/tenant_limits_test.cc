@@ -2,10 +2,10 @@
 // intrusive list sessions queue themselves on, and the fair share of the budget.
 #include <gtest/gtest.h>
 
-#include "connection_budget.h"
-#include "intrusive_list.h"
-#include "tenant.h"
-#include "token_bucket.h"
+#include "forward/connection_budget.h"
+#include "forward/intrusive_list.h"
+#include "forward/tenant.h"
+#include "forward/token_bucket.h"
 
 namespace nsproxy {
 namespace {

@@ -1,6 +1,6 @@
 // UpstreamPool: idle upstream connections per address, newest first, capped, dropped
 // when the upstream closes them or they idle too long; records recycled.
-#include "upstream_pool.h"
+#include "forward/upstream_pool.h"
 
 #include <ev.h>
 #include <fcntl.h>

@@ -1,0 +1,508 @@
+#include "control/registry.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <set>
+#include <utility>
+
+#include "forward/http/http_session.h"
+#include "forward/proxy_protocol.h"
+#include "forward/tcp_session.h"
+#include "log.h"
+#include "version.h"
+
+namespace nsproxy {
+namespace {
+
+using nlohmann::json;
+
+json attachment_json(const AttachmentKey& k) {
+  return {{"network", k.network}, {"id", k.id}, {"ifname", k.ifname}};
+}
+
+int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
+
+}  // namespace
+
+json Registration::to_json() const {
+  json ls = json::array();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Listener* l = i < listeners.size() ? listeners[i].get() : nullptr;
+    json lj = {{"listen", specs[i].listen},
+               {"upstream", specs[i].upstream},
+               {"mode", mode_name(specs[i].mode)},
+               {"accepting", l != nullptr && l->accepting()},
+               {"connections", l != nullptr ? l->connections() : 0}};
+    if (specs[i].mode == Mode::Tcp) lj["proxy_protocol"] = proxy_protocol_name(specs[i].proxy_protocol);
+    if (specs[i].add_address) lj["add_address"] = true;
+    ls.push_back(std::move(lj));
+  }
+  json h = json::object();
+  if (!listeners.empty()) {
+    const Tenant& t = listeners.front()->tenant();
+    h = {{"tenant_id", t.tenant_header}, {"label_prefix", t.label_header_prefix}};
+  }
+  return {{"attachment", attachment_json(key)},
+          {"headers", h},
+          {"netns", netns_path},
+          {"netns_dev", static_cast<uint64_t>(netns_id.dev)},
+          {"netns_inode", static_cast<uint64_t>(netns_id.ino)},
+          {"labels", labels},
+          {"created_at", created_at},
+          {"added_addresses", added_addresses},
+          {"listeners", ls},
+          {"limits", tenant ? json{{"rate", tenant->rate.rate()},
+                                   {"burst", tenant->rate.enabled() ? tenant->rate.burst() : 0},
+                                   {"connections", tenant->max_connections},
+                                   {"in_flight", tenant->max_in_flight}}
+                            : json::object()},
+          {"connections", tenant ? tenant->connections : 0},
+          {"stats", tenant ? tenant->stats.to_json() : json::object()}};
+}
+
+Registry::Registry(Worker* worker, const NetnsListenerFactory* factory)
+    : worker_(worker), factory_(factory), started_at_(now_seconds()) {}
+
+size_t Registry::listener_count() const {
+  size_t n = 0;
+  for (const auto& [key, reg] : regs_) n += reg->listeners.size();
+  return n;
+}
+
+Reply Registry::handle(const Request& req, UniqueFd netns_fd) {
+  switch (req.op) {
+    case Op::Add:
+      return add(req, std::move(netns_fd));
+    case Op::Del:
+      return del(req);
+    case Op::Check:
+      return check(req, std::move(netns_fd));
+    case Op::List:
+      return list();
+    case Op::Status:
+      return status();
+    case Op::Gc:
+      return gc(req);
+    case Op::Handover:
+      break;  // the control server runs handovers itself
+  }
+  return error_reply(make_error(codes::kBadRequest, "unknown op"));
+}
+
+Reply Registry::add(const Request& req, UniqueFd netns_fd,
+                    const std::vector<std::string>& prior_added) {
+  const std::string who = req.attachment.display();
+  if (!netns_fd) {
+    return error_reply(make_error(codes::kBadRequest,
+                                  "add needs the network namespace as a file descriptor"));
+  }
+  auto id = netns_identity(netns_fd.get());
+  if (!id) return error_reply(make_error(codes::kNotNetns, req.netns_path + ": " + id.error().message));
+  if (req.listeners.empty()) {
+    return error_reply(make_error(codes::kBadRequest, "add needs at least one listener"));
+  }
+  if (!allow_host_netns_) {
+    auto home = netns_identity(factory_->home_fd());
+    if (home && *home == *id) {
+      return error_reply(make_error(
+          "host_netns", req.netns_path + " is nsproxyd's own network namespace; refusing to "
+                                         "register it (start nsproxyd with --allow-host-netns)"));
+    }
+  }
+
+  std::vector<ListenTarget> targets;
+  std::vector<Address> upstreams;
+  for (size_t i = 0; i < req.listeners.size(); ++i) {
+    const ListenerSpec& spec = req.listeners[i];
+    std::string where = "listeners[" + std::to_string(i) + "]";
+    auto listen = parse_address(spec.listen, false);
+    if (!listen) return error_reply(make_error(codes::kBadRequest, where + ".listen: " + listen.error().message));
+    auto upstream = parse_address(spec.upstream, true);
+    if (!upstream) {
+      return error_reply(make_error(codes::kBadRequest, where + ".upstream: " + upstream.error().message));
+    }
+    if (spec.proxy_protocol == ProxyProtocol::V2) {
+      if (Status ok = check_proxy_v2_identity(req.attachment.id, req.labels); !ok) {
+        return error_reply(make_error(codes::kBadRequest, where + ".proxy_protocol: " +
+                                                              ok.error().message));
+      }
+    }
+    if (spec.add_address) {
+      if (Status ok = check_service_address(*listen); !ok) {
+        return error_reply(make_error(codes::kBadRequest, where + ".add_address: " + ok.error().message));
+      }
+    }
+    targets.push_back({std::move(*listen), spec.add_address});
+    upstreams.push_back(std::move(*upstream));
+  }
+
+  if (auto it = regs_.find(req.attachment); it != regs_.end()) {
+    const Registration& old = *it->second;
+    if (old.netns_id == *id && old.specs == req.listeners && old.labels == req.labels &&
+        old.headers == req.headers && old.request.limits == req.limits) {
+      LOG_DEBUG("add %s: already registered, nothing to do", who.c_str());
+      return ok_reply({{"registration", old.to_json()}, {"created", false}});
+    }
+    LOG_INFO("add %s: replacing the registration for %s (inode %ju) with %s (inode %ju)",
+             who.c_str(), old.netns_path.c_str(), static_cast<uintmax_t>(old.netns_id.ino),
+             req.netns_path.c_str(), static_cast<uintmax_t>(id->ino));
+    forget(it, nullptr);  // closes the old listeners first: the new ones may need their ports
+  }
+
+  if (regs_.size() >= worker_->config->max_registrations) {
+    return error_reply(make_error("limit", "nsproxyd already holds " + std::to_string(regs_.size()) +
+                                               " registrations (--max-registrations)"));
+  }
+  auto setup_start = std::chrono::steady_clock::now();
+  auto made = factory_->listen_all(netns_fd.get(), req.netns_path, targets);
+  listener_setup_.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_start).count());
+  if (!made) {
+    LOG_WARN_F(({{"tenant", req.attachment.id}, {"attachment", who}, {"netns", req.netns_path},
+                 {"error", made.error().message}}),
+               "add %s: %s", who.c_str(), made.error().message.c_str());
+    return error_reply(made.error());
+  }
+  // Ours: what this call added, plus what a restored registration had added before.
+  std::vector<std::string> added;
+  for (const Address& a : made->added) added.push_back(address_ip(a));
+  for (const ListenTarget& t : targets) {
+    std::string ip = address_ip(t.addr);
+    if (t.add_address && std::find(prior_added.begin(), prior_added.end(), ip) != prior_added.end() &&
+        std::find(added.begin(), added.end(), ip) == added.end()) {
+      added.push_back(ip);
+    }
+  }
+  for (const auto& ip : added) {
+    LOG_INFO("add %s: %s on lo in %s is nsproxy's (removed with the registration)", who.c_str(),
+             ip.c_str(), req.netns_path.c_str());
+  }
+  return install(req, *id, std::move(netns_fd), std::move(made->fds), std::move(upstreams),
+                 std::move(added));
+}
+
+void Registry::release_addresses(Registration& reg) {
+  std::vector<Address> remove;
+  for (const std::string& ip : reg.added_addresses) {
+    // Another registration of this namespace that asked for the same IP takes it over.
+    Registration* heir = nullptr;
+    for (auto& [key, other] : regs_) {
+      if (other.get() == &reg || !(other->netns_id == reg.netns_id)) continue;
+      for (const auto& spec : other->specs) {
+        auto a = parse_address(spec.listen, false);
+        if (spec.add_address && a && address_ip(*a) == ip) heir = other.get();
+      }
+      if (heir != nullptr) break;
+    }
+    if (heir != nullptr) {
+      LOG_INFO("%s: %s on lo stays for %s", reg.key.display().c_str(), ip.c_str(),
+               heir->key.display().c_str());
+      heir->added_addresses.push_back(ip);
+      if (journal_ != nullptr) {
+        if (Status s = journal_->record_add(heir->request, heir->netns_id, heir->added_addresses); !s) {
+          LOG_ERROR("%s: %s", heir->key.display().c_str(), s.error().message.c_str());
+        }
+      }
+      continue;
+    }
+    for (const auto& spec : reg.specs) {
+      auto a = parse_address(spec.listen, false);
+      if (a && address_ip(*a) == ip) {
+        remove.push_back(std::move(*a));
+        break;
+      }
+    }
+  }
+  reg.added_addresses.clear();
+  if (remove.empty()) return;
+  if (Status s = factory_->remove_addresses(reg.netns.get(), reg.netns_path, remove); !s) {
+    LOG_WARN("%s: %s", reg.key.display().c_str(), s.error().message.c_str());
+  } else {
+    LOG_INFO("%s: removed %zu address(es) nsproxy had added to lo in %s", reg.key.display().c_str(),
+             remove.size(), reg.netns_path.c_str());
+  }
+}
+
+Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
+                        std::vector<UniqueFd> fds_in, std::vector<Address> upstreams,
+                        std::vector<std::string> added_addresses) {
+  const std::string who = req.attachment.display();
+  auto* fds = &fds_in;
+  auto reg = std::make_unique<Registration>();
+  reg->key = req.attachment;
+  reg->netns = std::move(netns_fd);
+  reg->netns_id = id;
+  reg->netns_path = req.netns_path;
+  reg->labels = req.labels;
+  reg->headers = req.headers;
+  reg->specs = req.listeners;
+  reg->added_addresses = std::move(added_addresses);
+  reg->request = req;
+  reg->created_at = now_seconds();
+  auto tenant = std::make_shared<Tenant>();
+  tenant->id = req.attachment.id;
+  tenant->display = who;
+  tenant->labels = req.labels;
+  tenant->tenant_header = req.headers.tenant_id.empty() ? worker_->config->tenant_header
+                                                        : req.headers.tenant_id;
+  tenant->label_header_prefix = req.headers.label_prefix.empty()
+                                    ? worker_->config->label_header_prefix
+                                    : req.headers.label_prefix;
+  tenant->apply_limits(*worker_->config, req.limits,
+                       worker_->loop != nullptr ? ev_now(worker_->loop) : 0);
+  reg->tenant = tenant;
+  for (size_t i = 0; i < fds->size(); ++i) {
+    auto l = std::make_unique<Listener>(worker_, std::move((*fds)[i]), req.listeners[i],
+                                        std::move(upstreams[i]), tenant,
+                                        req.listeners[i].mode == Mode::Http ? make_http_session
+                                                                            : make_tcp_session);
+    l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
+    reg->listeners.push_back(std::move(l));
+  }
+  if (journal_ != nullptr) {
+    if (Status saved = journal_->record_add(req, id, reg->added_addresses); !saved) {
+      LOG_ERROR("add %s: %s; not registered", who.c_str(), saved.error().message.c_str());
+      release_addresses(*reg);
+      return error_reply(make_error(codes::kInternal, "cannot persist the registration: " +
+                                                          saved.error().message));
+    }
+  }
+  json data = {{"registration", reg->to_json()}, {"created", true}};
+  LOG_INFO_F(({{"tenant", req.attachment.id}, {"attachment", who}, {"netns", req.netns_path}}),
+             "add %s: netns %s (inode %ju), %zu listener(s)", who.c_str(), req.netns_path.c_str(),
+           static_cast<uintmax_t>(id.ino), reg->listeners.size());
+  regs_[req.attachment] = std::move(reg);
+  return ok_reply(std::move(data));
+}
+
+Reply Registry::del(const Request& req) {
+  auto it = regs_.find(req.attachment);
+  if (it == regs_.end()) {
+    LOG_DEBUG("del %s: not registered", req.attachment.display().c_str());
+    return ok_reply({{"deleted", false}});
+  }
+  LOG_INFO_F(({{"tenant", req.attachment.id}, {"attachment", req.attachment.display()}}),
+             "del %s: closing %zu listener(s)", req.attachment.display().c_str(),
+           it->second->listeners.size());
+  forget(it, nullptr);
+  return ok_reply({{"deleted", true}});
+}
+
+Reply Registry::check(const Request& req, UniqueFd netns_fd) {
+  auto it = regs_.find(req.attachment);
+  const std::string who = req.attachment.display();
+  if (it == regs_.end()) {
+    return error_reply(make_error(codes::kNotFound, who + " is not registered"));
+  }
+  const Registration& reg = *it->second;
+  if (netns_fd) {
+    auto id = netns_identity(netns_fd.get());
+    if (!id) return error_reply(make_error(codes::kNotNetns, req.netns_path + ": " + id.error().message));
+    if (!(*id == reg.netns_id)) {
+      return error_reply(make_error(
+          codes::kNetnsMismatch, who + " is registered for network namespace " + reg.netns_path +
+                                     " (inode " + std::to_string(reg.netns_id.ino) + "), not " +
+                                     req.netns_path + " (inode " + std::to_string(id->ino) + ")"));
+    }
+  }
+  for (const auto& l : reg.listeners) {
+    if (!l->accepting()) {
+      return error_reply(make_error(codes::kNotServing,
+                                    who + ": listener " + l->spec().listen + " is not accepting"));
+    }
+  }
+  return ok_reply({{"registration", reg.to_json()}});
+}
+
+Reply Registry::list() const {
+  json regs = json::array();
+  for (const auto& [key, reg] : regs_) regs.push_back(reg->to_json());
+  return ok_reply({{"registrations", std::move(regs)}});
+}
+
+Reply Registry::status() const {
+  TenantStats totals;
+  for (const auto& [key, reg] : regs_) {
+    if (reg->tenant) totals.add(reg->tenant->stats);
+  }
+  json breakdown = totals.to_json();
+  return ok_reply({{"version", kVersion},
+                   {"requests", totals.requests_total()},
+                   {"errors", totals.errors_total()},
+                   {"refused", breakdown["refused"]},
+                   {"upstream_errors", breakdown["upstream_errors"]},
+                   {"connections_reclaimed", breakdown["reclaimed"]},
+                   {"tenants_at_limit", std::count_if(regs_.begin(), regs_.end(), [](const auto& r) {
+                      return r.second->tenant && r.second->tenant->holding();
+                    })},
+                   {"connections_total", worker_->connections_total},
+                   {"pid", static_cast<int64_t>(::getpid())},
+                   {"uptime_seconds", now_seconds() - started_at_},
+                   {"registrations", regs_.size()},
+                   {"listeners", listener_count()},
+                   {"connections", worker_->connections},
+                   {"reclaimed", reclaimed_}});
+}
+
+Reply Registry::gc(const Request& req) {
+  const std::string& network = req.attachment.network;
+  if (network.empty()) {
+    return error_reply(make_error(codes::kBadRequest, "gc needs attachment.network"));
+  }
+  std::set<std::pair<std::string, std::string>> valid;
+  for (const auto& a : req.valid_attachments) valid.emplace(a.id, a.ifname);
+  json removed = json::array();
+  for (auto it = regs_.begin(); it != regs_.end();) {
+    const AttachmentKey& k = it->first;
+    if (k.network == network && !valid.contains({k.id, k.ifname})) {
+      LOG_INFO("gc %s: not among the valid attachments of %s; removing", k.display().c_str(),
+               network.c_str());
+      removed.push_back(attachment_json(k));
+      auto next = std::next(it);
+      forget(it, nullptr);
+      it = next;
+    } else {
+      ++it;
+    }
+  }
+  return ok_reply({{"removed", std::move(removed)}});
+}
+
+void Registry::forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::iterator it,
+                      const char* why) {
+  AttachmentKey key = it->first;
+  if (why != nullptr) {
+    LOG_WARN_F(({{"tenant", key.id}, {"attachment", key.display()}, {"netns", it->second->netns_path},
+                 {"error", why}}),
+               "%s: %s; dropping the registration (%zu listener(s))", key.display().c_str(), why,
+             it->second->listeners.size());
+  }
+  release_addresses(*it->second);
+  regs_.erase(it);
+  if (journal_ != nullptr) {
+    if (Status s = journal_->record_del(key); !s) {
+      LOG_ERROR("del %s: %s (it may come back after a restart)", key.display().c_str(),
+                s.error().message.c_str());
+    }
+    maybe_compact();
+  }
+}
+
+void Registry::maybe_compact() {
+  if (journal_ == nullptr || journal_->lines() < 2 * regs_.size() + 1024) return;
+  std::vector<SavedRegistration> live;
+  live.reserve(regs_.size());
+  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
+  if (Status s = journal_->compact(live); !s) {
+    LOG_ERROR("compacting %s: %s", journal_->path().c_str(), s.error().message.c_str());
+  }
+}
+
+size_t Registry::restore(std::vector<SavedRegistration> saved) {
+  StateJournal* journal = journal_;
+  journal_ = nullptr;  // re-creating is not a change
+  size_t restored = 0;
+  for (auto& s : saved) {
+    const std::string who = s.request.attachment.display();
+    auto fd = open_netns(s.request.netns_path);
+    if (!fd) {
+      LOG_WARN_F(({{"tenant", s.request.attachment.id}, {"attachment", who},
+                   {"netns", s.request.netns_path}, {"error", fd.error().message}}),
+                 "restore %s: %s; dropped", who.c_str(), fd.error().message.c_str());
+      continue;
+    }
+    auto id = netns_identity(fd->get());
+    if (!id || !(*id == s.netns_id)) {
+      LOG_WARN("restore %s: %s is now another namespace than the one registered; dropped",
+               who.c_str(), s.request.netns_path.c_str());
+      continue;
+    }
+    Reply r = add(s.request, std::move(*fd), s.added_addresses);
+    if (!r.ok) {
+      LOG_WARN("restore %s: %s; dropped", who.c_str(), r.error.message.c_str());
+      continue;
+    }
+    ++restored;
+  }
+  journal_ = journal;
+  if (journal_ != nullptr) {
+    std::vector<SavedRegistration> live;
+    for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
+    if (Status st = journal_->compact(live); !st) {
+      LOG_ERROR("compacting %s: %s", journal_->path().c_str(), st.error().message.c_str());
+    }
+  }
+  return restored;
+}
+
+void Registry::reconcile() {
+  for (auto it = regs_.begin(); it != regs_.end();) {
+    auto next = std::next(it);
+    const Registration& reg = *it->second;
+    struct stat st;
+    if (::stat(reg.netns_path.c_str(), &st) < 0) {
+      if (errno == ENOENT || errno == ENOTDIR) {
+        ++reclaimed_;
+        forget(it, ("namespace path " + reg.netns_path + " is gone").c_str());
+      }
+    } else if (st.st_ino != reg.netns_id.ino || st.st_dev != reg.netns_id.dev) {
+      ++reclaimed_;
+      forget(it, ("namespace path " + reg.netns_path + " now names another namespace").c_str());
+    }
+    it = next;
+  }
+}
+
+std::vector<Registry::HandoverItem> Registry::handover_items() const {
+  std::vector<HandoverItem> items;
+  for (const auto& [key, reg] : regs_) {
+    HandoverItem item;
+    item.payload = json{{"registration", json::parse(encode_request(reg->request))},
+                        {"dev", static_cast<uint64_t>(reg->netns_id.dev)},
+                        {"ino", static_cast<uint64_t>(reg->netns_id.ino)},
+                        {"added_addresses", reg->added_addresses}}
+                       .dump(-1, ' ', false, json::error_handler_t::replace);
+    item.fds.push_back(reg->netns.get());
+    for (const auto& l : reg->listeners) item.fds.push_back(l->fd());
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+void Registry::stop_accepting_all() {
+  for (auto& [key, reg] : regs_) {
+    for (auto& l : reg->listeners) l->stop_accepting();
+  }
+}
+
+Reply Registry::adopt(const Request& req, NetnsId id, UniqueFd netns,
+                      std::vector<UniqueFd> listeners, std::vector<std::string> added_addresses) {
+  if (listeners.size() != req.listeners.size()) {
+    return error_reply(make_error(codes::kBadRequest, "handover: listener count mismatch"));
+  }
+  std::vector<Address> upstreams;
+  for (const auto& spec : req.listeners) {
+    auto up = parse_address(spec.upstream, true);
+    if (!up) return error_reply(up.error());
+    upstreams.push_back(std::move(*up));
+  }
+  StateJournal* journal = journal_;
+  journal_ = nullptr;  // already in the journal
+  Reply r = install(req, id, std::move(netns), std::move(listeners), std::move(upstreams),
+                    std::move(added_addresses));
+  journal_ = journal;
+  return r;
+}
+
+std::vector<SavedRegistration> Registry::saved() const {
+  std::vector<SavedRegistration> live;
+  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
+  return live;
+}
+
+}  // namespace nsproxy

@@ -1,0 +1,129 @@
+// The daemon's registrations: one per attachment (CNI network, container id, ifname) or
+// manual id. Each holds its network namespace fd for as long as it lives, the
+// namespace identity (st_dev, st_ino), and its listeners.
+//
+// add    same key, same namespace, same listeners and labels: idempotent (created=false).
+//        same key, anything else different: the old registration is removed first, then
+//        the new one is created (a re-created sandbox has a new namespace inode).
+//        All listeners or none: a failure undoes what was made.
+// del    closes the listeners and every connection they accepted; unknown keys are fine.
+// gc     removes every registration of the request's network whose (id, ifname) is not
+//        in valid_attachments; never touches other networks or manual registrations.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control_protocol.h"
+#include "forward/histogram.h"
+#include "forward/listener.h"
+#include "netns.h"
+#include "control/netns_listen.h"
+#include "control/state_journal.h"
+#include "unique_fd.h"
+#include "forward/worker.h"
+
+namespace nsproxy {
+
+struct Registration {
+  AttachmentKey key;
+  UniqueFd netns;
+  NetnsId netns_id;
+  std::string netns_path;
+  std::map<std::string, std::string> labels;
+  IdentityHeaders headers;  // as requested (empty: daemon defaults)
+  std::vector<ListenerSpec> specs;
+  // IPs nsproxy added to the namespace's lo for listeners with add_address: removed when
+  // the registration goes, or handed to another registration of the same namespace that
+  // also asked for them. IPs lo already had are not ours and stay.
+  std::vector<std::string> added_addresses;
+  Request request;  // the add request, as persisted
+  int64_t created_at = 0;
+  std::shared_ptr<Tenant> tenant;  // shared by its listeners: identity, counters
+  std::vector<std::unique_ptr<Listener>> listeners;
+
+  nlohmann::json to_json() const;
+};
+
+class Registry {
+ public:
+  Registry(Worker* worker, const NetnsListenerFactory* factory);
+
+  // Handles one decoded control request; netns_fd is the fd that came with it (if any).
+  Reply handle(const Request& req, UniqueFd netns_fd);
+
+  size_t size() const { return regs_.size(); }
+  size_t listener_count() const;
+  uint64_t reclaimed() const { return reclaimed_; }
+  // Time to create a registration's listeners (setns .. setns back), seconds.
+  const Histogram& listener_setup() const { return listener_setup_; }
+  // f(const Registration&) for every registration, in key order.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [key, reg] : regs_) f(*reg);
+  }
+  void clear() { regs_.clear(); }
+
+  // Registering the daemon's own network namespace is refused unless allowed: listeners
+  // there would be reachable from the host itself, not from one tenant.
+  void allow_host_netns(bool allow) { allow_host_netns_ = allow; }
+
+  // Every acknowledged change is recorded here before the reply (may be null).
+  void set_journal(StateJournal* journal) { journal_ = journal; }
+  // At start, before the control socket serves: re-creates saved registrations whose
+  // namespace still exists under its path with the recorded identity; drops (and logs)
+  // the others; then compacts the journal to the survivors. Returns how many came back.
+  size_t restore(std::vector<SavedRegistration> saved);
+  // Handover, old daemon: one message per registration (the add request and namespace
+  // identity as JSON; fds: the namespace, then each listener in order).
+  struct HandoverItem {
+    std::string payload;
+    std::vector<int> fds;
+  };
+  std::vector<HandoverItem> handover_items() const;
+  void stop_accepting_all();
+  // Handover, new daemon: takes over a registration with its open sockets.
+  Reply adopt(const Request& req, NetnsId id, UniqueFd netns, std::vector<UniqueFd> listeners,
+              std::vector<std::string> added_addresses = {});
+  // The live registrations, as the journal stores them.
+  std::vector<SavedRegistration> saved() const;
+
+  // Drops registrations whose namespace path vanished or now names another namespace
+  // (a DEL that never came): listening sockets would pin the namespace forever.
+  void reconcile();
+
+ private:
+  void forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::iterator it,
+              const char* why);
+  void maybe_compact();
+  // Creates the registration from ready listening sockets (start accepting, journal).
+  Reply install(const Request& req, NetnsId id, UniqueFd netns_fd, std::vector<UniqueFd> fds,
+                std::vector<Address> upstreams, std::vector<std::string> added_addresses);
+  // prior_added: IPs a restored registration had added before (still ours if lo has them).
+  Reply add(const Request& req, UniqueFd netns_fd,
+            const std::vector<std::string>& prior_added = {});
+  // Removes the IPs this registration added from lo, unless another registration of the
+  // same namespace wants them (it takes them over).
+  void release_addresses(Registration& reg);
+  Reply del(const Request& req);
+  Reply check(const Request& req, UniqueFd netns_fd);
+  Reply list() const;
+  Reply status() const;
+  Reply gc(const Request& req);
+
+  Worker* worker_;
+  const NetnsListenerFactory* factory_;
+  int64_t started_at_;
+  StateJournal* journal_ = nullptr;
+  bool allow_host_netns_ = false;
+  uint64_t reclaimed_ = 0;  // dropped by reconcile (namespace gone or replaced)
+  Histogram listener_setup_{kListenerSetupBounds};
+  std::map<AttachmentKey, std::unique_ptr<Registration>> regs_;
+};
+
+}  // namespace nsproxy

@@ -1,0 +1,45 @@
+// One accepted tenant connection and everything it forwards to. A session is owned by
+// the Listener that accepted it: the listener deletes its sessions when it closes, and
+// a session that finishes deletes itself (at the top of a libev callback, never deep in
+// its own call chain) and unlinks from the listener in its destructor.
+//
+// Forwarding modes plug in here: TcpSession (forward/tcp_session.h, a byte stream) and
+// HttpSession (forward/http/http_session.h). A listener is given the factory of its mode
+// by whoever creates it, so that forward/ never includes the modes built on top of it.
+#pragma once
+
+#include <memory>
+
+#include "forward/intrusive_list.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+class Listener;
+class Session;
+
+// The session for a connection the listener just accepted. over_limit: the daemon-wide
+// connection budget is spent and nothing could be reclaimed (http mode still reads the
+// request to answer 503; tcp mode closes).
+using SessionFactory = std::unique_ptr<Session> (*)(Listener* listener, UniqueFd client,
+                                                    bool over_limit);
+
+class Session {
+ public:
+  explicit Session(Listener* listener);
+  virtual ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Starts the session (e.g. connects upstream). false: it failed; caller deletes it.
+  virtual bool start() = 0;
+
+  // In one of its tenant's lists (idle, heads, waiting), or none.
+  ListHook<Session> hook;
+  double listed_at = 0;  // ev_now() when it joined that list
+
+ protected:
+  Listener* listener_;
+};
+
+}  // namespace nsproxy
