@@ -8,7 +8,7 @@
 #include <random>
 #include <string>
 
-#include "forward/http/http_session.h"
+#include "forward/http/access_log.h"
 
 namespace nsproxy {
 namespace {

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "forward/chunk_pool.h"
-#include "forward/http/http_session.h"
+#include "forward/http/head_fields.h"
 
 namespace nsproxy {
 namespace {

@@ -32,91 +32,14 @@
 #include <utility>
 
 #include "forward/byte_queue.h"
+#include "forward/http/exchange.h"
+#include "forward/http/head_fields.h"
 #include "forward/chunk_pool.h"
 #include "forward/session.h"
 #include "forward/tenant_stats.h"
 #include "unique_fd.h"
 
 namespace nsproxy {
-
-// What a session keeps of one message head while it is parsed: the start-line text (the
-// request URL or the response reason) and every header's name and value. http-parser
-// hands them over in pieces (a name or value may span reads); they are stored back to
-// back in one block, so each stays contiguous: a chunk from the ChunkPool, or, for a head
-// that outgrows it, a heap block twice the size. The block is taken at the first piece
-// and given back by release(): a connection between requests holds none, and a request
-// in steady state costs no heap allocation.
-class HeadFields {
- public:
-  explicit HeadFields(ChunkPool* pool) : pool_(pool) {}
-  ~HeadFields() { release(); }
-  HeadFields(const HeadFields&) = delete;
-  HeadFields& operator=(const HeadFields&) = delete;
-
-  void clear();    // forgets the contents, keeps the block
-  void release();  // forgets the contents, gives the block back
-
-  // More of the start-line text; only before the first header.
-  void add_start(const char* at, size_t len);
-  // A piece of a header name: starts a new header unless it continues the last name.
-  void add_name(const char* at, size_t len);
-  // A piece of the last header's value (may be empty). false when there is no header.
-  bool add_value(const char* at, size_t len);
-
-  std::string_view start() const { return {block_ == nullptr ? "" : block_, start_len_}; }
-  size_t size() const { return count_; }
-  std::string_view name(size_t i) const;
-  std::string_view value(size_t i) const;
-  bool holds_block() const { return block_ != nullptr; }
-
-  // for (auto [name, value] : fields)
-  struct iterator {
-    const HeadFields* fields;
-    size_t i;
-    std::pair<std::string_view, std::string_view> operator*() const {
-      return {fields->name(i), fields->value(i)};
-    }
-    iterator& operator++() {
-      ++i;
-      return *this;
-    }
-    bool operator!=(const iterator& o) const { return i != o.i; }
-  };
-  iterator begin() const { return {this, 0}; }
-  iterator end() const { return {this, count_}; }
-
- private:
-  struct Field {  // records grow down from the block's end
-    uint32_t off;
-    uint32_t name_len;
-    uint32_t value_len;
-  };
-  Field* field(size_t i) const { return reinterpret_cast<Field*>(block_ + cap_) - (i + 1); }
-  void append_text(const char* at, size_t len, size_t new_fields);
-
-  ChunkPool* pool_;
-  char* block_ = nullptr;
-  size_t cap_ = 0;
-  bool pooled_ = false;  // block_ is a pool chunk (else new[]'d)
-  size_t text_len_ = 0;
-  size_t start_len_ = 0;
-  size_t count_ = 0;
-  bool last_was_value_ = false;
-};
-
-// One access log line: a JSON object without the newline, written exactly as
-// nlohmann::json::dump(-1, ' ', false, error_handler_t::replace) wrote it before
-// (sorted keys; invalid UTF-8 replaced by U+FFFD), but with no heap allocation once
-// `out` has capacity. The pieces are exposed for tests.
-struct AccessLogRecord {
-  std::string_view tenant, listen, method, path;
-  int status = 0;
-  uint64_t bytes_in = 0, bytes_out = 0;
-  double duration_ms = 0;
-};
-void append_access_log_line(std::string* out, const AccessLogRecord& r);
-void append_json_string(std::string* out, std::string_view s);  // quoted and escaped
-void append_json_number(std::string* out, double v);            // "1.5", "2.0", "0.0"
 
 // SessionFactory of http mode.
 std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client, bool over_limit);
@@ -174,6 +97,7 @@ class HttpSession : public Session {
   void write_request_head();   // the rewritten request head, into to_upstream_
   void build_response_head();  // into to_client_
   void end_request();          // forgets the request (and response) head: no block held
+  bool count_head_bytes(size_t len);  // false: head too large (noted in ex_)
   // A response went to the tenant (or the tunnel began): metrics and access log.
   void complete_response(int status);
   void access_log(int status, std::chrono::steady_clock::duration elapsed);
@@ -219,33 +143,7 @@ class HttpSession : public Session {
   bool client_shut_ = false;
   bool upstream_shut_ = false;
 
-  // The current request.
-  const char* method_ = nullptr;  // http_method_str(), once the head is in
-  size_t head_bytes_ = 0;
-  bool head_too_large_ = false;
-  bool bad_header_name_ = false;
-  bool bad_transfer_encoding_ = false;
-  bool req_chunked_ = false;
-  bool req_complete_ = false;
-  bool req_keep_alive_ = true;
-  bool req_http10_ = false;
-  bool req_upgrade_ = false;
-  bool req_has_body_ = false;
-  bool exchange_ready_ = false;  // head parsed; the upstream must be engaged
-  bool retry_ok_ = false;        // a bodiless idempotent request: may be replayed once on a
-                                 // fresh connection (its head is rebuilt from req_fields_)
-  uint64_t bytes_in_ = 0;
-  std::chrono::steady_clock::time_point started_;  // request's first byte (or accept)
-
-  // The current response.
-  bool resp_started_ = false;     // a response head was queued to the tenant
-  bool resp_complete_ = false;
-  bool resp_chunked_out_ = false; // we send chunked framing to the tenant
-  bool resp_interim_ = false;     // the message being parsed is a 1xx
-  bool client_keep_alive_ = true; // the tenant connection stays open after this response
-  bool tunnel_next_ = false;      // 101 accepted: switch to kTunnel after the head
-  int status_ = 0;
-  uint64_t bytes_out_ = 0;
+  Exchange ex_;  // the current request and its response
 };
 
 }  // namespace nsproxy
