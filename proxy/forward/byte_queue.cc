@@ -113,6 +113,35 @@ void ByteQueue::clear() {
   size_ = 0;
 }
 
+std::pair<char*, size_t> ByteQueue::tail_room() {
+  Chunk* c = tail_;
+  if (c == nullptr || c->end == kChunkData) c = grow();
+  return {c->data() + c->end, kChunkData - c->end};
+}
+
+void ByteQueue::commit(size_t n) {
+  assert(tail_ != nullptr && tail_->end + n <= kChunkData);
+  tail_->end += static_cast<uint32_t>(n);
+  size_ += n;
+}
+
+void ByteQueue::trim() {
+  if (tail_ == nullptr || tail_->end != tail_->begin) return;
+  Chunk* prev = nullptr;
+  if (head_ != tail_) {
+    for (prev = head_; prev->next != tail_;) prev = prev->next;
+  }
+  Chunk* c = tail_;
+  tail_ = prev;
+  if (prev != nullptr) {
+    prev->next = nullptr;
+  } else {
+    head_ = nullptr;
+  }
+  c->~Chunk();
+  pool_->release(reinterpret_cast<char*>(c));
+}
+
 ssize_t ByteQueue::write_to(int fd) {
   if (empty()) return 0;
   constexpr int kMaxIov = 16;

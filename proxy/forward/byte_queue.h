@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <utility>
 
 #include "forward/chunk_pool.h"
 
@@ -48,6 +49,13 @@ class ByteQueue {
   void consume(size_t n);
   // Drops everything and gives every chunk back.
   void clear();
+
+  // Free space at the tail for a read straight into the queue (a fresh chunk when the
+  // tail has none): write at most `second` bytes at `first`, then commit() how many.
+  std::pair<char*, size_t> tail_room();
+  void commit(size_t n);
+  // Gives back a tail chunk that tail_room() took but nothing was committed to.
+  void trim();
 
   // Sends once (up to the first 16 chunks in one sendmsg); returns bytes written,
   // 0 when empty, or -1 with errno (EAGAIN when the socket is full).

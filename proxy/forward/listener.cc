@@ -106,6 +106,13 @@ void Listener::on_pause_over() {
 
 void Listener::on_acceptable() {
   const ProxyConfig& cfg = *worker_->config;
+  if (worker_->out_of_fds) {
+    // A session ran out of fds for its upstream connection since the last accept (http
+    // mode connects once the head is in): more connections would only fail the same way.
+    worker_->out_of_fds = false;
+    pause("no file descriptor left for upstream connections");
+    return;
+  }
   for (int i = 0; i < kAcceptsPerWakeup; ++i) {
     if (tenant_->connections >= tenant_->max_connections) {
       // At its limit: the rest waits in the backlog until one of its connections ends.
@@ -156,7 +163,7 @@ void Listener::on_acceptable() {
     } else if (worker_->out_of_fds) {
       worker_->out_of_fds = false;
       s.reset();
-      pause("no file descriptor left for the upstream connection");
+      pause("no file descriptor left for upstream connections");
       return;
     }
   }

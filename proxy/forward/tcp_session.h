@@ -11,7 +11,9 @@
 
 #include <ev.h>
 
-#include "forward/chunk_pool.h"
+#include "forward/byte_pump.h"
+#include "forward/byte_queue.h"
+#include "forward/connection.h"
 #include "forward/session.h"
 #include "unique_fd.h"
 
@@ -35,25 +37,21 @@ class TcpSession : public Session {
   bool on_connect_timeout();
 
  private:
-  bool on_connected();  // upstream writable while connecting
+  bool on_connected();  // the upstream connect completed
   // PROXY v2 (listener spec says so): the header into to_upstream_, before any tenant byte.
   bool queue_proxy_header();
-  bool pump();  // shuts write halves when due; updates interest; false when done
+  bool pump() { return pump_.update(connected_); }  // false when both directions are done
   bool fail(const char* what, int err);              // logs; false (the session ends)
   bool upstream_failed(const char* what, int err);  // counts it for /metrics, then fail()
 
   struct ev_loop* loop_;
-  UniqueFd client_;
-  UniqueFd upstream_;
-  ev_io client_r_, client_w_, upstream_r_, upstream_w_;
+  Connection client_;
+  Connection upstream_;
   ev_timer connect_t_;
-  Buffer to_upstream_;  // tenant -> upstream
-  Buffer to_client_;    // upstream -> tenant
+  ByteQueue to_upstream_;  // tenant -> upstream
+  ByteQueue to_client_;    // upstream -> tenant
+  BytePump pump_;
   bool connected_ = false;
-  bool client_eof_ = false;     // tenant finished sending
-  bool upstream_eof_ = false;   // upstream finished sending
-  bool upstream_shut_ = false;  // we shut the upstream's write half
-  bool client_shut_ = false;    // we shut the tenant's write half
 };
 
 }  // namespace nsproxy

@@ -23,8 +23,9 @@ struct Worker {
   UpstreamPool* upstreams = nullptr;  // idle upstream connections (http mode)
   uint64_t connections = 0;        // currently open tenant connections
   ConnectionBudget budget;         // who holds them; reclaims when they run out
-  // Set by a session whose upstream socket() failed with EMFILE/ENFILE: the listener
-  // that accepted it pauses, as for a failed accept, instead of accepting and dropping.
+  // Set when an upstream socket() failed with EMFILE/ENFILE (Connection::connect): the
+  // next listener to accept pauses, as for a failed accept, instead of accepting
+  // connections it cannot serve.
   bool out_of_fds = false;
   uint64_t connections_total = 0;  // accepted since start
 };

@@ -1,0 +1,77 @@
+// One socket of a session, the tenant's or the upstream's (nghttpx's Connection): owns
+// the fd and its read and write watchers, whose `data` points at the session that owns
+// the connection. Closing (or destroying) it stops both watchers before the fd closes, so
+// no watcher is ever active on a closed socket.
+//
+// I/O contract of read(), read_into() and write_from(): > 0 bytes moved; 0 would block
+// (nothing to do now); kEof the peer ended its stream (reads only); kError with errno set.
+#pragma once
+
+#include <ev.h>
+#include <sys/types.h>
+
+#include <cstddef>
+
+#include "address.h"
+#include "forward/byte_queue.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+struct Worker;
+
+class Connection {
+ public:
+  static constexpr ssize_t kError = -1;
+  static constexpr ssize_t kEof = -2;
+
+  using Callback = void (*)(struct ev_loop*, ev_io*, int);
+  // owner: what the callbacks find in w->data.
+  Connection(struct ev_loop* loop, void* owner, Callback on_readable, Callback on_writable);
+  ~Connection() { close(); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Takes fd (watchers stopped, pointed at it); an empty fd leaves it closed.
+  void attach(UniqueFd fd);
+  // Stops both watchers and gives the fd back (to the upstream pool): closed after.
+  UniqueFd detach();
+  // Stops both watchers and closes the fd.
+  void close();
+
+  int fd() const { return fd_.get(); }
+  explicit operator bool() const { return static_cast<bool>(fd_); }
+  bool connecting() const { return connecting_; }
+
+  // Starts or stops the read / write watcher (no system call when it already is so).
+  void want_read(bool on);
+  void want_write(bool on);
+
+  ssize_t read(char* buf, size_t len);
+  // One read into q's free tail (a fresh chunk when it has none).
+  ssize_t read_into(ByteQueue* q);
+  // One write of what q holds (the bytes written leave q).
+  ssize_t write_from(ByteQueue* q);
+  // Ends our sending half (the peer reads end of stream after what was written).
+  void shutdown_write();
+
+  // The upstream side: a new non-blocking socket towards `to` from the worker's budget
+  // (which closes an idle keep-alive connection when out of fds), SO_SNDBUF/SO_RCVBUF
+  // from --socket-buffer, TCP_NODELAY, and connect() started.
+  //   kConnected   connected at once (a unix socket)
+  //   kInProgress  wait until writable, then finish_connect(); connecting() is true
+  //   kFailed      *err holds why; EMFILE/ENFILE also set worker.out_of_fds, so that
+  //                the listeners pause instead of accepting what they cannot serve
+  enum class Connect { kConnected, kInProgress, kFailed };
+  Connect connect(Worker* worker, const Address& to, int* err);
+  // Writable while connecting: 0 once connected, else the connect's errno.
+  int finish_connect();
+
+ private:
+  struct ev_loop* loop_;
+  UniqueFd fd_;
+  ev_io read_w_, write_w_;
+  bool connecting_ = false;
+};
+
+}  // namespace nsproxy
