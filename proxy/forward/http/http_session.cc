@@ -79,8 +79,6 @@ void timer_cb(struct ev_loop*, ev_timer* w, int) {
 
 void linger_cb(struct ev_loop*, ev_timer* w, int) { delete static_cast<HttpSession*>(w->data); }
 
-bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
-
 void append_chunk_header(ByteQueue* q, size_t n) {
   q->append_hex(n);
   q->append("\r\n", 2);
@@ -113,21 +111,20 @@ std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client,
 HttpSession::HttpSession(Listener* listener, UniqueFd client, bool over_limit)
     : Session(listener),
       loop_(listener->worker()->loop),
-      client_(std::move(client)),
+      client_(loop_, this, io_cb<&HttpSession::on_client_readable>,
+              io_cb<&HttpSession::on_client_writable>),
+      upstream_(loop_, this, io_cb<&HttpSession::on_upstream_readable>,
+                io_cb<&HttpSession::on_upstream_writable>),
       client_in_(&listener->worker()->pool),
       to_upstream_(&listener->worker()->pool),
       to_client_(&listener->worker()->pool),
       req_fields_(&listener->worker()->pool),
       resp_fields_(&listener->worker()->pool),
       over_limit_(over_limit) {
-  ev_io_init(&client_r_, (io_cb<&HttpSession::on_client_readable>), client_.get(), EV_READ);
-  ev_io_init(&client_w_, (io_cb<&HttpSession::on_client_writable>), client_.get(), EV_WRITE);
-  ev_io_init(&upstream_r_, (io_cb<&HttpSession::on_upstream_readable>), -1, EV_READ);
-  ev_io_init(&upstream_w_, (io_cb<&HttpSession::on_upstream_writable>), -1, EV_WRITE);
+  client_.attach(std::move(client));
   ev_init(&client_t_, (timer_cb<&HttpSession::on_client_timer>));
   ev_init(&upstream_t_, (timer_cb<&HttpSession::on_upstream_timer>));
   ev_init(&linger_t_, linger_cb);
-  client_r_.data = client_w_.data = upstream_r_.data = upstream_w_.data = this;
   client_t_.data = upstream_t_.data = linger_t_.data = this;
   http_parser_init(&req_parser_, HTTP_REQUEST);
   req_parser_.data = this;
@@ -137,17 +134,13 @@ HttpSession::HttpSession(Listener* listener, UniqueFd client, bool over_limit)
 
 HttpSession::~HttpSession() {
   release_slot();
-  ev_io_stop(loop_, &client_r_);
-  ev_io_stop(loop_, &client_w_);
-  ev_io_stop(loop_, &upstream_r_);
-  ev_io_stop(loop_, &upstream_w_);
   ev_timer_stop(loop_, &client_t_);
   ev_timer_stop(loop_, &upstream_t_);
   ev_timer_stop(loop_, &linger_t_);
 }
 
 bool HttpSession::start() {
-  peer_ip_ = peer_ip_of(client_.get());
+  peer_ip_ = peer_ip_of(client_.fd());
   if (over_limit_) {
     // The daemon's budget is spent and nothing could be reclaimed for this tenant:
     // answered at once, without holding a slot while a head arrives.
@@ -203,23 +196,27 @@ void HttpSession::restart_upstream_timer(double seconds) {
 // ---- tenant side -------------------------------------------------------------------
 
 bool HttpSession::on_client_readable() {
-  char buf[kReadSize];
-  ssize_t n;
-  do {
-    n = ::read(client_.get(), buf, sizeof buf);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (would_block(errno)) return true;
-    LOG_DEBUG("tenant %s: read: %s", listener_->tenant_name().c_str(), std::strerror(errno));
-    return false;
+  if (phase_ == Phase::kTunnel) {
+    ssize_t n = tunnel_->client_readable();
+    if (n == Connection::kError) return client_failed("read");
+    if (n > 0) {
+      listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
+      touch_tunnel();
+    }
+    return pump();
   }
-  listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
   if (phase_ == Phase::kClosing) {  // lingering: discard until the tenant closes
-    return n > 0;
+    char buf[kReadSize];
+    ssize_t n = client_.read(buf, sizeof buf);
+    if (n == Connection::kError) return client_failed("read");
+    if (n > 0) listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
+    return n >= 0;
   }
-  if (n == 0) {
+  ssize_t n = client_.read_into(&client_in_);
+  if (n == 0) return true;  // nothing to read now
+  if (n == Connection::kError) return client_failed("read");
+  if (n == Connection::kEof) {
     client_eof_ = true;
-    if (phase_ == Phase::kTunnel) return pump();
     if (phase_ == Phase::kHead || phase_ == Phase::kIdle) return false;  // gone between requests
     if (!ex_.req_complete) {
       LOG_INFO("tenant %s: closed the connection in the middle of a request",
@@ -229,14 +226,14 @@ bool HttpSession::on_client_readable() {
     ex_.keep_alive = false;  // deliver the response, then close
     return pump();
   }
-  if (phase_ == Phase::kTunnel) {
-    to_upstream_.append(buf, static_cast<size_t>(n));
-    touch_tunnel();
-    return pump();
-  }
-  client_in_.append(buf, static_cast<size_t>(n));
+  listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
   if (phase_ == Phase::kIdle) set_phase(Phase::kHead);
   return process_client_input();
+}
+
+bool HttpSession::client_failed(const char* what) {
+  LOG_DEBUG("tenant %s: %s: %s", listener_->tenant_name().c_str(), what, std::strerror(errno));
+  return false;
 }
 
 bool HttpSession::process_client_input() {
@@ -405,18 +402,15 @@ int HttpSession::req_message_complete() {
   if (ex_.req_chunked) to_upstream_.append("0\r\n\r\n", 5);
   ex_.req_complete = true;
   http_parser_pause(&req_parser_, 1);  // the next request waits for this response
-  if (upstream_ && !upstream_connecting_ && !ex_.resp_started) {
+  if (upstream_ && !upstream_.connecting() && !ex_.resp_started) {
     restart_upstream_timer(listener_->worker()->config->response_timeout);
   }
   return 0;
 }
 
 bool HttpSession::on_client_writable() {
-  ssize_t n = to_client_.write_to(client_.get());
-  if (n < 0 && !would_block(errno)) {
-    LOG_DEBUG("tenant %s: write: %s", listener_->tenant_name().c_str(), std::strerror(errno));
-    return false;
-  }
+  ssize_t n = client_.write_from(&to_client_);
+  if (n == Connection::kError) return client_failed("write");
   if (n > 0) listener_->tenant().stats.sent_bytes += static_cast<uint64_t>(n);
   if (n > 0 && phase_ == Phase::kExchange && ex_.resp_started) {
     restart_upstream_timer(listener_->worker()->config->body_timeout);
@@ -442,47 +436,39 @@ bool HttpSession::connect_upstream(bool fresh) {
   UpstreamPool* pool = listener_->worker()->upstreams;
   upstream_reused_ = false;
   if (pool != nullptr && !fresh) {
-    upstream_ = pool->take(up.text);
-    upstream_reused_ = static_cast<bool>(upstream_);
+    if (UniqueFd idle = pool->take(up.text)) {
+      upstream_.attach(std::move(idle));
+      upstream_reused_ = true;
+      return upstream_connected();
+    }
   }
-  if (!upstream_) {
-    upstream_.reset(listener_->worker()->budget.stream_socket(up.family()));
-    if (!upstream_) return upstream_failed("upstream socket for", errno);  // 502
-    set_socket_buffer(upstream_.get(), listener_->worker()->config->socket_buffer);
-    if (up.family() != AF_UNIX) set_nodelay(upstream_.get());
+  int err = 0;
+  switch (upstream_.connect(listener_->worker(), up, &err)) {
+    case Connection::Connect::kConnected:
+      return upstream_connected();
+    case Connection::Connect::kFailed:  // 502
+      return upstream_failed(upstream_ ? "connect to upstream" : "upstream socket for", err);
+    case Connection::Connect::kInProgress:
+      break;
   }
-  ev_io_set(&upstream_r_, upstream_.get(), EV_READ);
-  ev_io_set(&upstream_w_, upstream_.get(), EV_WRITE);
-  if (upstream_reused_) return upstream_connected();
-  int rc;
-  do {
-    rc = ::connect(upstream_.get(), up.sa(), up.length);
-  } while (rc < 0 && errno == EINTR);
-  if (rc == 0) return upstream_connected();
-  if (errno != EINPROGRESS) return upstream_failed("connect to upstream", errno);
-  upstream_connecting_ = true;
-  ev_io_start(loop_, &upstream_w_);
   restart_upstream_timer(listener_->worker()->config->connect_timeout);
   return true;
 }
 
 bool HttpSession::upstream_connected() {
-  upstream_connecting_ = false;
   const ProxyConfig& cfg = *listener_->worker()->config;
   restart_upstream_timer(ex_.req_complete ? cfg.response_timeout : cfg.body_timeout);
   return pump();
 }
 
 bool HttpSession::on_upstream_writable() {
-  if (upstream_connecting_) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (::getsockopt(upstream_.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (upstream_.connecting()) {
+    int err = upstream_.finish_connect();
     if (err != 0) return upstream_failed("connect to upstream", err);
     return upstream_connected();
   }
-  ssize_t n = to_upstream_.write_to(upstream_.get());
-  if (n < 0 && !would_block(errno)) return upstream_failed("write to upstream", errno);
+  ssize_t n = upstream_.write_from(&to_upstream_);
+  if (n == Connection::kError) return upstream_failed("write to upstream", errno);
   if (n > 0 && phase_ == Phase::kExchange && !ex_.req_complete) {
     restart_upstream_timer(listener_->worker()->config->body_timeout);
   }
@@ -494,37 +480,28 @@ bool HttpSession::on_upstream_writable() {
 }
 
 bool HttpSession::on_upstream_readable() {
-  char buf[kReadSize];
-  ssize_t n;
-  do {
-    n = ::read(upstream_.get(), buf, sizeof buf);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (would_block(errno)) return true;
-    if (errno != ECONNRESET || phase_ == Phase::kTunnel) {
-      return upstream_failed("read from upstream", errno);
-    }
-    n = 0;  // a reset pooled connection: handled like a close below (may retry)
-  }
   if (phase_ == Phase::kTunnel) {
-    if (n == 0) {
-      upstream_eof_ = true;
-    } else {
-      to_client_.append(buf, static_cast<size_t>(n));
-      touch_tunnel();
-    }
+    ssize_t n = tunnel_->upstream_readable();
+    if (n == Connection::kError) return upstream_failed("read from upstream", errno);
+    if (n > 0) touch_tunnel();
     return pump();
   }
-  if (n == 0) {
+  char buf[kReadSize];
+  ssize_t n = upstream_.read(buf, sizeof buf);
+  if (n == 0) return true;  // nothing to read now
+  if (n == Connection::kError && errno != ECONNRESET) {
+    return upstream_failed("read from upstream", errno);
+  }
+  // End of stream, or a reset (a pooled connection the upstream dropped): handled alike,
+  // and may retry.
+  if (n < 0) {
     upstream_eof_ = true;
     if (!ex_.resp_started && ex_.status == 0 && upstream_reused_ && ex_.retry_ok) {
       // The pooled connection was closed by the upstream before it saw our request:
       // replay the (bodiless) request once on a fresh connection.
       LOG_DEBUG("tenant %s: pooled upstream connection was closed; retrying",
                 listener_->tenant_name().c_str());
-      ev_io_stop(loop_, &upstream_r_);
-      ev_io_stop(loop_, &upstream_w_);
-      upstream_.reset();
+      upstream_.close();
       upstream_eof_ = false;
       to_upstream_.clear();
       write_request_head();
@@ -562,6 +539,8 @@ bool HttpSession::on_upstream_readable() {
     to_client_.append(buf + done, static_cast<size_t>(n) - done);
     to_upstream_.splice(client_in_);
     end_request();
+    tunnel_.emplace(&client_, &upstream_, &to_upstream_, &to_client_, kHighWater);
+    if (client_eof_) tunnel_->client_ended();
     return pump();
   }
   if (ex_.resp_complete) {
@@ -705,7 +684,7 @@ bool HttpSession::on_upstream_timer() {
     return refuse(Refusal::InFlightLimit, 503, "Service Unavailable",
                   "too many requests of this tenant in flight to upstreams", 1);
   }
-  if (upstream_connecting_) return upstream_failed("connect to upstream", ETIMEDOUT);
+  if (upstream_.connecting()) return upstream_failed("connect to upstream", ETIMEDOUT);
   if (!ex_.resp_started) {
     if (!ex_.req_complete) {
       return refuse(Refusal::BodyTimeout, 408, "Request Timeout", "request body stalled");
@@ -737,17 +716,14 @@ void HttpSession::release_upstream(bool reusable) {
   slot_granted_ = false;
   release_slot();
   if (phase_ == Phase::kTunnel) return;  // the tunnel keeps the connection
-  ev_io_stop(loop_, &upstream_r_);
-  ev_io_stop(loop_, &upstream_w_);
   // Bytes of this request that were never sent die with this upstream connection: they
   // must never be sent in front of the next request.
   to_upstream_.clear();
   UpstreamPool* pool = listener_->worker()->upstreams;
   if (reusable && pool != nullptr && upstream_ && ex_.status != 101) {
-    pool->put(listener_->upstream().text, std::move(upstream_));
+    pool->put(listener_->upstream().text, upstream_.detach());
   }
-  upstream_.reset();
-  upstream_connecting_ = false;
+  upstream_.close();
   upstream_eof_ = false;
 }
 
@@ -871,49 +847,33 @@ void HttpSession::access_log(int status, std::chrono::steady_clock::duration ela
 // ---- interest, tunnel and closing ---------------------------------------------------
 
 bool HttpSession::pump() {
-  if (phase_ == Phase::kTunnel) {
-    if (client_eof_ && to_upstream_.empty() && !upstream_shut_) {
-      ::shutdown(upstream_.get(), SHUT_WR);
-      upstream_shut_ = true;
-    }
-    if (upstream_eof_ && to_client_.empty() && !client_shut_) {
-      ::shutdown(client_.get(), SHUT_WR);
-      client_shut_ = true;
-    }
-    if (client_shut_ && upstream_shut_) return false;
-    set_active(loop_, &client_r_, !client_eof_ && to_upstream_.size() < kHighWater);
-    set_active(loop_, &client_w_, !to_client_.empty());
-    set_active(loop_, &upstream_r_, !upstream_eof_ && to_client_.size() < kHighWater);
-    set_active(loop_, &upstream_w_, !to_upstream_.empty());
-    return true;
-  }
+  if (phase_ == Phase::kTunnel) return tunnel_->update();
   if (phase_ == Phase::kClosing) {
-    set_active(loop_, &client_w_, !to_client_.empty());
+    client_.want_write(!to_client_.empty());
     if (to_client_.empty()) {
-      if (client_shut_) return true;  // lingering already
+      if (lingering_) return true;
       // All sent: end our side, then read and discard briefly so that unread tenant
       // bytes do not turn the close into a reset that destroys the response in flight.
-      ::shutdown(client_.get(), SHUT_WR);
-      client_shut_ = true;
+      client_.shutdown_write();
+      lingering_ = true;
       if (client_eof_) return false;
       ev_timer_set(&linger_t_, kLingerSeconds, 0.);
       ev_timer_start(loop_, &linger_t_);
-      set_active(loop_, &client_r_, true);
+      client_.want_read(true);
     } else {
-      set_active(loop_, &client_r_, false);
+      client_.want_read(false);
     }
     return true;
   }
   bool reading_request = phase_ == Phase::kHead || phase_ == Phase::kIdle ||
                          (phase_ == Phase::kExchange && !ex_.req_complete);
-  set_active(loop_, &client_r_, reading_request && !client_eof_ &&
-                                    to_upstream_.size() < kHighWater &&
+  client_.want_read(reading_request && !client_eof_ && to_upstream_.size() < kHighWater &&
                                     client_in_.size() < kHighWater);
-  set_active(loop_, &client_w_, !to_client_.empty());
-  if (upstream_ && !upstream_connecting_) {
-    set_active(loop_, &upstream_r_, phase_ == Phase::kExchange && !ex_.resp_complete &&
-                                        to_client_.size() < kHighWater);
-    set_active(loop_, &upstream_w_, !to_upstream_.empty());
+  client_.want_write(!to_client_.empty());
+  if (upstream_ && !upstream_.connecting()) {
+    upstream_.want_read(phase_ == Phase::kExchange && !ex_.resp_complete &&
+                        to_client_.size() < kHighWater);
+    upstream_.want_write(!to_upstream_.empty());
   }
   return true;
 }

@@ -26,12 +26,15 @@
 #include <http_parser.h>
 
 #include <chrono>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
 
+#include "forward/byte_pump.h"
 #include "forward/byte_queue.h"
+#include "forward/connection.h"
 #include "forward/http/exchange.h"
 #include "forward/http/head_fields.h"
 #include "forward/chunk_pool.h"
@@ -88,7 +91,8 @@ class HttpSession : public Session {
   bool respond_error(int status, const char* reason, const std::string& why,
                      long retry_after = 0, bool log = true);
   bool upstream_failed(const char* what, int err);  // 502/504 or close
-  bool pump();                    // tunnel half-close + watcher interest; false when over
+  bool pump();                    // watcher interest (the tunnel's pump); false when over
+  bool client_failed(const char* what);  // a read or write of the tenant's failed: false
   void set_phase(Phase p);
   void release_upstream(bool reusable);
   void restart_upstream_timer(double seconds);
@@ -119,9 +123,8 @@ class HttpSession : public Session {
   void join(IntrusiveList<Session>& list);  // into one of its tenant's lists, newest
 
   struct ev_loop* loop_;
-  UniqueFd client_;
-  UniqueFd upstream_;
-  ev_io client_r_, client_w_, upstream_r_, upstream_w_;
+  Connection client_;
+  Connection upstream_;
   ev_timer client_t_, upstream_t_, linger_t_;
   http_parser req_parser_;
   http_parser resp_parser_;
@@ -134,14 +137,13 @@ class HttpSession : public Session {
 
   Phase phase_ = Phase::kHead;
   bool over_limit_;
-  bool upstream_connecting_ = false;
   bool upstream_reused_ = false;
   bool holds_slot_ = false;      // counted in the tenant's in_flight
   bool slot_granted_ = false;    // handed a slot while waiting: connect on upstream_t_
-  bool client_eof_ = false;
-  bool upstream_eof_ = false;
-  bool client_shut_ = false;
-  bool upstream_shut_ = false;
+  bool client_eof_ = false;    // the tenant ended its stream (before a tunnel)
+  bool upstream_eof_ = false;  // the upstream connection ended (before a tunnel)
+  bool lingering_ = false;     // closing: our write half is shut, draining the tenant's
+  std::optional<BytePump> tunnel_;  // after 101: the two connections, as tcp mode pumps them
 
   Exchange ex_;  // the current request and its response
 };
