@@ -27,10 +27,10 @@ AttachmentKey attachment_of(const PluginConfig& conf, const CniEnv& env) {
 // A failure to talk to nsproxyd at all (as opposed to an error answer from it).
 CniError transport_error(const PluginConfig& conf, const Error& error, int cni_code) {
   std::string msg;
-  if (error.code == codes::kTimeout) {
+  if (error.code == Code::kTimeout) {
     msg = "nsproxyd on " + conf.socket + " did not answer within " +
           std::to_string(conf.timeout.count()) + " ms";
-  } else if (error.code == codes::kProtocol) {
+  } else if (error.code == Code::kProtocol) {
     msg = "nsproxyd on " + conf.socket + " sent a reply that cannot be decoded";
   } else {
     msg = "nsproxyd not reachable on " + conf.socket;
@@ -39,14 +39,14 @@ CniError transport_error(const PluginConfig& conf, const Error& error, int cni_c
 }
 
 CniError daemon_error(const Error& error) {
-  return cni_error(code::kDaemonError, error.message, error.code);
+  return cni_error(code::kDaemonError, error.message, std::string(code_name(error.code)));
 }
 
 CniResult<UniqueFd> open_container_netns(const std::string& path) {
   auto fd = open_netns(path);
   if (fd) return std::move(fd.value());
-  int c = fd.error().code == "netns_open_failed" ? code::kIoFailure : code::kInvalidEnvironment;
-  return cni_error(c, "CNI_NETNS: " + fd.error().message, fd.error().code);
+  int c = fd.error().code == Code::kNetnsOpenFailed ? code::kIoFailure : code::kInvalidEnvironment;
+  return cni_error(c, "CNI_NETNS: " + fd.error().message, std::string(code_name(fd.error().code)));
 }
 
 // Config labels first, then the pod labels from CNI_ARGS: the runtime knows the pod
@@ -114,7 +114,7 @@ Output cmd_del(const PluginConfig& conf, const CniEnv& env) {
     return std::string();
   }
   if (!reply->ok) {
-    if (reply->error.code == codes::kNotFound) return std::string();
+    if (reply->error.code == Code::kNotFound) return std::string();
     return daemon_error(reply->error);
   }
   return std::string();

@@ -81,7 +81,7 @@ Status Daemon::open_access_log() {
     opts_.proxy.access_log = stdout;
   } else {
     FILE* f = std::fopen(opts_.access_log_path.c_str(), "ae");
-    if (f == nullptr) return errno_error("access_log", "cannot open access log " + opts_.access_log_path);
+    if (f == nullptr) return errno_error(Code::kAccessLog, "cannot open access log " + opts_.access_log_path);
     if (access_log_ != nullptr) std::fclose(access_log_);  // flushes: no line is lost
     access_log_ = f;
     opts_.proxy.access_log = f;
@@ -101,8 +101,8 @@ Status Daemon::open_control_socket() {
       took_over_ = true;
       return {};
     }
-    if (taken.error().code != "no_daemon") {
-      return make_error("takeover", "takeover: " + taken.error().message);
+    if (taken.error().code != Code::kNoDaemon) {
+      return make_error(Code::kTakeover, "takeover: " + taken.error().message);
     }
     LOG_INFO("takeover: no nsproxyd runs on %s; starting normally", opts_.socket_path.c_str());
   }

@@ -40,24 +40,24 @@ void notify_stopping() {
 Result<UniqueFd> passed_control_socket(const std::string& path) {
   int n = sd_listen_fds(/*unset_environment=*/1);
   if (n < 0) {
-    return make_error("socket", std::string("socket activation (LISTEN_FDS): ") + std::strerror(-n));
+    return make_error(Code::kSocket, std::string("socket activation (LISTEN_FDS): ") + std::strerror(-n));
   }
   if (n == 0) return UniqueFd();
   if (n != 1) {
     for (int i = 0; i < n; ++i) ::close(SD_LISTEN_FDS_START + i);
-    return make_error("socket", "socket activation passed " + std::to_string(n) +
+    return make_error(Code::kSocket, "socket activation passed " + std::to_string(n) +
                                     " sockets; nsproxyd takes exactly one, the control socket");
   }
   UniqueFd fd(SD_LISTEN_FDS_START);
   if (sd_is_socket_unix(fd.get(), SOCK_SEQPACKET, /*listening=*/1, path.c_str(), 0) <= 0) {
-    return make_error("socket", "the socket passed by socket activation (LISTEN_FDS) is not a "
+    return make_error(Code::kSocket, "the socket passed by socket activation (LISTEN_FDS) is not a "
                                 "listening AF_UNIX SOCK_SEQPACKET socket bound to " + path +
                                 " (ListenSequentialPacket= in the .socket unit must name --socket)");
   }
   int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0 ||
       ::fcntl(fd.get(), F_SETFD, FD_CLOEXEC) < 0) {
-    return errno_error("socket", "passed control socket");
+    return errno_error(Code::kSocket, "passed control socket");
   }
   return fd;
 }

@@ -11,7 +11,7 @@ namespace nsproxy {
 namespace {
 
 Error bad(std::string_view text, const char* why) {
-  return make_error("bad_address", "invalid address \"" + std::string(text) + "\": " + why);
+  return make_error(Code::kBadAddress, "invalid address \"" + std::string(text) + "\": " + why);
 }
 
 bool parse_port(std::string_view s, uint16_t* port) {
@@ -102,7 +102,7 @@ Status check_service_address(const Address& a) {
     const auto& b = reinterpret_cast<const sockaddr_in6*>(a.sa())->sin6_addr.s6_addr;
     if ((b[0] & 0xFE) == 0xFC) return {};  // fc00::/7
   }
-  return make_error("bad_address",
+  return make_error(Code::kBadAddress,
                     address_ip(a) + " is not a link-local IPv4 (169.254.0.0/16) or unique-local "
                                     "IPv6 (fc00::/7) address; nsproxy adds only those to lo");
 }

@@ -41,20 +41,20 @@ Result<Reply> call_daemon(const std::string& socket_path, const Request& req, in
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
-    return make_error(codes::kUnreachable, "socket path too long: " + socket_path);
+    return make_error(Code::kUnreachable, "socket path too long: " + socket_path);
   }
   std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
 
   UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!sock) return errno_error(codes::kUnreachable, "socket");
+  if (!sock) return errno_error(Code::kUnreachable, "socket");
   // A unix socket connects at once or fails; EAGAIN means the daemon's accept backlog
   // is full (a storm of plugin processes): it starts nothing, so retry until the deadline.
   for (;;) {
     if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
     if (errno == EINTR) continue;
-    if (errno != EAGAIN) return errno_error(codes::kUnreachable, "cannot reach " + where);
+    if (errno != EAGAIN) return errno_error(Code::kUnreachable, "cannot reach " + where);
     if (Clock::now() >= deadline) {
-      return make_error(codes::kTimeout, "timed out connecting to " + where + " (backlog full)");
+      return make_error(Code::kTimeout, "timed out connecting to " + where + " (backlog full)");
     }
     ::usleep(2000);
   }
@@ -63,28 +63,28 @@ Result<Reply> call_daemon(const std::string& socket_path, const Request& req, in
   for (;;) {
     auto sent = send_message(sock.get(), payload, netns_fd);
     if (sent) break;
-    if (sent.error().code != "again") {
-      return make_error(codes::kUnreachable, where + ": " + sent.error().message);
+    if (sent.error().code != Code::kAgain) {
+      return make_error(Code::kUnreachable, where + ": " + sent.error().message);
     }
     if (!wait_for(sock.get(), POLLOUT, deadline)) {
-      return make_error(codes::kTimeout, "timed out sending to " + where);
+      return make_error(Code::kTimeout, "timed out sending to " + where);
     }
   }
   for (;;) {
     if (!wait_for(sock.get(), POLLIN, deadline)) {
-      return make_error(codes::kTimeout, "timed out waiting for a reply from " + where + " after " +
+      return make_error(Code::kTimeout, "timed out waiting for a reply from " + where + " after " +
                                              std::to_string(timeout.count()) + " ms");
     }
     auto msg = recv_message(sock.get(), kMaxReplySize);
     if (!msg) {
-      if (msg.error().code == "again") continue;
-      if (msg.error().code == "eof") {
-        return make_error(codes::kUnreachable, where + " closed the connection without replying");
+      if (msg.error().code == Code::kAgain) continue;
+      if (msg.error().code == Code::kEof) {
+        return make_error(Code::kUnreachable, where + " closed the connection without replying");
       }
-      return make_error(codes::kUnreachable, where + ": " + msg.error().message);
+      return make_error(Code::kUnreachable, where + ": " + msg.error().message);
     }
     auto reply = decode_reply(msg->payload);
-    if (!reply) return make_error(codes::kProtocol, where + ": " + reply.error().message);
+    if (!reply) return make_error(Code::kProtocol, where + ": " + reply.error().message);
     return reply;
   }
 }

@@ -10,12 +10,8 @@
 
 namespace nsproxy {
 
-// Error codes of call_daemon() besides the daemon's own reply codes.
-namespace codes {
-inline constexpr const char* kUnreachable = "unreachable";  // no daemon on the socket
-inline constexpr const char* kTimeout = "timeout";          // daemon did not answer in time
-inline constexpr const char* kProtocol = "protocol";        // reply undecodable
-}  // namespace codes
+// Besides the daemon's own reply codes, call_daemon() fails with Code::kUnreachable (no
+// daemon on the socket), kTimeout (no answer in time) or kProtocol (reply undecodable).
 
 // Connects to socket_path, sends req (with netns_fd when >= 0), waits for the reply.
 // Returns the decoded reply (which itself may be !ok), or a transport error.

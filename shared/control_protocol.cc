@@ -10,7 +10,7 @@ namespace {
 
 using nlohmann::json;
 
-Error bad(const std::string& msg) { return make_error(codes::kBadRequest, msg); }
+Error bad(const std::string& msg) { return make_error(Code::kBadRequest, msg); }
 
 // Reads an optional string field, bounded. Missing -> empty.
 Status get_string(const json& obj, const char* field, size_t max, std::string* out,
@@ -233,7 +233,7 @@ std::string encode_request(const Request& req) {
 }
 
 Result<Request> decode_request(std::string_view text) {
-  if (text.size() > kMaxMessageSize) return make_error(codes::kTooLarge, "message too large");
+  if (text.size() > kMaxMessageSize) return make_error(Code::kTooLarge, "message too large");
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return bad("request is not valid JSON");
   if (!j.is_object()) return bad("request must be a JSON object");
@@ -241,7 +241,7 @@ Result<Request> decode_request(std::string_view text) {
   auto v = j.find("version");
   if (v == j.end() || !v->is_number_integer()) return bad("missing integer field \"version\"");
   if (v->get<long long>() != kProtocolVersion) {
-    return make_error(codes::kUnsupportedVersion,
+    return make_error(Code::kUnsupportedVersion,
                       "protocol version " + v->dump() + " is not supported (this daemon speaks " +
                           std::to_string(kProtocolVersion) + ")");
   }
@@ -363,7 +363,7 @@ std::string encode_reply(const Reply& reply) {
   if (reply.ok) {
     j["data"] = reply.data;
   } else {
-    j["error"] = {{"code", reply.error.code}, {"message", reply.error.message}};
+    j["error"] = {{"code", code_name(reply.error.code)}, {"message", reply.error.message}};
   }
   // Replies may echo client-supplied bytes (paths, ids); never fail on invalid UTF-8.
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -382,8 +382,12 @@ Result<Reply> decode_reply(std::string_view text) {
   }
   auto e = j.find("error");
   if (e == j.end() || !e->is_object()) return bad("error reply has no \"error\" object");
-  if (auto s = get_string(*e, "code", 256, &r.error.code); !s) return s.error();
+  std::string code;
+  if (auto s = get_string(*e, "code", 256, &code); !s) return s.error();
   if (auto s = get_string(*e, "message", kMaxMessageSize, &r.error.message); !s) return s.error();
+  r.error.code = code_from_name(code);
+  // A code this program does not know (a newer daemon's) stays readable in the message.
+  if (r.error.code == Code::kUnknown) r.error.message += " (code \"" + code + "\")";
   return r;
 }
 

@@ -146,18 +146,7 @@ struct Reply {
   Error error;  // when !ok
 };
 
-// Error codes carried in replies (Error::code).
-namespace codes {
-inline constexpr const char* kBadRequest = "bad_request";
-inline constexpr const char* kUnsupportedVersion = "unsupported_version";
-inline constexpr const char* kTooLarge = "too_large";
-inline constexpr const char* kNotFound = "not_found";
-inline constexpr const char* kNetnsMismatch = "netns_mismatch";
-inline constexpr const char* kNotNetns = "not_netns";
-inline constexpr const char* kListenerFailed = "listener_failed";
-inline constexpr const char* kNotServing = "not_serving";
-inline constexpr const char* kInternal = "internal";
-}  // namespace codes
+// Error codes carried in replies: Code (error.h), sent by name.
 
 std::string encode_request(const Request& req);
 // Validates everything the daemon relies on: version, op, field types and bounds,

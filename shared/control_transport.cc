@@ -23,7 +23,7 @@ Status send_message(int sock, std::string_view payload, int pass_fd) {
 }
 
 Status send_message_fds(int sock, std::string_view payload, const std::vector<int>& fds) {
-  if (fds.size() > kMaxPassedFds) return make_error("io", "too many fds for one message");
+  if (fds.size() > kMaxPassedFds) return make_error(Code::kIo, "too many fds for one message");
   ensure_send_buffer(sock, payload.size());
   iovec iov{const_cast<char*>(payload.data()), payload.size()};
   msghdr msg{};
@@ -43,8 +43,8 @@ Status send_message_fds(int sock, std::string_view payload, const std::vector<in
     ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
     if (n >= 0) return {};
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_error("again", "send would block");
-    return errno_error("io", "send");
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_error(Code::kAgain, "send would block");
+    return errno_error(Code::kIo, "send");
   }
 }
 
@@ -80,8 +80,8 @@ Result<Message> recv_message(int sock, size_t max_size, size_t max_fds) {
     n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_error("again", "would block");
-    return errno_error("io", "recv");
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_error(Code::kAgain, "would block");
+    return errno_error(Code::kIo, "recv");
   }
   size_t received = 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
@@ -116,7 +116,7 @@ Result<Message> recv_message(int sock, size_t max_size, size_t max_fds) {
   }
   if (n == 0 && m.fd.get() < 0) {
     // A zero-length datagram on SEQPACKET is indistinguishable from EOF; treat as EOF.
-    return make_error("eof", "peer closed");
+    return make_error(Code::kEof, "peer closed");
   }
   if ((msg.msg_flags & MSG_TRUNC) || static_cast<size_t>(n) > max_size) {
     // Also covers a datagram that grew between peek and read (cannot happen) or a peek

@@ -12,7 +12,7 @@ Result<UniqueFd> open_netns(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     int err = errno;
-    return errno_error(err == ENOENT ? "netns_not_found" : "netns_open_failed",
+    return errno_error(err == ENOENT ? Code::kNetnsNotFound : Code::kNetnsOpenFailed,
                        "open netns " + path, err);
   }
   auto id = netns_identity(fd.get());
@@ -23,11 +23,11 @@ Result<UniqueFd> open_netns(const std::string& path) {
 Result<NetnsId> netns_identity(int fd) {
   int type = ::ioctl(fd, NS_GET_NSTYPE);
   if (type < 0) {
-    return errno_error("not_netns", "not a namespace file (NS_GET_NSTYPE)");
+    return errno_error(Code::kNotNetns, "not a namespace file (NS_GET_NSTYPE)");
   }
-  if (type != CLONE_NEWNET) return make_error("not_netns", "not a network namespace");
+  if (type != CLONE_NEWNET) return make_error(Code::kNotNetns, "not a network namespace");
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return errno_error("netns_open_failed", "fstat netns");
+  if (::fstat(fd, &st) != 0) return errno_error(Code::kNetnsOpenFailed, "fstat netns");
   return NetnsId{st.st_dev, st.st_ino};
 }
 

@@ -48,7 +48,7 @@ void accept_cb(struct ev_loop*, ev_io* w, int) {
 
 Status fill_unix_addr(const std::string& path, sockaddr_un* addr) {
   if (path.empty() || path.size() >= sizeof addr->sun_path) {
-    return make_error("socket", "socket path \"" + path + "\" is empty or longer than " +
+    return make_error(Code::kSocket, "socket path \"" + path + "\" is empty or longer than " +
                                     std::to_string(sizeof addr->sun_path - 1) + " bytes");
   }
   *addr = {};
@@ -60,11 +60,11 @@ Status fill_unix_addr(const std::string& path, sockaddr_un* addr) {
 }  // namespace
 
 bool ControlServer::Client::reply(const Reply& r) {
-  ++server->requests_[{op, r.ok ? "ok" : r.error.code}];
+  ++server->requests_[{op, r.ok ? std::string("ok") : std::string(code_name(r.error.code))}];
   std::string text = encode_reply(r);
   if (text.size() > kMaxReplySize) {
     text = encode_reply(error_reply(make_error(
-        codes::kTooLarge, "the reply (" + std::to_string(text.size()) + " bytes) exceeds " +
+        Code::kTooLarge, "the reply (" + std::to_string(text.size()) + " bytes) exceeds " +
                               std::to_string(kMaxReplySize) + " bytes")));
   }
   pending = std::move(text);
@@ -73,7 +73,7 @@ bool ControlServer::Client::reply(const Reply& r) {
 
 bool ControlServer::Client::on_writable() {
   Status s = send_message(fd.get(), pending);
-  if (!s && s.error().code == "again") {
+  if (!s && s.error().code == Code::kAgain) {
     ev_io_stop(server->loop_, &read_w);
     ev_io_start(server->loop_, &write_w);
     return true;
@@ -92,8 +92,8 @@ bool ControlServer::Client::on_writable() {
 bool ControlServer::Client::on_readable() {
   auto msg = recv_message(fd.get(), kMaxMessageSize);
   if (!msg) {
-    if (msg.error().code == "again") return true;
-    if (msg.error().code != "eof") LOG_DEBUG("control: %s", msg.error().message.c_str());
+    if (msg.error().code == Code::kAgain) return true;
+    if (msg.error().code != Code::kEof) LOG_DEBUG("control: %s", msg.error().message.c_str());
     return false;
   }
   ev_timer_again(server->loop_, &idle_t);
@@ -103,23 +103,23 @@ bool ControlServer::Client::on_readable() {
              static_cast<unsigned>(uid), static_cast<unsigned>(gid), static_cast<int>(pid),
              server->has_allowed_gid_ ? " and the allowed group" : "");
     close_after_reply = true;
-    return reply(error_reply(make_error("forbidden", "only root may use the control socket")));
+    return reply(error_reply(make_error(Code::kForbidden, "only root may use the control socket")));
   }
   if (msg->truncated) {
     return reply(error_reply(make_error(
-        codes::kTooLarge, "request larger than " + std::to_string(kMaxMessageSize) + " bytes")));
+        Code::kTooLarge, "request larger than " + std::to_string(kMaxMessageSize) + " bytes")));
   }
   if (msg->fds_lost) {
     LOG_ERROR("control: a request's file descriptor could not be received: nsproxyd is out of "
               "file descriptors (each registration holds its namespace fd plus one per listener)");
     return reply(error_reply(make_error(
-        "limit", "nsproxyd is out of file descriptors and could not receive the namespace fd; "
+        Code::kLimit, "nsproxyd is out of file descriptors and could not receive the namespace fd; "
                  "raise its RLIMIT_NOFILE (e.g. LimitNOFILE= in its unit) or lower "
                  "--max-registrations")));
   }
   if (msg->extra_fds) {
     return reply(error_reply(
-        make_error(codes::kBadRequest, "a request may carry at most one file descriptor")));
+        make_error(Code::kBadRequest, "a request may carry at most one file descriptor")));
   }
   auto req = decode_request(msg->payload);
   if (!req) {
@@ -130,7 +130,7 @@ bool ControlServer::Client::on_readable() {
   op = op_name(req->op);
   if (req->op == Op::Handover) {
     if (!server->handover_) {
-      return reply(error_reply(make_error(codes::kBadRequest, "handover is not possible now")));
+      return reply(error_reply(make_error(Code::kBadRequest, "handover is not possible now")));
     }
     LOG_INFO("control: handover requested by pid %d", static_cast<int>(pid));
     server->handover_(fd.get());
@@ -141,7 +141,7 @@ bool ControlServer::Client::on_readable() {
     r = server->handler_(*req, std::move(msg->fd));
   } catch (const std::exception& e) {
     LOG_ERROR("control: %s failed: %s", op_name(req->op), e.what());
-    r = error_reply(make_error(codes::kInternal, std::string("internal error: ") + e.what()));
+    r = error_reply(make_error(Code::kInternal, std::string("internal error: ") + e.what()));
   }
   return reply(r);
 }
@@ -175,45 +175,45 @@ Status ControlServer::listen(const std::string& path) {
   if (!dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    if (ec) return make_error("socket", "create socket directory " + dir.string() + ": " + ec.message());
+    if (ec) return make_error(Code::kSocket, "create socket directory " + dir.string() + ": " + ec.message());
   }
 
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
-      return make_error("socket", path + " exists and is not a socket; refusing to replace it");
+      return make_error(Code::kSocket, path + " exists and is not a socket; refusing to replace it");
     }
     UniqueFd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!probe) return errno_error("socket", "socket");
+    if (!probe) return errno_error(Code::kSocket, "socket");
     // Non-blocking: a wedged daemon with a full backlog (EAGAIN) is still a daemon.
     if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 ||
         errno == EAGAIN) {
-      return make_error("socket", "another nsproxyd is already serving on " + path);
+      return make_error(Code::kSocket, "another nsproxyd is already serving on " + path);
     }
     if (errno != ECONNREFUSED && errno != ENOENT) {
-      return errno_error("socket", "probe existing socket " + path);
+      return errno_error(Code::kSocket, "probe existing socket " + path);
     }
     LOG_INFO("replacing stale socket %s", path.c_str());
     if (::unlink(path.c_str()) < 0 && errno != ENOENT) {
-      return errno_error("socket", "remove stale socket " + path);
+      return errno_error(Code::kSocket, "remove stale socket " + path);
     }
   }
 
   UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return errno_error("socket", "socket");
+  if (!fd) return errno_error(Code::kSocket, "socket");
   // Root-only from the first instant: no window in which the socket is group/world usable.
   mode_t old_umask = ::umask(0177);
   int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   int bind_errno = errno;
   ::umask(old_umask);
-  if (rc < 0) return errno_error("socket", "bind " + path, bind_errno);
+  if (rc < 0) return errno_error(Code::kSocket, "bind " + path, bind_errno);
   if (has_allowed_gid_) {
-    if (::chown(path.c_str(), 0, allowed_gid_) < 0) return errno_error("socket", "chown " + path);
-    if (::chmod(path.c_str(), 0660) < 0) return errno_error("socket", "chmod " + path);
+    if (::chown(path.c_str(), 0, allowed_gid_) < 0) return errno_error(Code::kSocket, "chown " + path);
+    if (::chmod(path.c_str(), 0660) < 0) return errno_error(Code::kSocket, "chmod " + path);
   } else if (::chmod(path.c_str(), 0600) < 0) {
-    return errno_error("socket", "chmod " + path);
+    return errno_error(Code::kSocket, "chmod " + path);
   }
-  if (::listen(fd.get(), SOMAXCONN) < 0) return errno_error("socket", "listen " + path);
+  if (::listen(fd.get(), SOMAXCONN) < 0) return errno_error(Code::kSocket, "listen " + path);
   path_ = path;
   fd_ = std::move(fd);
   ev_io_init(&accept_w_, accept_cb, fd_.get(), EV_READ);
@@ -266,7 +266,7 @@ void ControlServer::on_acceptable() {
     UniqueFd fd(cfd);
     if (clients_.size() >= kMaxClients) {
       LOG_WARN("control: %zu clients connected; refusing another", clients_.size());
-      (void)send_message(fd.get(), encode_reply(error_reply(make_error("busy", "too many control clients; retry"))));
+      (void)send_message(fd.get(), encode_reply(error_reply(make_error(Code::kBusy, "too many control clients; retry"))));
       continue;
     }
     auto* c = new Client{this, std::move(fd), {}, {}, {}, static_cast<uid_t>(-1), static_cast<gid_t>(-1), 0, {}, false};

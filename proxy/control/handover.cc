@@ -43,36 +43,36 @@ Result<UniqueFd> receive_handover(const std::string& socket_path, Registry* regi
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
-    return make_error("handover", "socket path too long: " + socket_path);
+    return make_error(Code::kHandover, "socket path too long: " + socket_path);
   }
   std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
   UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  if (!sock) return errno_error("handover", "socket");
+  if (!sock) return errno_error(Code::kHandover, "socket");
   set_timeouts(sock.get(), timeout);
   if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno == ENOENT || errno == ECONNREFUSED) {
-      return errno_error("no_daemon", "no nsproxyd on " + socket_path);
+      return errno_error(Code::kNoDaemon, "no nsproxyd on " + socket_path);
     }
-    return errno_error("handover", "connect " + socket_path);
+    return errno_error(Code::kHandover, "connect " + socket_path);
   }
   if (Status s = send_message(sock.get(), R"({"version":1,"op":"handover"})"); !s) {
-    return make_error("handover", "send: " + s.error().message);
+    return make_error(Code::kHandover, "send: " + s.error().message);
   }
   size_t adopted = 0;
   for (;;) {
     auto msg = recv_message(sock.get(), kMaxMessageSize, kMaxPassedFds);
     if (!msg) {
-      return make_error("handover", "the running nsproxyd stopped answering after " +
+      return make_error(Code::kHandover, "the running nsproxyd stopped answering after " +
                                         std::to_string(adopted) + " registration(s): " +
                                         msg.error().message);
     }
     json j = json::parse(msg->payload, nullptr, false);
-    if (!j.is_object()) return make_error("handover", "undecodable handover message");
+    if (!j.is_object()) return make_error(Code::kHandover, "undecodable handover message");
     if (j.contains("error")) {
-      return make_error("handover", "the running nsproxyd refused: " + j["error"].dump());
+      return make_error(Code::kHandover, "the running nsproxyd refused: " + j["error"].dump());
     }
     if (j.value("done", false)) {
-      if (!msg->fd) return make_error("handover", "no control socket in the final message");
+      if (!msg->fd) return make_error(Code::kHandover, "no control socket in the final message");
       LOG_INFO("took over %zu registration(s) and the control socket", adopted);
       return std::move(msg->fd);
     }

@@ -37,12 +37,12 @@ struct NlAddrDeleter {
 };
 
 Error nl_error(const char* what, int err) {
-  return make_error("loopback", std::string(what) + ": " + nl_geterror(err));
+  return make_error(Code::kLoopback, std::string(what) + ": " + nl_geterror(err));
 }
 
 Result<std::unique_ptr<nl_sock, SockDeleter>> connect_route(const std::string& what) {
   std::unique_ptr<nl_sock, SockDeleter> sock(nl_socket_alloc());
-  if (!sock) return make_error("loopback", what + ": out of memory");
+  if (!sock) return make_error(Code::kLoopback, what + ": out of memory");
   if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0) {
     return nl_error((what + ": netlink connect").c_str(), err);
   }
@@ -64,11 +64,11 @@ Result<std::unique_ptr<rtnl_addr, AddrDeleter>> lo_host_address(const Address& a
     len = 16;
     prefix = 128;
   } else {
-    return make_error("loopback", what + ": not an IP address");
+    return make_error(Code::kLoopback, what + ": not an IP address");
   }
   std::unique_ptr<nl_addr, NlAddrDeleter> local(nl_addr_build(addr.family(), bytes, len));
   std::unique_ptr<rtnl_addr, AddrDeleter> a(rtnl_addr_alloc());
-  if (!local || !a) return make_error("loopback", what + ": out of memory");
+  if (!local || !a) return make_error(Code::kLoopback, what + ": out of memory");
   nl_addr_set_prefixlen(local.get(), static_cast<int>(prefix));
   rtnl_addr_set_ifindex(a.get(), 1);  // lo is always ifindex 1 in its namespace
   rtnl_addr_set_family(a.get(), addr.family());
@@ -97,7 +97,7 @@ Status ensure_loopback_up() {
   if (loopback_already_up()) return {};
   // The netlink socket belongs to the namespace current at creation: the caller's.
   std::unique_ptr<nl_sock, SockDeleter> sock(nl_socket_alloc());
-  if (!sock) return make_error("loopback", "bring lo up: out of memory");
+  if (!sock) return make_error(Code::kLoopback, "bring lo up: out of memory");
   if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0) {
     return nl_error("bring lo up: netlink connect", err);
   }
@@ -108,7 +108,7 @@ Status ensure_loopback_up() {
   std::unique_ptr<rtnl_link, LinkDeleter> link(raw);
   if (rtnl_link_get_flags(link.get()) & IFF_UP) return {};
   std::unique_ptr<rtnl_link, LinkDeleter> change(rtnl_link_alloc());
-  if (!change) return make_error("loopback", "bring lo up: out of memory");
+  if (!change) return make_error(Code::kLoopback, "bring lo up: out of memory");
   rtnl_link_set_flags(change.get(), IFF_UP);
   if (int err = rtnl_link_change(sock.get(), link.get(), change.get(), 0); err < 0) {
     return nl_error("bring lo up", err);

@@ -198,7 +198,7 @@ MetricsServer::~MetricsServer() {
 
 Status MetricsServer::listen(const Address& addr) {
   UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return errno_error("metrics", "socket for --metrics-listen " + addr.text);
+  if (!fd) return errno_error(Code::kMetrics, "socket for --metrics-listen " + addr.text);
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   // A daemon taking over from a running one binds the same address before the old one
@@ -206,9 +206,9 @@ Status MetricsServer::listen(const Address& addr) {
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (addr.family() == AF_INET6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (::bind(fd.get(), addr.sa(), addr.length) < 0) {
-    return errno_error("metrics", "--metrics-listen " + addr.text);
+    return errno_error(Code::kMetrics, "--metrics-listen " + addr.text);
   }
-  if (::listen(fd.get(), 64) < 0) return errno_error("metrics", "listen on " + addr.text);
+  if (::listen(fd.get(), 64) < 0) return errno_error(Code::kMetrics, "listen on " + addr.text);
   fd_ = std::move(fd);
   ev_io_set(&accept_w_, fd_.get(), EV_READ);
   ev_io_start(loop_, &accept_w_);

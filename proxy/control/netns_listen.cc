@@ -19,10 +19,10 @@ namespace {
 
 Result<UniqueFd> make_listener(const Address& addr, int backlog, int socket_buffer) {
   UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return errno_error(codes::kListenerFailed, "socket");
+  if (!fd) return errno_error(Code::kListenerFailed, "socket");
   int one = 1;
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
-    return errno_error(codes::kListenerFailed, "setsockopt SO_REUSEADDR");
+    return errno_error(Code::kListenerFailed, "setsockopt SO_REUSEADDR");
   }
   if (addr.family() == AF_INET6) {
     ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
@@ -32,12 +32,12 @@ Result<UniqueFd> make_listener(const Address& addr, int backlog, int socket_buff
   if (socket_buffer > 0) {
     for (int opt : {SO_SNDBUF, SO_RCVBUF}) {
       if (::setsockopt(fd.get(), SOL_SOCKET, opt, &socket_buffer, sizeof socket_buffer) < 0) {
-        return errno_error(codes::kListenerFailed, "setsockopt SO_SNDBUF/SO_RCVBUF");
+        return errno_error(Code::kListenerFailed, "setsockopt SO_SNDBUF/SO_RCVBUF");
       }
     }
   }
-  if (::bind(fd.get(), addr.sa(), addr.length) < 0) return errno_error(codes::kListenerFailed, "bind");
-  if (::listen(fd.get(), backlog) < 0) return errno_error(codes::kListenerFailed, "listen");
+  if (::bind(fd.get(), addr.sa(), addr.length) < 0) return errno_error(Code::kListenerFailed, "bind");
+  if (::listen(fd.get(), backlog) < 0) return errno_error(Code::kListenerFailed, "listen");
   return fd;
 }
 
@@ -54,7 +54,7 @@ void return_home(int home_fd) {
 
 Result<NetnsListenerFactory> NetnsListenerFactory::open_home() {
   UniqueFd home(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (!home) return errno_error(codes::kInternal, "open /proc/thread-self/ns/net");
+  if (!home) return errno_error(Code::kInternal, "open /proc/thread-self/ns/net");
   return NetnsListenerFactory(std::move(home));
 }
 
@@ -62,18 +62,18 @@ Result<NetnsListeners> NetnsListenerFactory::listen_all(
     int netns_fd, const std::string& netns_path,
     const std::vector<ListenTarget>& targets) const noexcept {
   if (::setns(netns_fd, CLONE_NEWNET) < 0) {
-    return errno_error(codes::kListenerFailed, "enter network namespace " + netns_path);
+    return errno_error(Code::kListenerFailed, "enter network namespace " + netns_path);
   }
   NetnsListeners out;
   std::optional<Error> failure;
   if (Status lo = ensure_loopback_up(); !lo) {
-    failure = make_error(codes::kListenerFailed, lo.error().message + " in " + netns_path);
+    failure = make_error(Code::kListenerFailed, lo.error().message + " in " + netns_path);
   } else {
     for (const ListenTarget& t : targets) {
       if (t.add_address) {
         auto added = add_loopback_address(t.addr);
         if (!added) {
-          failure = make_error(codes::kListenerFailed, "listen " + t.addr.text + " in " +
+          failure = make_error(Code::kListenerFailed, "listen " + t.addr.text + " in " +
                                                            netns_path + ": " +
                                                            added.error().message);
           break;
@@ -86,7 +86,7 @@ Result<NetnsListeners> NetnsListenerFactory::listen_all(
         const std::string& m = fd.error().message;
         auto colon = m.find(": ");
         std::string reason = colon == std::string::npos ? m : m.substr(colon + 2);
-        failure = make_error(codes::kListenerFailed,
+        failure = make_error(Code::kListenerFailed,
                              "listen " + t.addr.text + " in " + netns_path + ": " + reason);
         break;
       }
@@ -106,12 +106,12 @@ Status NetnsListenerFactory::remove_addresses(int netns_fd, const std::string& n
                                               const std::vector<Address>& addrs) const noexcept {
   if (addrs.empty()) return {};
   if (::setns(netns_fd, CLONE_NEWNET) < 0) {
-    return errno_error("loopback", "enter network namespace " + netns_path);
+    return errno_error(Code::kLoopback, "enter network namespace " + netns_path);
   }
   Status result;
   for (const Address& a : addrs) {
     if (Status s = remove_loopback_address(a); !s && result) {
-      result = make_error("loopback", s.error().message + " in " + netns_path);
+      result = make_error(Code::kLoopback, s.error().message + " in " + netns_path);
     }
   }
   return_home(home_.get());

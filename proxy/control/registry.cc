@@ -91,26 +91,26 @@ Reply Registry::handle(const Request& req, UniqueFd netns_fd) {
     case Op::Handover:
       break;  // the control server runs handovers itself
   }
-  return error_reply(make_error(codes::kBadRequest, "unknown op"));
+  return error_reply(make_error(Code::kBadRequest, "unknown op"));
 }
 
 Reply Registry::add(const Request& req, UniqueFd netns_fd,
                     const std::vector<std::string>& prior_added) {
   const std::string who = req.attachment.display();
   if (!netns_fd) {
-    return error_reply(make_error(codes::kBadRequest,
+    return error_reply(make_error(Code::kBadRequest,
                                   "add needs the network namespace as a file descriptor"));
   }
   auto id = netns_identity(netns_fd.get());
-  if (!id) return error_reply(make_error(codes::kNotNetns, req.netns_path + ": " + id.error().message));
+  if (!id) return error_reply(make_error(Code::kNotNetns, req.netns_path + ": " + id.error().message));
   if (req.listeners.empty()) {
-    return error_reply(make_error(codes::kBadRequest, "add needs at least one listener"));
+    return error_reply(make_error(Code::kBadRequest, "add needs at least one listener"));
   }
   if (!allow_host_netns_) {
     auto home = netns_identity(factory_->home_fd());
     if (home && *home == *id) {
       return error_reply(make_error(
-          "host_netns", req.netns_path + " is nsproxyd's own network namespace; refusing to "
+          Code::kHostNetns, req.netns_path + " is nsproxyd's own network namespace; refusing to "
                                          "register it (start nsproxyd with --allow-host-netns)"));
     }
   }
@@ -121,20 +121,20 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
     const ListenerSpec& spec = req.listeners[i];
     std::string where = "listeners[" + std::to_string(i) + "]";
     auto listen = parse_address(spec.listen, false);
-    if (!listen) return error_reply(make_error(codes::kBadRequest, where + ".listen: " + listen.error().message));
+    if (!listen) return error_reply(make_error(Code::kBadRequest, where + ".listen: " + listen.error().message));
     auto upstream = parse_address(spec.upstream, true);
     if (!upstream) {
-      return error_reply(make_error(codes::kBadRequest, where + ".upstream: " + upstream.error().message));
+      return error_reply(make_error(Code::kBadRequest, where + ".upstream: " + upstream.error().message));
     }
     if (spec.proxy_protocol == ProxyProtocol::V2) {
       if (Status ok = check_proxy_v2_identity(req.attachment.id, req.labels); !ok) {
-        return error_reply(make_error(codes::kBadRequest, where + ".proxy_protocol: " +
+        return error_reply(make_error(Code::kBadRequest, where + ".proxy_protocol: " +
                                                               ok.error().message));
       }
     }
     if (spec.add_address) {
       if (Status ok = check_service_address(*listen); !ok) {
-        return error_reply(make_error(codes::kBadRequest, where + ".add_address: " + ok.error().message));
+        return error_reply(make_error(Code::kBadRequest, where + ".add_address: " + ok.error().message));
       }
     }
     targets.push_back({std::move(*listen), spec.add_address});
@@ -155,7 +155,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
   }
 
   if (regs_.size() >= worker_->config->max_registrations) {
-    return error_reply(make_error("limit", "nsproxyd already holds " + std::to_string(regs_.size()) +
+    return error_reply(make_error(Code::kLimit, "nsproxyd already holds " + std::to_string(regs_.size()) +
                                                " registrations (--max-registrations)"));
   }
   auto setup_start = std::chrono::steady_clock::now();
@@ -268,7 +268,7 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
     if (Status saved = journal_->record_add(req, id, reg->added_addresses); !saved) {
       LOG_ERROR("add %s: %s; not registered", who.c_str(), saved.error().message.c_str());
       release_addresses(*reg);
-      return error_reply(make_error(codes::kInternal, "cannot persist the registration: " +
+      return error_reply(make_error(Code::kInternal, "cannot persist the registration: " +
                                                           saved.error().message));
     }
   }
@@ -297,22 +297,22 @@ Reply Registry::check(const Request& req, UniqueFd netns_fd) {
   auto it = regs_.find(req.attachment);
   const std::string who = req.attachment.display();
   if (it == regs_.end()) {
-    return error_reply(make_error(codes::kNotFound, who + " is not registered"));
+    return error_reply(make_error(Code::kNotFound, who + " is not registered"));
   }
   const Registration& reg = *it->second;
   if (netns_fd) {
     auto id = netns_identity(netns_fd.get());
-    if (!id) return error_reply(make_error(codes::kNotNetns, req.netns_path + ": " + id.error().message));
+    if (!id) return error_reply(make_error(Code::kNotNetns, req.netns_path + ": " + id.error().message));
     if (!(*id == reg.netns_id)) {
       return error_reply(make_error(
-          codes::kNetnsMismatch, who + " is registered for network namespace " + reg.netns_path +
+          Code::kNetnsMismatch, who + " is registered for network namespace " + reg.netns_path +
                                      " (inode " + std::to_string(reg.netns_id.ino) + "), not " +
                                      req.netns_path + " (inode " + std::to_string(id->ino) + ")"));
     }
   }
   for (const auto& l : reg.listeners) {
     if (!l->accepting()) {
-      return error_reply(make_error(codes::kNotServing,
+      return error_reply(make_error(Code::kNotServing,
                                     who + ": listener " + l->spec().listen + " is not accepting"));
     }
   }
@@ -352,7 +352,7 @@ Reply Registry::status() const {
 Reply Registry::gc(const Request& req) {
   const std::string& network = req.attachment.network;
   if (network.empty()) {
-    return error_reply(make_error(codes::kBadRequest, "gc needs attachment.network"));
+    return error_reply(make_error(Code::kBadRequest, "gc needs attachment.network"));
   }
   std::set<std::pair<std::string, std::string>> valid;
   for (const auto& a : req.valid_attachments) valid.emplace(a.id, a.ifname);
@@ -483,7 +483,7 @@ void Registry::stop_accepting_all() {
 Reply Registry::adopt(const Request& req, NetnsId id, UniqueFd netns,
                       std::vector<UniqueFd> listeners, std::vector<std::string> added_addresses) {
   if (listeners.size() != req.listeners.size()) {
-    return error_reply(make_error(codes::kBadRequest, "handover: listener count mismatch"));
+    return error_reply(make_error(Code::kBadRequest, "handover: listener count mismatch"));
   }
   std::vector<Address> upstreams;
   for (const auto& spec : req.listeners) {

@@ -49,7 +49,7 @@ Status write_all(int fd, const std::string& data, const std::string& path) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return errno_error("state", "write " + path);
+      return errno_error(Code::kState, "write " + path);
     }
     off += static_cast<size_t>(n);
   }
@@ -58,8 +58,8 @@ Status write_all(int fd, const std::string& data, const std::string& path) {
 
 Status fsync_dir(const std::string& dir) {
   UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!d) return errno_error("state", "open " + dir);
-  if (::fsync(d.get()) < 0) return errno_error("state", "fsync " + dir);
+  if (!d) return errno_error(Code::kState, "open " + dir);
+  if (::fsync(d.get()) < 0) return errno_error(Code::kState, "fsync " + dir);
   return {};
 }
 
@@ -70,9 +70,9 @@ Result<StateJournal> StateJournal::open(const std::string& dir,
   std::string path = dir + "/registrations.journal";
   // One daemon per state directory: a lock held for the daemon's lifetime.
   UniqueFd lock(::open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock) return errno_error("state", "open " + dir + "/lock");
+  if (!lock) return errno_error(Code::kState, "open " + dir + "/lock");
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) < 0) {
-    return make_error("state", "another nsproxyd uses the state directory " + dir);
+    return make_error(Code::kState, "another nsproxyd uses the state directory " + dir);
   }
   std::map<AttachmentKey, SavedRegistration> live;
   size_t lines = 0;
@@ -110,7 +110,7 @@ Result<StateJournal> StateJournal::open(const std::string& dir,
     }
   }
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!fd) return errno_error("state", "open " + path);
+  if (!fd) return errno_error(Code::kState, "open " + path);
   for (auto& [key, s] : live) saved->push_back(std::move(s));
   StateJournal journal(dir, path, std::move(fd), lines);
   journal.lock_ = std::move(lock);
@@ -120,7 +120,7 @@ Result<StateJournal> StateJournal::open(const std::string& dir,
 
 Status StateJournal::append(const std::string& line) {
   if (Status s = write_all(fd_.get(), line, path_); !s) return s;
-  if (sync_ && ::fdatasync(fd_.get()) < 0) return errno_error("state", "fdatasync " + path_);
+  if (sync_ && ::fdatasync(fd_.get()) < 0) return errno_error(Code::kState, "fdatasync " + path_);
   ++lines_;
   return {};
 }
@@ -138,17 +138,17 @@ Status StateJournal::record_del(const AttachmentKey& key) {
 Status StateJournal::compact(const std::vector<SavedRegistration>& live) {
   std::string tmp = path_ + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd) return errno_error("state", "open " + tmp);
+  if (!fd) return errno_error(Code::kState, "open " + tmp);
   std::string data;
   for (const auto& s : live) data += add_line(s.request, s.netns_id, s.added_addresses);
   if (Status s = write_all(fd.get(), data, tmp); !s) return s;
-  if (sync_ && ::fsync(fd.get()) < 0) return errno_error("state", "fsync " + tmp);
-  if (::rename(tmp.c_str(), path_.c_str()) < 0) return errno_error("state", "rename " + tmp);
+  if (sync_ && ::fsync(fd.get()) < 0) return errno_error(Code::kState, "fsync " + tmp);
+  if (::rename(tmp.c_str(), path_.c_str()) < 0) return errno_error(Code::kState, "rename " + tmp);
   if (sync_) {
     if (Status s = fsync_dir(dir_); !s) return s;
   }
   UniqueFd appender(::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
-  if (!appender) return errno_error("state", "open " + path_);
+  if (!appender) return errno_error(Code::kState, "open " + path_);
   fd_ = std::move(appender);
   lines_ = live.size();
   return {};

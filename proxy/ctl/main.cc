@@ -257,7 +257,8 @@ Reply call_or_die(const Global& g, const Request& req, int netns_fd) {
     std::exit(1);
   }
   if (!r->ok) {
-    std::fprintf(stderr, "nsproxyctl: %s (%s)\n", r->error.message.c_str(), r->error.code.c_str());
+    std::fprintf(stderr, "nsproxyctl: %s (%s)\n", r->error.message.c_str(),
+                 std::string(code_name(r->error.code)).c_str());
     std::exit(1);
   }
   return std::move(*r);

@@ -60,15 +60,15 @@ bool is_ip(const sockaddr* sa) {
 
 Status check_proxy_v2_identity(std::string_view unique_id,
                                const std::map<std::string, std::string>& labels) {
-  if (unique_id.empty()) return make_error("proxy_header", "PROXY v2: empty tenant id");
+  if (unique_id.empty()) return make_error(Code::kProxyHeader, "PROXY v2: empty tenant id");
   if (unique_id.size() > kProxyV2MaxUniqueId) {
-    return make_error("proxy_header", "PROXY v2: tenant id is " + std::to_string(unique_id.size()) +
+    return make_error(Code::kProxyHeader, "PROXY v2: tenant id is " + std::to_string(unique_id.size()) +
                                           " bytes, PP2_TYPE_UNIQUE_ID allows at most " +
                                           std::to_string(kProxyV2MaxUniqueId));
   }
   size_t total = kFixedLength + kIpv6Block + tlv_bytes(unique_id, labels);
   if (total > kProxyV2MaxHeader) {
-    return make_error("proxy_header", "PROXY v2: header with these labels would be " +
+    return make_error(Code::kProxyHeader, "PROXY v2: header with these labels would be " +
                                           std::to_string(total) + " bytes, more than " +
                                           std::to_string(kProxyV2MaxHeader));
   }

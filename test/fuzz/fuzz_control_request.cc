@@ -44,8 +44,8 @@ std::string difference(const Request& a, const Request& b) {
 }
 
 bool known_code(const std::string& code) {
-  return code == nsproxy::codes::kBadRequest || code == nsproxy::codes::kUnsupportedVersion ||
-         code == nsproxy::codes::kTooLarge;
+  return code == nsproxy::Code::kBadRequest || code == nsproxy::Code::kUnsupportedVersion ||
+         code == nsproxy::Code::kTooLarge;
 }
 
 }  // namespace

@@ -336,7 +336,7 @@ TEST_F(BadInputControlSocketTest, MoreThanOneFdIsBadRequest) {
     auto reply = read_reply(sock.get());
     ASSERT_TRUE(reply);
     EXPECT_FALSE(reply->ok);
-    EXPECT_EQ(reply->error.code, "bad_request");
+    EXPECT_EQ(reply->error.code, nsproxy::Code::kBadRequest);
     EXPECT_EQ(reply->error.message, "a request may carry at most one file descriptor");
     // The connection stays usable.
     nsproxy::Request status;
@@ -367,7 +367,7 @@ TEST_F(BadInputControlSocketTest, ProxyV2IdentityTooLargeIsRefusedAtRegistration
   auto r = d.call(req, netns->get());
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_FALSE(r->ok);
-  EXPECT_EQ(r->error.code, "bad_request");
+  EXPECT_EQ(r->error.code, nsproxy::Code::kBadRequest);
   EXPECT_EQ(r->error.message,
             "listeners[0].proxy_protocol: PROXY v2: tenant id is 129 bytes, PP2_TYPE_UNIQUE_ID "
             "allows at most 128");
@@ -378,7 +378,7 @@ TEST_F(BadInputControlSocketTest, ProxyV2IdentityTooLargeIsRefusedAtRegistration
   auto big = d.call(req, netns->get());
   ASSERT_TRUE(big.ok()) << big.error().message;
   EXPECT_FALSE(big->ok);
-  EXPECT_EQ(big->error.code, "bad_request");
+  EXPECT_EQ(big->error.code, nsproxy::Code::kBadRequest);
   const std::string prefix = "listeners[0].proxy_protocol: PROXY v2: header with these labels would be ";
   EXPECT_EQ(big->error.message.substr(0, prefix.size()), prefix) << big->error.message;
   EXPECT_NE(big->error.message.find("more than 8192"), std::string::npos) << big->error.message;
@@ -410,7 +410,7 @@ TEST_F(BadInputControlSocketTest, TooManyControlClientsGetBusy) {
   auto reply = read_reply(extra.get(), 5000ms);
   ASSERT_TRUE(reply);
   EXPECT_FALSE(reply->ok);
-  EXPECT_EQ(reply->error.code, "busy");
+  EXPECT_EQ(reply->error.code, nsproxy::Code::kBusy);
   EXPECT_EQ(reply->error.message, "too many control clients; retry");
   // Once the idle ones are gone, requests are served again.
   idle.clear();

@@ -101,7 +101,7 @@ TEST_F(DaemonTest, GarbageOnControlSocketGetsBadRequestAndDaemonKeepsServing) {
     auto reply = nsproxy::decode_reply(*text);
     ASSERT_TRUE(reply.ok()) << "undecodable reply: " << *text;
     EXPECT_FALSE(reply->ok);
-    EXPECT_EQ(reply->error.code, nsproxy::codes::kBadRequest) << *text;
+    EXPECT_EQ(reply->error.code, nsproxy::Code::kBadRequest) << *text;
   }
   {
     // Valid JSON, wrong shape.
@@ -113,7 +113,7 @@ TEST_F(DaemonTest, GarbageOnControlSocketGetsBadRequestAndDaemonKeepsServing) {
     auto reply = nsproxy::decode_reply(*text);
     ASSERT_TRUE(reply.ok()) << *text;
     EXPECT_FALSE(reply->ok);
-    EXPECT_EQ(reply->error.code, nsproxy::codes::kBadRequest) << *text;
+    EXPECT_EQ(reply->error.code, nsproxy::Code::kBadRequest) << *text;
   }
   {
     // Oversized datagram: an error reply (too_large or bad_request) or a closed
@@ -166,7 +166,7 @@ TEST_F(DaemonTest, AddWithFdThatIsNotANetnsIsRefused) {
   auto reply = d.call(req, devnull.get());
   ASSERT_TRUE(reply.ok()) << reply.error().message;
   EXPECT_FALSE(reply->ok);
-  EXPECT_EQ(reply->error.code, nsproxy::codes::kNotNetns) << reply->error.message;
+  EXPECT_EQ(reply->error.code, nsproxy::Code::kNotNetns) << reply->error.message;
 
   req.netns_path = "/run/netns/none";
   auto no_fd = d.call(req, -1);
@@ -281,7 +281,7 @@ TEST_F(DaemonTest, UpstreamDownClosesTenantConnection) {
   if (got.ok())
     EXPECT_EQ(*got, "");
   else
-    EXPECT_NE(got.error().code, "timeout") << got.error().message;
+    EXPECT_NE(got.error().code, nsproxy::Code::kTimeout) << got.error().message;
 }
 
 TEST_F(DaemonTest, SigtermExitsZero) {

@@ -483,8 +483,8 @@ Daemon::~Daemon() {
     req.op = nsproxy::Op::Status;
     auto reply = nsproxy::call_daemon(socket_, req, -1, 200ms);
     if (reply && reply->ok) return ::testing::AssertionSuccess();
-    last = reply ? reply->error.code + ": " + reply->error.message
-                 : reply.error().code + ": " + reply.error().message;
+    last = reply ? std::string(nsproxy::code_name(reply->error.code)) + ": " + reply->error.message
+                 : std::string(nsproxy::code_name(reply.error().code)) + ": " + reply.error().message;
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(20ms);
   }
@@ -578,7 +578,7 @@ EchoServer::EchoServer(std::string mode, std::vector<std::string> prefix, std::s
 // Sockets inside namespaces
 
 Result<UniqueFd> socket_in_netns(const std::string& netns_path, int domain, int type) {
-  Result<UniqueFd> result = make_error("init", "not run");
+  Result<UniqueFd> result = make_error(nsproxy::Code::kInternal, "not run");
   std::thread t([&] {
     auto ns = nsproxy::open_netns(netns_path);
     if (!ns) {
@@ -586,12 +586,12 @@ Result<UniqueFd> socket_in_netns(const std::string& netns_path, int domain, int 
       return;
     }
     if (::setns(ns->get(), CLONE_NEWNET) != 0) {
-      result = nsproxy::errno_error("setns", "setns " + netns_path);
+      result = nsproxy::errno_error(nsproxy::Code::kNotNetns, "setns " + netns_path);
       return;
     }
     int fd = ::socket(domain, type | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-      result = nsproxy::errno_error("socket", "socket in " + netns_path);
+      result = nsproxy::errno_error(nsproxy::Code::kSocket, "socket in " + netns_path);
       return;
     }
     result = UniqueFd(fd);
@@ -649,10 +649,10 @@ Result<UniqueFd> listen_in_netns(const std::string& netns_path, const std::strin
   auto sock = socket_in_netns(netns_path, addr->family(), SOCK_STREAM);
   if (!sock) return sock.error();
   if (::bind(sock->get(), addr->sa(), addr->length) != 0) {
-    return nsproxy::errno_error("bind", "bind " + address + " in " + netns_path);
+    return nsproxy::errno_error(nsproxy::Code::kSocket, "bind " + address + " in " + netns_path);
   }
   if (::listen(sock->get(), 16) != 0) {
-    return nsproxy::errno_error("listen", "listen " + address + " in " + netns_path);
+    return nsproxy::errno_error(nsproxy::Code::kSocket, "listen " + address + " in " + netns_path);
   }
   return std::move(*sock);
 }
@@ -666,10 +666,10 @@ Status send_all(int fd, std::string_view data, Millis timeout) {
       sent += static_cast<size_t>(n);
       continue;
     }
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return nsproxy::errno_error("send", "send");
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return nsproxy::errno_error(nsproxy::Code::kIo, "send");
     pollfd p{fd, POLLOUT, 0};
     if (::poll(&p, 1, remaining_ms(deadline)) == 0) {
-      return make_error("timeout", "send timed out after " + std::to_string(sent) + " of " +
+      return make_error(nsproxy::Code::kTimeout, "send timed out after " + std::to_string(sent) + " of " +
                                        std::to_string(data.size()) + " bytes");
     }
   }
@@ -688,11 +688,11 @@ Result<std::string> recv_until_eof(int fd, Millis timeout) {
     }
     if (n == 0) return got;
     if (errno != EAGAIN && errno != EINTR) {
-      return nsproxy::errno_error("recv", "recv after " + std::to_string(got.size()) + " bytes");
+      return nsproxy::errno_error(nsproxy::Code::kIo, "recv after " + std::to_string(got.size()) + " bytes");
     }
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, remaining_ms(deadline)) == 0) {
-      return make_error("timeout", "no EOF within " + std::to_string(timeout.count()) +
+      return make_error(nsproxy::Code::kTimeout, "no EOF within " + std::to_string(timeout.count()) +
                                        " ms; received " + std::to_string(got.size()) +
                                        " bytes: " + tail(got, 200));
     }
@@ -707,13 +707,13 @@ Result<std::string> exchange(int fd, std::string_view payload, Millis timeout) {
   char buf[65536];
   for (;;) {
     if (!shut && sent == payload.size()) {
-      if (::shutdown(fd, SHUT_WR) != 0) return nsproxy::errno_error("shutdown", "shutdown");
+      if (::shutdown(fd, SHUT_WR) != 0) return nsproxy::errno_error(nsproxy::Code::kIo, "shutdown");
       shut = true;
     }
     pollfd p{fd, static_cast<short>(POLLIN | (shut ? 0 : POLLOUT)), 0};
     int r = ::poll(&p, 1, remaining_ms(deadline));
     if (r == 0) {
-      return make_error("timeout", "exchange timed out after " + std::to_string(timeout.count()) +
+      return make_error(nsproxy::Code::kTimeout, "exchange timed out after " + std::to_string(timeout.count()) +
                                        " ms: sent " + std::to_string(sent) + " of " +
                                        std::to_string(payload.size()) + ", received " +
                                        std::to_string(got.size()));
@@ -724,7 +724,7 @@ Result<std::string> exchange(int fd, std::string_view payload, Millis timeout) {
       if (n > 0) {
         sent += static_cast<size_t>(n);
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        return nsproxy::errno_error("send", "send after " + std::to_string(sent) + " bytes");
+        return nsproxy::errno_error(nsproxy::Code::kIo, "send after " + std::to_string(sent) + " bytes");
       }
     }
     if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -733,13 +733,13 @@ Result<std::string> exchange(int fd, std::string_view payload, Millis timeout) {
         got.append(buf, static_cast<size_t>(n));
       } else if (n == 0) {
         if (!shut) {
-          return make_error("early_eof", "peer closed after we sent " + std::to_string(sent) +
+          return make_error(nsproxy::Code::kIo, "peer closed after we sent " + std::to_string(sent) +
                                              " of " + std::to_string(payload.size()) +
                                              " bytes; received " + std::to_string(got.size()));
         }
         return got;
       } else if (errno != EAGAIN && errno != EINTR) {
-        return nsproxy::errno_error("recv", "recv after " + std::to_string(got.size()) +
+        return nsproxy::errno_error(nsproxy::Code::kIo, "recv after " + std::to_string(got.size()) +
                                                 " bytes (sent " + std::to_string(sent) + ")");
       }
     }
@@ -749,7 +749,7 @@ Result<std::string> exchange(int fd, std::string_view payload, Millis timeout) {
 Result<std::string> roundtrip_in_netns(const std::string& netns_path, const std::string& address,
                                        std::string_view payload, Millis timeout) {
   auto c = connect_in_netns(netns_path, address);
-  if (!c.ok()) return make_error("connect", c.message);
+  if (!c.ok()) return make_error(nsproxy::Code::kUnreachable, c.message);
   return exchange(c.fd.get(), payload, timeout);
 }
 
@@ -835,13 +835,13 @@ HttpConn HttpConn::open(const std::string& netns_path, const std::string& addres
 }
 
 Status HttpConn::send(std::string_view data, Millis timeout) {
-  if (!fd_) return make_error("closed", "send on a closed connection");
+  if (!fd_) return make_error(nsproxy::Code::kIo, "send on a closed connection");
   return send_all(fd_.get(), data, timeout);
 }
 
 Status HttpConn::fill(Clock::time_point deadline) {
-  if (!fd_) return make_error("closed", "read on a closed connection");
-  if (eof_) return make_error("eof", "connection closed by the peer");
+  if (!fd_) return make_error(nsproxy::Code::kIo, "read on a closed connection");
+  if (eof_) return make_error(nsproxy::Code::kEof, "connection closed by the peer");
   char buf[65536];
   for (;;) {
     ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
@@ -851,16 +851,16 @@ Status HttpConn::fill(Clock::time_point deadline) {
     }
     if (n == 0) {
       eof_ = true;
-      return make_error("eof", "connection closed by the peer");
+      return make_error(nsproxy::Code::kEof, "connection closed by the peer");
     }
     if (errno == ECONNRESET) {
       eof_ = true;
-      return make_error("eof", "connection reset by the peer");
+      return make_error(nsproxy::Code::kEof, "connection reset by the peer");
     }
-    if (errno != EAGAIN && errno != EINTR) return nsproxy::errno_error("recv", "recv");
+    if (errno != EAGAIN && errno != EINTR) return nsproxy::errno_error(nsproxy::Code::kIo, "recv");
     pollfd p{fd_.get(), POLLIN, 0};
     if (::poll(&p, 1, remaining_ms(deadline)) == 0) {
-      return make_error("timeout", "timed out waiting for bytes");
+      return make_error(nsproxy::Code::kTimeout, "timed out waiting for bytes");
     }
   }
 }
@@ -885,7 +885,7 @@ Result<HttpResponse> HttpConn::read_head(Millis timeout) {
   // "HTTP/1.1 200 OK"
   size_t sp1 = status_line.find(' ');
   if (sp1 == std::string_view::npos || status_line.substr(0, 5) != "HTTP/") {
-    return make_error("bad_response", "bad status line: \"" + printable(status_line) + "\"");
+    return make_error(nsproxy::Code::kProtocol, "bad status line: \"" + printable(status_line) + "\"");
   }
   r.version = std::string(status_line.substr(0, sp1));
   size_t sp2 = status_line.find(' ', sp1 + 1);
@@ -894,7 +894,7 @@ Result<HttpResponse> HttpConn::read_head(Millis timeout) {
   if (code.size() != 3 || !std::isdigit(static_cast<unsigned char>(code[0])) ||
       !std::isdigit(static_cast<unsigned char>(code[1])) ||
       !std::isdigit(static_cast<unsigned char>(code[2]))) {
-    return make_error("bad_response", "bad status code in \"" + printable(status_line) + "\"");
+    return make_error(nsproxy::Code::kProtocol, "bad status code in \"" + printable(status_line) + "\"");
   }
   r.status = std::stoi(code);
   if (sp2 != std::string_view::npos) r.reason = std::string(status_line.substr(sp2 + 1));
@@ -905,7 +905,7 @@ Result<HttpResponse> HttpConn::read_head(Millis timeout) {
     std::string_view line = head.substr(pos, e - pos);
     size_t colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0 || line[colon - 1] == ' ') {
-      return make_error("bad_response", "bad header line: \"" + printable(line) + "\"");
+      return make_error(nsproxy::Code::kProtocol, "bad header line: \"" + printable(line) + "\"");
     }
     r.headers.emplace_back(std::string(line.substr(0, colon)), trim(line.substr(colon + 1)));
     pos = e + 2;
@@ -956,7 +956,7 @@ Result<HttpResponse> HttpConn::read_response(Millis timeout, bool head_request) 
       char* endp = nullptr;
       unsigned long long size = std::strtoull(hex.c_str(), &endp, 16);
       if (hex.empty() || *endp != '\0') {
-        return make_error("bad_response", "bad chunk size line \"" + printable(line) + "\" after " +
+        return make_error(nsproxy::Code::kProtocol, "bad chunk size line \"" + printable(line) + "\" after " +
                                               std::to_string(r.body.size()) + " body bytes");
       }
       if (size == 0) {
@@ -978,7 +978,7 @@ Result<HttpResponse> HttpConn::read_response(Millis timeout, bool head_request) 
                                                  std::to_string(r.body.size()) + " body bytes");
       }
       if (data->compare(size, 2, "\r\n") != 0) {
-        return make_error("bad_response", "chunk not followed by CRLF after " +
+        return make_error(nsproxy::Code::kProtocol, "chunk not followed by CRLF after " +
                                               std::to_string(r.body.size()) + " body bytes");
       }
       r.body.append(*data, 0, static_cast<size_t>(size));
@@ -989,7 +989,7 @@ Result<HttpResponse> HttpConn::read_response(Millis timeout, bool head_request) 
     char* endp = nullptr;
     unsigned long long n = std::strtoull(cl->c_str(), &endp, 10);
     if (cl->empty() || *endp != '\0') {
-      return make_error("bad_response", "bad Content-Length: " + r.describe());
+      return make_error(nsproxy::Code::kProtocol, "bad Content-Length: " + r.describe());
     }
     auto data = read_exact(static_cast<size_t>(n), Millis(remaining_ms(deadline)));
     if (!data) {
@@ -1004,7 +1004,7 @@ Result<HttpResponse> HttpConn::read_response(Millis timeout, bool head_request) 
   for (;;) {
     auto st = fill(deadline);
     if (!st.ok()) {
-      if (st.error().code == "eof") break;
+      if (st.error().code == nsproxy::Code::kEof) break;
       return make_error(st.error().code, st.error().message + " reading a body delimited by EOF");
     }
   }
@@ -1024,7 +1024,7 @@ Result<std::string> HttpConn::wait_closed(Millis timeout) {
   for (;;) {
     auto st = fill(deadline);
     if (!st.ok()) {
-      if (st.error().code == "eof") {
+      if (st.error().code == nsproxy::Code::kEof) {
         std::string out = std::move(buf_);
         buf_.clear();
         return out;

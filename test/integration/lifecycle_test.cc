@@ -140,7 +140,7 @@ TEST_F(LifecycleTest, DaemonsOwnNetnsIsRefusedUnlessAllowed) {
     auto r = add_tcp(d, "/proc/self/ns/net", unique_name(), listen, echo.address());
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_FALSE(r->ok);
-    EXPECT_EQ(r->error.code, "host_netns") << r->error.message;
+    EXPECT_EQ(r->error.code, nsproxy::Code::kHostNetns) << r->error.message;
     EXPECT_NE(r->error.message.find("--allow-host-netns"), std::string::npos) << r->error.message;
     EXPECT_EQ(d.list().size(), 0u);
     EXPECT_EQ(d.stop(), 0) << d.log();
@@ -248,7 +248,7 @@ TEST_F(LifecycleTest, DaemonWideConnectionAndRegistrationLimits) {
   auto third = add_tcp(d, ns.path(), "one-too-many", "127.0.0.1:8082", echo.address());
   ASSERT_TRUE(third.ok());
   EXPECT_FALSE(third->ok);
-  EXPECT_EQ(third->error.code, "limit") << third->error.message;
+  EXPECT_EQ(third->error.code, nsproxy::Code::kLimit) << third->error.message;
 
   Connection a = connect_in_netns(ns.path(), "127.0.0.1:8080");
   Connection b = connect_in_netns(ns.path(), "127.0.0.1:8080");

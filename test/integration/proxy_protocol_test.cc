@@ -169,7 +169,7 @@ class ProxyProtocolTest : public IntegrationTest {
   // *client_port receives the tenant-side port of the connection.
   nsproxy::Result<std::string> tenant_exchange(std::string_view payload, int* client_port) {
     auto c = connect_in_netns(ns_->path(), kListen);
-    if (!c.ok()) return nsproxy::make_error("connect", c.message);
+    if (!c.ok()) return nsproxy::make_error(nsproxy::Code::kUnreachable, c.message);
     *client_port = local_port(c.fd.get());
     return exchange(c.fd.get(), payload);
   }

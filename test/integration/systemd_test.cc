@@ -166,7 +166,7 @@ bool wait_gone(pid_t pid, Millis timeout) {
 // One request from inside the namespace through the tenant's http listener.
 nsproxy::Result<HttpResponse> get_from(const Netns& ns, const std::string& path = "/") {
   auto c = HttpConn::open(ns.path(), "127.0.0.1:8080");
-  if (!c.ok()) return nsproxy::make_error("connect", c.error());
+  if (!c.ok()) return nsproxy::make_error(nsproxy::Code::kUnreachable, c.error());
   return c.request(http_request("GET", path));
 }
 

@@ -49,7 +49,7 @@ class TenantLimitsTest : public HttpTest {
   nsproxy::Result<HttpResponse> get(const Netns& ns, const std::string& path,
                                     Millis timeout = 5000ms) {
     HttpConn c = HttpConn::open(ns.path(), kListen);
-    if (!c.ok()) return nsproxy::make_error("connect", c.error());
+    if (!c.ok()) return nsproxy::make_error(nsproxy::Code::kUnreachable, c.error());
     return c.request(http_request("GET", path), timeout);
   }
   nlohmann::json status() {

@@ -615,7 +615,7 @@ void on_signal(struct ev_loop* loop, ev_signal*, int) {
 
 nsproxy::Result<nsproxy::UniqueFd> listen_on(const nsproxy::Address& addr) {
   nsproxy::UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return nsproxy::errno_error("socket", "socket for " + addr.text);
+  if (!fd) return nsproxy::errno_error(nsproxy::Code::kSocket, "socket for " + addr.text);
   if (addr.family() == AF_UNIX) {
     // Replace a stale socket file left by an earlier run (never any other kind of file).
     auto* un = reinterpret_cast<const sockaddr_un*>(addr.sa());
@@ -627,8 +627,8 @@ nsproxy::Result<nsproxy::UniqueFd> listen_on(const nsproxy::Address& addr) {
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   }
   if (::bind(fd.get(), addr.sa(), addr.length) < 0)
-    return nsproxy::errno_error("bind", "bind " + addr.text);
-  if (::listen(fd.get(), 4096) < 0) return nsproxy::errno_error("listen", "listen " + addr.text);
+    return nsproxy::errno_error(nsproxy::Code::kSocket, "bind " + addr.text);
+  if (::listen(fd.get(), 4096) < 0) return nsproxy::errno_error(nsproxy::Code::kSocket, "listen " + addr.text);
   return fd;
 }
 

@@ -23,7 +23,7 @@ TEST(Address, ParsesUnixOnlyWhenAllowed) {
   EXPECT_TRUE(parse_address("unix:/run/app.sock", true).ok());
   auto a = parse_address("unix:/run/app.sock", false);
   ASSERT_FALSE(a.ok());
-  EXPECT_EQ(a.error().code, "bad_address");
+  EXPECT_EQ(a.error().code, nsproxy::Code::kBadAddress);
   EXPECT_FALSE(parse_address("unix:relative", true).ok());
 }
 

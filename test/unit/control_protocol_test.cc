@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <set>
 #include <string>
 
 namespace nsproxy {
@@ -77,7 +78,7 @@ TEST_P(ControlProtocolRejects, WithCodeAndMessage) {
   const BadRequest& c = GetParam();
   auto r = decode_request(c.text);
   ASSERT_FALSE(r.ok()) << c.text;
-  EXPECT_EQ(r.error().code, c.code);
+  EXPECT_EQ(code_name(r.error().code), c.code);  // the name a reply carries
   EXPECT_NE(r.error().message.find(c.mentions), std::string::npos) << r.error().message;
 }
 
@@ -249,7 +250,7 @@ TEST(ControlProtocol, ValidateLimitsNamesTheField) {
        }) {
     Status s = validate_limits(b.limits);
     ASSERT_FALSE(s.ok()) << b.message;
-    EXPECT_EQ(s.error().code, codes::kBadRequest);
+    EXPECT_EQ(s.error().code, nsproxy::Code::kBadRequest);
     EXPECT_EQ(s.error().message.rfind(b.message, 0), 0u) << s.error().message;
   }
 }
@@ -277,16 +278,42 @@ TEST(ControlProtocol, RepliesRoundTrip) {
   EXPECT_EQ(ok->data["deleted"], true);
 
   auto err = decode_reply(
-      encode_reply(error_reply(make_error("listener_failed", "listen 127.0.0.1:8080 in /x: busy"))));
+      encode_reply(error_reply(make_error(nsproxy::Code::kListenerFailed, "listen 127.0.0.1:8080 in /x: busy"))));
   ASSERT_TRUE(err.ok());
   EXPECT_FALSE(err->ok);
-  EXPECT_EQ(err->error.code, "listener_failed");
+  EXPECT_EQ(err->error.code, nsproxy::Code::kListenerFailed);
   EXPECT_EQ(err->error.message, "listen 127.0.0.1:8080 in /x: busy");
 }
 
 TEST(ControlProtocol, UndecodableReplyIsAnError) {
   EXPECT_FALSE(decode_reply("{{{").ok());
   EXPECT_FALSE(decode_reply(R"({"version":1})").ok());
+}
+
+TEST(ErrorCodes, EveryCodeHasOneNameAndComesBackFromIt) {
+  std::set<std::string_view> names;
+  for (int i = 0; i <= static_cast<int>(nsproxy::Code::kUnknown); ++i) {
+    auto code = static_cast<nsproxy::Code>(i);
+    std::string_view name = nsproxy::code_name(code);
+    EXPECT_TRUE(names.insert(name).second) << "two codes named " << name;
+    EXPECT_EQ(nsproxy::code_from_name(name), code) << name;
+  }
+  EXPECT_EQ(nsproxy::code_name(nsproxy::Code::kBadRequest), "bad_request");
+  EXPECT_EQ(nsproxy::code_name(nsproxy::Code::kNetnsMismatch), "netns_mismatch");
+  EXPECT_EQ(nsproxy::code_from_name("no_such_code"), nsproxy::Code::kUnknown);
+}
+
+TEST(ErrorCodes, AReplyWithAnUnknownCodeKeepsItInTheMessage) {
+  auto r = decode_reply(R"({"version":1,"ok":false,"error":{"code":"shiny_new","message":"no"}})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->error.code, nsproxy::Code::kUnknown);
+  EXPECT_EQ(r->error.message, "no (code \"shiny_new\")");
+  auto back = decode_reply(encode_reply(error_reply(nsproxy::make_error(nsproxy::Code::kNotServing, "x"))));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->error.code, nsproxy::Code::kNotServing);
+  EXPECT_NE(encode_reply(error_reply(nsproxy::make_error(nsproxy::Code::kNotServing, "x")))
+                .find("\"code\":\"not_serving\""),
+            std::string::npos);
 }
 
 }  // namespace

@@ -348,7 +348,7 @@ TEST_F(PluginTest, AddWithoutPrevResultPrintsAnEmptyResult) {
 
 TEST_F(PluginTest, AddDaemonErrorIsCode100WithTheDaemonMessage) {
   FakeDaemon daemon(socket_path(), [](const Request&) {
-    return error_reply(make_error(codes::kListenerFailed, "listen 127.0.0.1:8080: Address in use"));
+    return error_reply(make_error(nsproxy::Code::kListenerFailed, "listen 127.0.0.1:8080: Address in use"));
   });
   auto r = run(env("ADD"), config().dump());
   expect_error(r, 100, "listen 127.0.0.1:8080: Address in use");
@@ -399,7 +399,7 @@ TEST_F(PluginTest, DelSendsTheAttachmentOnly) {
 
 TEST_F(PluginTest, DelOfUnknownRegistrationSucceeds) {
   FakeDaemon daemon(socket_path(), [](const Request&) {
-    return error_reply(make_error(codes::kNotFound, "no such registration"));
+    return error_reply(make_error(nsproxy::Code::kNotFound, "no such registration"));
   });
   auto r = run(env("DEL"), config().dump());
   EXPECT_EQ(r.exit_code, 0) << r.out;
@@ -408,7 +408,7 @@ TEST_F(PluginTest, DelOfUnknownRegistrationSucceeds) {
 
 TEST_F(PluginTest, DelWithRealDaemonErrorIsCode100) {
   FakeDaemon daemon(socket_path(), [](const Request&) {
-    return error_reply(make_error(codes::kInternal, "state file: No space left on device"));
+    return error_reply(make_error(nsproxy::Code::kInternal, "state file: No space left on device"));
   });
   auto r = run(env("DEL"), config().dump());
   expect_error(r, 100, "No space left on device");
@@ -442,7 +442,7 @@ TEST_F(PluginTest, CheckResults) {
   {
     FakeDaemon daemon(socket_path(), [](const Request&) {
       return error_reply(
-          make_error(codes::kNotServing, "listener 127.0.0.1:8080 is not accepting"));
+          make_error(nsproxy::Code::kNotServing, "listener 127.0.0.1:8080 is not accepting"));
     });
     auto r = run(env("CHECK"), config().dump());
     expect_error(r, 100, "not accepting");

@@ -144,7 +144,7 @@ TEST(ProxyProtocolV2, UniqueIdBounds) {
   // Never truncated: a cut id could name another tenant.
   auto over = encode_proxy_v2(sa(&src), sa(&dst), std::string(kProxyV2MaxUniqueId + 1, 'a'), {});
   ASSERT_FALSE(over);
-  EXPECT_EQ(over.error().code, "proxy_header");
+  EXPECT_EQ(over.error().code, nsproxy::Code::kProxyHeader);
   EXPECT_NE(over.error().message.find("129 bytes"), std::string::npos) << over.error().message;
 
   auto empty = encode_proxy_v2(sa(&src), sa(&dst), "", {});
