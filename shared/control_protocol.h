@@ -49,8 +49,11 @@ constexpr int kProtocolVersion = 1;
 // Requests: large enough for a GC listing kMaxValidAttachments attachments. Receivers
 // allocate by the actual datagram size, so the limit costs nothing for small messages.
 constexpr size_t kMaxMessageSize = 4 * 1024 * 1024;
-// Replies (a list of every registration): up to 16 MiB.
-constexpr size_t kMaxReplySize = 16 * 1024 * 1024;
+// Replies (a list of every registration): as large as a request. The kernel refuses an
+// AF_UNIX datagram much beyond 4 MiB whatever SO_SNDBUF says (its head must fit one
+// kmalloc; ENOBUFS), so a larger reply could never be delivered: the daemon answers
+// too_large instead of closing the connection without a word.
+constexpr size_t kMaxReplySize = kMaxMessageSize;
 constexpr size_t kMaxListeners = 32;
 constexpr size_t kMaxLabels = 64;
 constexpr size_t kMaxIdLength = 256;

@@ -10,6 +10,8 @@
 //     status [--json]
 //
 // CNI registrations are addressed with --network NET --id CONTAINERID --ifname IF.
+// --json (any command) prints the daemon's reply; an option the command does not take is
+// a usage error (exit 2).
 #include <getopt.h>
 
 #include <chrono>
@@ -60,7 +62,10 @@ void usage(FILE* out) {
                "  list   [--json]                show registrations\n"
                "  status [--json]                show daemon status\n"
                "\n"
-               "  --network NET --ifname IF      with --id: address a CNI registration\n"
+               "  --network NET --ifname IF      with --id (add, del, check): address a CNI\n"
+               "                                 registration\n"
+               "  --json                         any command: the daemon's reply as JSON\n"
+               "  an option a command does not take is a usage error (exit 2)\n"
                "  --socket PATH                  control socket (default %s)\n"
                "  --timeout MS                   reply timeout (default 5000)\n"
                "  --help, --version\n",
@@ -151,6 +156,16 @@ struct CommandArgs {
   bool saw_upstream_for_last = true;
 };
 
+// The options each command takes, as their getopt codes (see opts below); any other
+// option is a usage error naming it, not silently ignored.
+const char* options_of(const std::string& cmd) {
+  if (cmd == "add") return "inLumPATXlrbcNIj";
+  if (cmd == "del") return "iNIj";
+  if (cmd == "check") return "inNIj";
+  if (cmd == "list" || cmd == "status") return "j";
+  return "";  // help
+}
+
 CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
   static const option opts[] = {{"id", required_argument, nullptr, 'i'},
                                 {"netns", required_argument, nullptr, 'n'},
@@ -172,8 +187,20 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
   CommandArgs a;
   optind = 1;
   opterr = 0;
+  const char* allowed = options_of(cmd);
   int c;
-  while ((c = getopt_long(argc, argv, "", opts, nullptr)) != -1) {
+  int index = -1;
+  while ((c = getopt_long(argc, argv, "", opts, &index)) != -1) {
+    if (c != '?' && c != ':' && index >= 0 && std::strchr(allowed, c) == nullptr) {
+      std::string takes;
+      for (const option* o = opts; o->name != nullptr; ++o) {
+        if (std::strchr(allowed, o->val) == nullptr) continue;
+        takes += std::string(takes.empty() ? "" : ", ") + "--" + o->name;
+      }
+      die_usage(cmd + ": --" + opts[index].name + " does not apply to " + cmd + " (" + cmd +
+                (takes.empty() ? " takes no options)" : " takes " + takes + ")"));
+    }
+    index = -1;
     switch (c) {
       case 'i':
         a.key.id = optarg;
@@ -480,6 +507,10 @@ int run(int argc, char** argv) {
   }
   if (optind >= argc) die_usage("missing command (add, del, check, list, status)");
   std::string cmd = argv[optind];
+  if (cmd != "add" && cmd != "del" && cmd != "check" && cmd != "list" && cmd != "status" &&
+      cmd != "help") {
+    die_usage("unknown command \"" + cmd + "\" (add, del, check, list, status)");
+  }
   int sub_argc = argc - optind;
   char** sub_argv = argv + optind;
   CommandArgs a = parse_command_args(cmd, sub_argc, sub_argv);
@@ -488,11 +519,8 @@ int run(int argc, char** argv) {
   if (cmd == "check") return cmd_check(g, a);
   if (cmd == "list") return cmd_list(g, a);
   if (cmd == "status") return cmd_status(g, a);
-  if (cmd == "help") {
-    usage(stdout);
-    return 0;
-  }
-  die_usage("unknown command \"" + cmd + "\" (add, del, check, list, status)");
+  usage(stdout);  // help
+  return 0;
 }
 
 }  // namespace
