@@ -31,10 +31,10 @@ nsproxy::UniqueFd connect_control(const std::string& path) {
 nsproxy::Result<nsproxy::Reply> exchange_raw(const std::string& socket,
                                              const std::string& payload) {
   auto fd = connect_control(socket);
-  if (!fd) return nsproxy::make_error("connect", "cannot connect to " + socket);
+  if (!fd) return nsproxy::make_error(nsproxy::Code::kUnreachable, "cannot connect to " + socket);
   if (auto s = nsproxy::send_message(fd.get(), payload); !s) return s.error();
   pollfd p{fd.get(), POLLIN, 0};
-  if (::poll(&p, 1, 10000) <= 0) return nsproxy::make_error("timeout", "no reply within 10 s");
+  if (::poll(&p, 1, 10000) <= 0) return nsproxy::make_error(nsproxy::Code::kTimeout, "no reply within 10 s");
   auto msg = nsproxy::recv_message(fd.get(), nsproxy::kMaxReplySize);
   if (!msg) return nsproxy::make_error(msg.error().code, "no reply: " + msg.error().message);
   auto reply = nsproxy::decode_reply(msg->payload);
@@ -72,7 +72,7 @@ TEST_F(ControlLimitsTest, ARequestOfExactlyTheLimitIsServedAndOneByteMoreIsTooLa
   ASSERT_TRUE(over.ok()) << "no error reply for a request over the limit: " << over.error().code
                          << ": " << over.error().message;
   EXPECT_FALSE(over->ok);
-  EXPECT_EQ(over->error.code, nsproxy::codes::kTooLarge) << over->error.message;
+  EXPECT_EQ(over->error.code, nsproxy::Code::kTooLarge) << over->error.message;
   EXPECT_NE(over->error.message.find(std::to_string(nsproxy::kMaxMessageSize)), std::string::npos)
       << over->error.message;
 
@@ -121,7 +121,7 @@ TEST_F(ControlLimitsTest, ListRepliesArriveUpToTheReplyLimitAndBeyondItAreTooLar
   }
   ASSERT_TRUE(r.ok()) << r.error().message;
   ASSERT_FALSE(r->ok) << "100 registrations of 66 KB still fit in one reply";
-  EXPECT_EQ(r->error.code, nsproxy::codes::kTooLarge) << r->error.message;
+  EXPECT_EQ(r->error.code, nsproxy::Code::kTooLarge) << r->error.message;
   EXPECT_NE(r->error.message.find(std::to_string(nsproxy::kMaxReplySize)), std::string::npos)
       << r->error.message;
   EXPECT_GT(largest, nsproxy::kMaxReplySize - 2 * 70 * 1024)

@@ -136,7 +136,7 @@ TEST_F(ConnectTimeoutTest, TcpTenantConnectionIsClosedWhenTheUpstreamDoesNotAcce
     EXPECT_EQ(*got, "") << "bytes arrived from an upstream that never accepted";
   } else {
     // A reset is a close too; a timeout is not.
-    EXPECT_NE(got.error().code, "timeout") << got.error().message;
+    EXPECT_NE(got.error().code, nsproxy::Code::kTimeout) << got.error().message;
   }
   EXPECT_GE(waited.count(), 800) << "closed before the 1 s connect timeout";
   EXPECT_EQ(upstream_errors().value("timeout", 0), 1) << upstream_errors().dump();

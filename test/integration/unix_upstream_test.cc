@@ -136,7 +136,7 @@ TEST_F(UnixUpstreamTest, AMissingUnixUpstreamIs502InHttpModeAndACloseInTcpMode) 
   if (got.ok()) {
     EXPECT_EQ(*got, "");
   } else {
-    EXPECT_NE(got.error().code, "timeout") << got.error().message;
+    EXPECT_NE(got.error().code, nsproxy::Code::kTimeout) << got.error().message;
   }
 }
 
