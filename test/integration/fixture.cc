@@ -544,6 +544,26 @@ long rss_kib(pid_t pid) {
   return -1;
 }
 
+bool wait_until(const std::function<bool()>& condition, Millis timeout, Millis every) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (condition()) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(every);
+  }
+}
+
+nlohmann::json daemon_status(const Daemon& d) {
+  nsproxy::Request req;
+  req.op = nsproxy::Op::Status;
+  auto r = d.call(req);
+  if (!r.ok() || !r->ok) {
+    ADD_FAILURE() << "status call failed: " << (r.ok() ? r->error.message : r.error().message);
+    return nlohmann::json::object();
+  }
+  return r->data;
+}
+
 EchoServer::EchoServer(std::string mode, std::vector<std::string> prefix, std::string listen,
                        std::string name)
     : argv_(std::move(prefix)) {

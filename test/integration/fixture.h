@@ -219,6 +219,16 @@ class Daemon {
 // Resident set size (VmRSS of /proc/PID/status) in KiB, or -1 when unreadable.
 long rss_kib(pid_t pid);
 
+// Synchronisation on an observable condition instead of a sleep: calls `condition`
+// every `every` until it returns true (then true) or `timeout` passed (then false). The
+// timeout is a bound against a hang, not a measurement: make it
+// generous (the condition is usually true within milliseconds).
+bool wait_until(const std::function<bool()>& condition, Millis timeout = 20000ms,
+                Millis every = 20ms);
+// The daemon's status reply data (an empty object, with a non-fatal test failure, when
+// the call fails).
+nlohmann::json daemon_status(const Daemon& d);
+
 // nsproxy-echo listening on `listen` (default 127.0.0.1:0): after start(), address() is
 // the resolved "ip:port" it printed.
 class EchoServer {

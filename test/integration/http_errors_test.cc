@@ -1,6 +1,12 @@
 // http mode: what a tenant gets when something is wrong: malformed and smuggling-shaped
 // requests (400 and close), oversized heads (431), upstream down (502), silent upstream
-// (504), per-tenant connection limit (503), slowloris (closed after the head timeout).
+// (504), per-tenant connection limit (503), slowloris (408 and close after the head
+// timeout).
+//
+// No timing is measured here: the timeouts are configured to 1 s and each wait for the
+// answer they produce is bounded generously (kTimeoutFires) only so that a timeout that
+// never fires fails the test instead of hanging it. What is asserted is the outcome: the
+// status, the reason in the body, the daemon's counters.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -12,9 +18,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr const char* kListen = "127.0.0.1:8080";
+// The bound on waiting for a 1 s timeout to fire: fifteen times it, so that it holds
+// under ASan on a loaded 2-core machine. It catches a timeout that never fires.
+constexpr Millis kTimeoutFires = 15000ms;
 
-Millis since(Clock::time_point t0) {
-  return std::chrono::duration_cast<Millis>(Clock::now() - t0);
+// A counter of the daemon's status reply: data[group][key], 0 when absent.
+uint64_t status_counter(const Daemon& d, const char* group, const char* key) {
+  auto st = daemon_status(d);
+  if (!st.contains(group) || !st[group].is_object()) return 0;
+  return st[group].value(key, uint64_t{0});
 }
 
 // The error answers are short text/plain bodies.
@@ -180,28 +192,37 @@ TEST_F(HttpErrorsTest, UpstreamDownGets502) {
   ASSERT_TRUE(register_http(*daemon_, ns2, "down-" + short_token(), down));
   auto c = HttpConn::open(ns2.path(), kListen);
   ASSERT_TRUE(c.ok()) << c.error();
+  uint64_t requests = 0;
   for (int i = 0; i < 2; ++i) {
-    auto t0 = Clock::now();
     auto r = c.request(http_request("GET", "/down"));
     ASSERT_TRUE(r.ok()) << "request " << i + 1 << ": " << r.error().message;
+    ++requests;
+    // 502 "unavailable", not the 504 of a connect that waited for --connect-timeout.
     EXPECT_EQ(r->status, 502) << r->describe();
+    EXPECT_EQ(r->body, "502 Bad Gateway: upstream unavailable\n") << r->describe();
     expect_short_text(*r);
-    EXPECT_LT(since(t0).count(), 2000);
     if (r->header("Connection").value_or("") == "close") break;  // closing is allowed
   }
+  // Each 502 is counted as a refused connect, none as a timeout.
+  EXPECT_EQ(status_counter(*daemon_, "upstream_errors", "connect_refused"), requests)
+      << daemon_status(*daemon_).dump();
+  EXPECT_EQ(status_counter(*daemon_, "upstream_errors", "timeout"), 0u)
+      << daemon_status(*daemon_).dump();
 }
 
 TEST_F(HttpErrorsTest, SilentUpstreamGets504AfterTheResponseTimeout) {
   ASSERT_NO_FATAL_FAILURE(start({"--response-timeout", "1"}, "silent"));
   auto c = conn();
-  auto t0 = Clock::now();
-  auto r = c.request(http_request("GET", "/silent"), 8000ms);
-  auto took = since(t0);
-  ASSERT_TRUE(r.ok()) << r.error().message;
+  // Bounded: the 1 s response timeout must fire (kTimeoutFires), not measured.
+  auto r = c.request(http_request("GET", "/silent"), kTimeoutFires);
+  ASSERT_TRUE(r.ok()) << "no answer although the response timeout is 1 s: "
+                      << r.error().message;
   EXPECT_EQ(r->status, 504) << r->describe();
+  // The response timeout (the upstream took the request), not a connect timeout.
+  EXPECT_EQ(r->body, "504 Gateway Timeout: upstream did not answer in time\n") << r->describe();
   expect_short_text(*r);
-  EXPECT_GE(took.count(), 900) << "504 before the 1 s response timeout";
-  EXPECT_LT(took.count(), 4000) << "504 long after the 1 s response timeout";
+  EXPECT_EQ(status_counter(*daemon_, "upstream_errors", "timeout"), 1u)
+      << daemon_status(*daemon_).dump();
 }
 
 // A tenant at its connection limit is not accepted from any more: its next connection
@@ -262,13 +283,12 @@ TEST_F(HttpErrorsTest, HalfOpenHeadsBeyondTheLimitCostTheDaemonNothing) {
     ASSERT_TRUE(heads.back().ok());
     ASSERT_TRUE(heads.back().send("GET /never HTTP/1.1\r\nHost: x\r\n").ok());
   }
-  std::this_thread::sleep_for(300ms);
-  nsproxy::Request status;
-  status.op = nsproxy::Op::Status;
-  auto st = daemon_->call(status);
-  ASSERT_TRUE(st.ok() && st->ok);
-  EXPECT_EQ(st->data.value("connections", 0), 8) << st->data.dump();
-  EXPECT_EQ(st->data.value("tenants_at_limit", 0), 1) << st->data.dump();
+  // Wait until the daemon took its limit's worth, then check it took no more.
+  EXPECT_TRUE(wait_until([&] { return daemon_status(*daemon_).value("connections", 0) >= 8; }))
+      << daemon_status(*daemon_).dump();
+  auto st = daemon_status(*daemon_);
+  EXPECT_EQ(st.value("connections", 0), 8) << st.dump();
+  EXPECT_EQ(st.value("tenants_at_limit", 0), 1) << st.dump();
   for (int i = 0; i < 20; ++i) {
     auto c = HttpConn::open(victim.path(), kListen);
     ASSERT_TRUE(c.ok()) << c.error();
@@ -278,36 +298,40 @@ TEST_F(HttpErrorsTest, HalfOpenHeadsBeyondTheLimitCostTheDaemonNothing) {
   }
 }
 
-// Slowloris: the head trickles in a byte at a time and never completes.
+// Slowloris: the head trickles in a byte at a time and never completes. The README
+// promises 408 and close after --head-timeout; bytes that keep arriving do not extend it.
 TEST_F(HttpErrorsTest, SlowlorisIsClosedAfterTheHeadTimeout) {
   ASSERT_NO_FATAL_FAILURE(start({"--head-timeout", "1"}));
   auto c = conn();
   ASSERT_TRUE(c.ok());
-  auto t0 = Clock::now();
   ASSERT_TRUE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n").ok());
   bool closed = false;
   std::string got;
-  while (since(t0) < 5000ms) {
-    // Keep sending one header byte every 100 ms; the head never ends.
-    if (!c.send("X").ok()) {
-      closed = true;
-      break;
-    }
+  // Bounded (kTimeoutFires): the 1 s head timeout must fire while bytes keep coming.
+  for (auto deadline = Clock::now() + kTimeoutFires; !closed && Clock::now() < deadline;) {
+    // One more header byte every 100 ms; the head never ends.
+    if (!c.send("X").ok()) break;  // the daemon is gone: collect what it sent below
     auto rest = c.wait_closed(100ms);
     if (rest.ok()) {
       got = *rest;
       closed = true;
-      break;
     }
   }
-  auto took = since(t0);
-  ASSERT_TRUE(closed) << "connection still open after 5 s of an unfinished head";
-  EXPECT_GE(took.count(), 800) << "closed before the 1 s head timeout";
-  EXPECT_LT(took.count(), 3000) << "closed long after the 1 s head timeout";
-  // A 408 before closing is fine; anything else is not.
-  if (!got.empty()) {
-    EXPECT_EQ(got.rfind("HTTP/1.1 408", 0), 0u) << got;
+  if (!closed) {
+    auto rest = c.wait_closed(3000ms);
+    ASSERT_TRUE(rest.ok()) << "connection still open " << kTimeoutFires.count()
+                           << " ms into an unfinished head (head timeout 1 s): "
+                           << rest.error().message;
+    got = *rest;
   }
+  EXPECT_EQ(got.rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0u)
+      << "no 408 before the close: \"" << got << "\"";
+  EXPECT_NE(got.find("\r\nConnection: close\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("\r\n\r\n408 Request Timeout: request head not received in time\n"),
+            std::string::npos)
+      << got;
+  EXPECT_EQ(status_counter(*daemon_, "refused", "head_timeout"), 1u)
+      << daemon_status(*daemon_).dump();
 }
 
 // A connection that never sends anything is closed too (head timeout from accept or idle
@@ -319,19 +343,25 @@ TEST_F(HttpErrorsTest, IdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
   auto r = c.request(http_request("GET", "/then-idle"));
   ASSERT_TRUE(r.ok()) << r.error().message;
   ASSERT_EQ(r->status, 200);
-  auto t0 = Clock::now();
-  auto rest = c.wait_closed(5000ms);
-  ASSERT_TRUE(rest.ok()) << rest.error().message;
-  EXPECT_EQ(*rest, "");
-  EXPECT_GE(since(t0).count(), 800);
-  EXPECT_LT(since(t0).count(), 3000);
+  // Kept alive: the next request on the same connection is served.
+  auto r2 = c.request(http_request("GET", "/again"));
+  ASSERT_TRUE(r2.ok()) << "the connection was not kept alive: " << r2.error().message;
+  ASSERT_EQ(r2->status, 200) << r2->describe();
+  // Then idle: closed quietly once the 1 s idle timeout fires (bounded, not measured).
+  auto rest = c.wait_closed(kTimeoutFires);
+  ASSERT_TRUE(rest.ok()) << "idle keep-alive connection still open (idle timeout 1 s): "
+                         << rest.error().message;
+  EXPECT_EQ(*rest, "") << "an idle connection is closed without an answer";
 
+  // A connection that never sends a byte: its head did not arrive within the 1 s head
+  // timeout (from accept): 408 and close.
   auto silent = conn();
-  auto t1 = Clock::now();
-  auto rest2 = silent.wait_closed(5000ms);
+  auto rest2 = silent.wait_closed(kTimeoutFires);
   ASSERT_TRUE(rest2.ok()) << "a connection that never sent a byte stayed open: "
                           << rest2.error().message;
-  EXPECT_LT(since(t1).count(), 3000);
+  EXPECT_EQ(rest2->rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0u) << *rest2;
+  EXPECT_EQ(status_counter(*daemon_, "refused", "head_timeout"), 1u)
+      << daemon_status(*daemon_).dump();
 }
 
 }  // namespace

@@ -214,7 +214,9 @@ TEST_F(LifecycleTest, OutOfFdsPausesAcceptingWithoutSpinningThenRecovers) {
   // Each forwarded connection costs the daemon two fds: 40 exhaust 48.
   std::vector<Connection> held;
   for (int i = 0; i < 40; ++i) held.push_back(connect_in_netns(ns.path(), "127.0.0.1:8080"));
-  std::this_thread::sleep_for(300ms);
+  // Out of fds once the daemon says so; from then on it must sit still.
+  EXPECT_TRUE(wait_until([&] { return d.log().find("pausing accepts") != std::string::npos; }))
+      << d.log();
   long before = cpu_ticks(d.pid());
   std::this_thread::sleep_for(1000ms);
   long after = cpu_ticks(d.pid());
@@ -255,7 +257,9 @@ TEST_F(LifecycleTest, DaemonWideConnectionAndRegistrationLimits) {
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_TRUE(send_all(a.fd.get(), "a").ok());
   ASSERT_TRUE(send_all(b.fd.get(), "b").ok());
-  std::this_thread::sleep_for(200ms);  // both are sessions now
+  // Both are sessions now: the daemon-wide budget of 2 is spent.
+  ASSERT_TRUE(wait_until([&] { return daemon_status(d).value("connections", 0) == 2; }))
+      << daemon_status(d).dump();
   // tcp: the third connection is closed at once.
   auto refused = roundtrip_in_netns(ns.path(), "127.0.0.1:8080", "c", 2000ms);
   EXPECT_TRUE(!refused.ok() || refused->empty()) << "served beyond --max-connections";
@@ -270,7 +274,8 @@ TEST_F(LifecycleTest, DaemonWideConnectionAndRegistrationLimits) {
   // Once connections close (the refused one included), connections are served again.
   a.fd.reset();
   conn.close();
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(wait_until([&] { return daemon_status(d).value("connections", -1) == 1; }))
+      << "a closed connection still counted: " << daemon_status(d).dump();
   auto again = HttpConn::open(ns.path(), "127.0.0.1:8081");
   ASSERT_TRUE(again.ok()) << again.error();
   auto ok = again.request(http_request("GET", "/"));
@@ -396,21 +401,37 @@ TEST_F(LifecycleTest, TakeoverUnderLoadLosesNoConnectionAndOldDaemonDrains) {
       }
     }
   });
-  std::this_thread::sleep_for(500ms);
+  // The load is on before the switch (the old daemon served some of it).
+  EXPECT_TRUE(wait_until([&] { return ok >= 20 || failed > 0; })) << "no load before the switch";
+  int ok_before_switch = ok;
   Daemon new_daemon(tmp_.path());
   new_daemon.set_extra_args({"--takeover"});
   ASSERT_TRUE(new_daemon.start());
-  std::this_thread::sleep_for(700ms);
+  // The switch is done once the control socket answers from the new daemon (start() may
+  // have been answered by the old one, which serves the same socket until the handover).
+  ASSERT_TRUE(wait_until([&] {
+    return daemon_status(new_daemon).value("pid", 0) == static_cast<int>(new_daemon.pid());
+  })) << new_daemon.log();
   int ok_at_switch = ok;
-  std::this_thread::sleep_for(700ms);
+  // Served after the switch by the new daemon: its own counter (not handed over) grows.
+  auto new_daemon_served = [&] {
+    auto regs = new_daemon.registrations_with_id("t1");
+    return regs.empty() ? 0L : regs[0]["stats"].value("connections_total", 0L);
+  };
+  EXPECT_TRUE(wait_until([&] { return new_daemon_served() >= 20 || failed > 0; }))
+      << "the new daemon served " << new_daemon_served() << " connections";
   stop = true;
   load.join();
 
   EXPECT_EQ(failed, 0) << "tenant connections failed across the takeover; first: " << first_failure;
+  EXPECT_GT(ok_before_switch, 0) << "no connection served before the switch";
   EXPECT_GT(ok, ok_at_switch) << "no connection served after the switch";
+  EXPECT_GE(new_daemon_served(), 20) << "the new daemon did not take the load over";
   EXPECT_EQ(new_daemon.registrations_with_id("t1").size(), 1u) << new_daemon.list().dump(2);
-  EXPECT_NE(new_daemon.log().find("took over 1 registration"), std::string::npos)
-      << new_daemon.log();
+  // Its stderr is read by the fixture's own thread: wait for the line rather than race it.
+  EXPECT_TRUE(wait_until([&] {
+    return new_daemon.log().find("took over 1 registration") != std::string::npos;
+  })) << new_daemon.log();
 
   // The old daemon is still draining the early connection; finishing it lets it exit 0.
   EXPECT_TRUE(old_daemon.process()->running()) << "the old daemon exited before draining";

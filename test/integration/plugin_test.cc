@@ -397,12 +397,16 @@ class PluginWithoutDaemonTest : public IntegrationTest {
   std::unique_ptr<Netns> ns_;
 };
 
+// Fast means: the connect fails at once ("not reachable", the cause in details) rather
+// than the plugin waiting out its timeoutMs ("did not answer within").
 TEST_F(PluginWithoutDaemonTest, AddFailsFastWithCode11NamingTheSocket) {
   auto r = run_plugin(cni_env("ADD", unique_name(), ns_->path()), config(1000).dump());
   EXPECT_EQ(r.exit_code, 1) << r.describe();
   EXPECT_EQ(r.cni_code(), 11) << r.describe();
-  EXPECT_NE(r.msg().find(socket_), std::string::npos) << r.describe();
-  EXPECT_LT(r.elapsed.count(), 2000) << r.describe();
+  EXPECT_NE(r.msg().find("nsproxyd not reachable on " + socket_), std::string::npos)
+      << r.describe();
+  EXPECT_NE(r.msg().find("No such file or directory"), std::string::npos) << r.describe();
+  EXPECT_EQ(r.msg().find("did not answer"), std::string::npos) << r.describe();
 }
 
 TEST_F(PluginWithoutDaemonTest, AddWithHungDaemonFailsWithinTimeout) {
@@ -417,10 +421,16 @@ TEST_F(PluginWithoutDaemonTest, AddWithHungDaemonFailsWithinTimeout) {
   ASSERT_EQ(::listen(hung.get(), 16), 0);
 
   auto r = run_plugin(cni_env("ADD", unique_name(), ns_->path()), config(1000).dump());
+  EXPECT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 1) << r.describe();
   EXPECT_EQ(r.cni_code(), 11) << r.describe();
-  EXPECT_NE(r.msg().find(socket_), std::string::npos) << r.describe();
-  EXPECT_LT(r.elapsed.count(), 2000) << r.describe();
+  EXPECT_NE(r.msg().find("nsproxyd on " + socket_ + " did not answer within 1000 ms"),
+            std::string::npos)
+      << r.describe();
+  // The behaviour is a bound: the 1 s timeoutMs ends the wait. 10 s (ten times the
+  // timeout, plus an ASan-built plugin's start) holds on a loaded machine; run_plugin
+  // itself kills the plugin at 15 s.
+  EXPECT_LT(r.elapsed.count(), 10000) << r.describe();
 }
 
 TEST_F(PluginWithoutDaemonTest, DelSucceedsWhenDaemonIsDown) {
