@@ -128,7 +128,7 @@ TEST_F(DaemonTest, GarbageOnControlSocketGetsBadRequestAndDaemonKeepsServing) {
     auto reply = nsproxy::decode_reply(*text);
     ASSERT_TRUE(reply.ok()) << *text;
     EXPECT_FALSE(reply->ok) << *text;
-    EXPECT_EQ(reply->error.code, nsproxy::codes::kTooLarge) << *text;
+    EXPECT_EQ(reply->error.code, nsproxy::Code::kTooLarge) << *text;
     EXPECT_EQ(reply->error.message,
               "request larger than " + std::to_string(nsproxy::kMaxMessageSize) + " bytes")
         << *text;
