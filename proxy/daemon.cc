@@ -68,7 +68,7 @@ Daemon::~Daemon() {
     for (ev_signal* s : {&sigterm_, &sigint_, &sighup_}) ev_signal_stop(worker_.loop, s);
   }
   metrics_.reset();
-  // Removes the socket file only if this daemon bound it (an adopted one, from systemd
+  // Removes the socket file only if this daemon bound it (an inherited one, from systemd
   // or a takeover, stays; after a handover it was released already).
   if (control_) control_->close();
   if (registry_) registry_->clear();
@@ -97,7 +97,7 @@ Status Daemon::open_control_socket() {
   if (opts_.takeover) {
     auto taken = receive_handover(opts_.socket_path, registry_.get(), std::chrono::milliseconds(10000));
     if (taken) {
-      control_->adopt(std::move(*taken), opts_.socket_path);
+      control_->serve_inherited(std::move(*taken));
       took_over_ = true;
       return {};
     }
@@ -108,7 +108,7 @@ Status Daemon::open_control_socket() {
   }
   if (*passed) {
     LOG_INFO("control socket %s passed by socket activation", opts_.socket_path.c_str());
-    control_->adopt(std::move(*passed), opts_.socket_path);
+    control_->serve_inherited(std::move(*passed));
     return {};
   }
   // Bind first: it refuses when another daemon serves this socket. Requests are only
@@ -129,7 +129,7 @@ Status Daemon::open_state() {
       if (i == 99) return j.error();
       ::usleep(50 * 1000);
     }
-    // The adopted registrations are the state; the journal only needs compacting to them.
+    // The registrations taken over are the state; the journal only needs compacting to them.
     if (Status st = journal_->compact(registry_->saved()); !st) {
       LOG_ERROR("%s", st.error().message.c_str());
     }

@@ -5,7 +5,7 @@
 //   1. (--detach) fork; the parent waits for the child's readiness
 //   2. the control socket: taken over from a running daemon (--takeover), passed by
 //      socket activation (LISTEN_FDS), or bound here; a second daemon is refused
-//   3. the state journal; registrations restored (or adopted in a takeover)
+//   3. the state journal; registrations restored (or taken over from the old daemon)
 //   4. the metrics endpoint, if asked for
 //   5. ready: READY=1 (sd_notify), /readyz 200, the --detach parent exits 0
 //   6. the loop, until SIGTERM/SIGINT or the end of a drain after a handover

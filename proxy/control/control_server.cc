@@ -222,7 +222,7 @@ Status ControlServer::listen(const std::string& path) {
   return {};
 }
 
-void ControlServer::adopt(UniqueFd fd, const std::string&) {
+void ControlServer::serve_inherited(UniqueFd fd) {
   // Not ours to remove: systemd's (socket activation) or bound by the daemon this one
   // took over from, which may itself have had it from systemd. A stale file left behind
   // is replaced by the next daemon's listen().

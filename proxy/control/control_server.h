@@ -42,7 +42,7 @@ class ControlServer {
   Status listen(const std::string& path);
   // Serves an already bound and listening socket (taken over from another daemon, or
   // passed by socket activation). Its file is never unlinked by this process.
-  void adopt(UniqueFd fd, const std::string& path);
+  void serve_inherited(UniqueFd fd);
   // Stops accepting, closes every client and removes the socket file.
   void close();
   // Handover: stops accepting and closes every client, but leaves the socket file: it

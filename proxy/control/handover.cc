@@ -58,12 +58,12 @@ Result<UniqueFd> receive_handover(const std::string& socket_path, Registry* regi
   if (Status s = send_message(sock.get(), R"({"version":1,"op":"handover"})"); !s) {
     return make_error(Code::kHandover, "send: " + s.error().message);
   }
-  size_t adopted = 0;
+  size_t taken = 0;
   for (;;) {
     auto msg = recv_message(sock.get(), kMaxMessageSize, kMaxPassedFds);
     if (!msg) {
       return make_error(Code::kHandover, "the running nsproxyd stopped answering after " +
-                                        std::to_string(adopted) + " registration(s): " +
+                                        std::to_string(taken) + " registration(s): " +
                                         msg.error().message);
     }
     json j = json::parse(msg->payload, nullptr, false);
@@ -73,7 +73,7 @@ Result<UniqueFd> receive_handover(const std::string& socket_path, Registry* regi
     }
     if (j.value("done", false)) {
       if (!msg->fd) return make_error(Code::kHandover, "no control socket in the final message");
-      LOG_INFO("took over %zu registration(s) and the control socket", adopted);
+      LOG_INFO("took over %zu registration(s) and the control socket", taken);
       return std::move(msg->fd);
     }
     auto req = decode_request(j.value("registration", json::object()).dump());
@@ -84,13 +84,13 @@ Result<UniqueFd> receive_handover(const std::string& socket_path, Registry* regi
     NetnsId id;
     id.dev = static_cast<dev_t>(j.value("dev", uint64_t{0}));
     id.ino = static_cast<ino_t>(j.value("ino", uint64_t{0}));
-    Reply r = registry->adopt(*req, id, std::move(msg->fd), std::move(msg->more_fds),
+    Reply r = registry->take_over(*req, id, std::move(msg->fd), std::move(msg->more_fds),
                               added_addresses_from(j));
     if (!r.ok) {
       LOG_ERROR("handover: %s: %s", req->attachment.display().c_str(), r.error.message.c_str());
       continue;
     }
-    ++adopted;
+    ++taken;
   }
 }
 

@@ -8,8 +8,8 @@
 //                                      "dev":N,"ino":N}, fds [netns, listener...]
 //                                 <--- {"done":true}, fd [control listening socket]
 //                                      (the old daemon closed its journal first)
-//   adopt everything, lock the state   stop accepting, serve open connections until
-//   directory, serve                   they end (or --drain-timeout), exit 0
+//   take everything over, lock the     stop accepting, serve open connections until
+//   state directory, serve             they end (or --drain-timeout), exit 0
 #pragma once
 
 #include <chrono>
@@ -24,8 +24,8 @@ namespace nsproxy {
 // Old daemon: streams the registrations and the control socket to the client on fd.
 Status send_handover(int client_fd, const Registry& registry, int control_fd);
 
-// New daemon: asks the daemon on socket_path for everything and adopts it into
-// registry. Returns the control listening socket. Error code "no_daemon" when nothing
+// New daemon: asks the daemon on socket_path for everything and takes it over into
+// registry (Registry::take_over). Returns the control listening socket. Code::kNoDaemon when nothing
 // answers on socket_path (start normally then).
 Result<UniqueFd> receive_handover(const std::string& socket_path, Registry* registry,
                                   std::chrono::milliseconds timeout);

@@ -10,6 +10,7 @@
 #include <set>
 #include <utility>
 
+#include "control/service_addresses.h"
 #include "forward/http/http_session.h"
 #include "forward/proxy_protocol.h"
 #include "forward/tcp_session.h"
@@ -21,49 +22,9 @@ namespace {
 
 using nlohmann::json;
 
-json attachment_json(const AttachmentKey& k) {
-  return {{"network", k.network}, {"id", k.id}, {"ifname", k.ifname}};
-}
-
 int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
 
 }  // namespace
-
-json Registration::to_json() const {
-  json ls = json::array();
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const Listener* l = i < listeners.size() ? listeners[i].get() : nullptr;
-    json lj = {{"listen", specs[i].listen},
-               {"upstream", specs[i].upstream},
-               {"mode", mode_name(specs[i].mode)},
-               {"accepting", l != nullptr && l->accepting()},
-               {"connections", l != nullptr ? l->connections() : 0}};
-    if (specs[i].mode == Mode::Tcp) lj["proxy_protocol"] = proxy_protocol_name(specs[i].proxy_protocol);
-    if (specs[i].add_address) lj["add_address"] = true;
-    ls.push_back(std::move(lj));
-  }
-  json h = json::object();
-  if (!listeners.empty()) {
-    const Tenant& t = listeners.front()->tenant();
-    h = {{"tenant_id", t.tenant_header}, {"label_prefix", t.label_header_prefix}};
-  }
-  return {{"attachment", attachment_json(key)},
-          {"headers", h},
-          {"netns", netns_path},
-          {"netns_dev", static_cast<uint64_t>(netns_id.dev)},
-          {"netns_inode", static_cast<uint64_t>(netns_id.ino)},
-          {"labels", labels},
-          {"created_at", created_at},
-          {"added_addresses", added_addresses},
-          {"listeners", ls},
-          {"limits", tenant ? json{{"rate", tenant->rate.rate()},
-                                   {"burst", tenant->rate.enabled() ? tenant->rate.burst() : 0},
-                                   {"connections", tenant->max_connections},
-                                   {"in_flight", tenant->max_in_flight}}
-                            : json::object()},
-          {"connections", tenant ? tenant->connections : 0},
-          {"stats", tenant ? tenant->stats.to_json() : json::object()}};
-}
 
 Registry::Registry(Worker* worker, const NetnsListenerFactory* factory)
     : worker_(worker), factory_(factory), started_at_(now_seconds()) {}
@@ -77,7 +38,7 @@ size_t Registry::listener_count() const {
 Reply Registry::handle(const Request& req, UniqueFd netns_fd) {
   switch (req.op) {
     case Op::Add:
-      return add(req, std::move(netns_fd));
+      return add(req, std::move(netns_fd), {}, recording());
     case Op::Del:
       return del(req);
     case Op::Check:
@@ -95,7 +56,7 @@ Reply Registry::handle(const Request& req, UniqueFd netns_fd) {
 }
 
 Reply Registry::add(const Request& req, UniqueFd netns_fd,
-                    const std::vector<std::string>& prior_added) {
+                    const std::vector<std::string>& prior_added, Record record) {
   const std::string who = req.attachment.display();
   if (!netns_fd) {
     return error_reply(make_error(Code::kBadRequest,
@@ -151,7 +112,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
     LOG_INFO("add %s: replacing the registration for %s (inode %ju) with %s (inode %ju)",
              who.c_str(), old.netns_path.c_str(), static_cast<uintmax_t>(old.netns_id.ino),
              req.netns_path.c_str(), static_cast<uintmax_t>(id->ino));
-    forget(it, nullptr);  // closes the old listeners first: the new ones may need their ports
+    forget(it, nullptr, record);  // closes the old listeners first: the new ones may need their ports
   }
 
   if (regs_.size() >= worker_->config->max_registrations) {
@@ -168,69 +129,41 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
                "add %s: %s", who.c_str(), made.error().message.c_str());
     return error_reply(made.error());
   }
-  // Ours: what this call added, plus what a restored registration had added before.
-  std::vector<std::string> added;
-  for (const Address& a : made->added) added.push_back(address_ip(a));
-  for (const ListenTarget& t : targets) {
-    std::string ip = address_ip(t.addr);
-    if (t.add_address && std::find(prior_added.begin(), prior_added.end(), ip) != prior_added.end() &&
-        std::find(added.begin(), added.end(), ip) == added.end()) {
-      added.push_back(ip);
-    }
-  }
+  std::vector<std::string> added = owned_addresses(made->added, targets, prior_added);
   for (const auto& ip : added) {
     LOG_INFO("add %s: %s on lo in %s is nsproxy's (removed with the registration)", who.c_str(),
              ip.c_str(), req.netns_path.c_str());
   }
   return install(req, *id, std::move(netns_fd), std::move(made->fds), std::move(upstreams),
-                 std::move(added));
+                 std::move(added), record);
 }
 
-void Registry::release_addresses(Registration& reg) {
-  std::vector<Address> remove;
-  for (const std::string& ip : reg.added_addresses) {
-    // Another registration of this namespace that asked for the same IP takes it over.
-    Registration* heir = nullptr;
-    for (auto& [key, other] : regs_) {
-      if (other.get() == &reg || !(other->netns_id == reg.netns_id)) continue;
-      for (const auto& spec : other->specs) {
-        auto a = parse_address(spec.listen, false);
-        if (spec.add_address && a && address_ip(*a) == ip) heir = other.get();
-      }
-      if (heir != nullptr) break;
-    }
-    if (heir != nullptr) {
-      LOG_INFO("%s: %s on lo stays for %s", reg.key.display().c_str(), ip.c_str(),
-               heir->key.display().c_str());
-      heir->added_addresses.push_back(ip);
-      if (journal_ != nullptr) {
-        if (Status s = journal_->record_add(heir->request, heir->netns_id, heir->added_addresses); !s) {
-          LOG_ERROR("%s: %s", heir->key.display().c_str(), s.error().message.c_str());
-        }
-      }
-      continue;
-    }
-    for (const auto& spec : reg.specs) {
-      auto a = parse_address(spec.listen, false);
-      if (a && address_ip(*a) == ip) {
-        remove.push_back(std::move(*a));
-        break;
+void Registry::release_addresses(Registration& reg, Record record) {
+  AddressRelease plan = plan_release(reg, regs_);
+  for (auto& [heir, ip] : plan.inherited) {
+    LOG_INFO("%s: %s on lo stays for %s", reg.key.display().c_str(), ip.c_str(),
+             heir->key.display().c_str());
+    heir->added_addresses.push_back(ip);
+    if (record == Record::kYes) {
+      if (Status s = journal_->record_add(heir->request, heir->netns_id, heir->added_addresses);
+          !s) {
+        LOG_ERROR("%s: %s", heir->key.display().c_str(), s.error().message.c_str());
       }
     }
   }
   reg.added_addresses.clear();
-  if (remove.empty()) return;
-  if (Status s = factory_->remove_addresses(reg.netns.get(), reg.netns_path, remove); !s) {
+  if (plan.remove.empty()) return;
+  if (Status s = factory_->remove_addresses(reg.netns.get(), reg.netns_path, plan.remove); !s) {
     LOG_WARN("%s: %s", reg.key.display().c_str(), s.error().message.c_str());
   } else {
     LOG_INFO("%s: removed %zu address(es) nsproxy had added to lo in %s", reg.key.display().c_str(),
-             remove.size(), reg.netns_path.c_str());
+             plan.remove.size(), reg.netns_path.c_str());
   }
 }
 
 Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
                         std::vector<UniqueFd> fds_in, std::vector<Address> upstreams,
-                        std::vector<std::string> added_addresses) {
+                        std::vector<std::string> added_addresses, Record record) {
   const std::string who = req.attachment.display();
   auto* fds = &fds_in;
   auto reg = std::make_unique<Registration>();
@@ -264,10 +197,10 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
     l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
     reg->listeners.push_back(std::move(l));
   }
-  if (journal_ != nullptr) {
+  if (record == Record::kYes) {
     if (Status saved = journal_->record_add(req, id, reg->added_addresses); !saved) {
       LOG_ERROR("add %s: %s; not registered", who.c_str(), saved.error().message.c_str());
-      release_addresses(*reg);
+      release_addresses(*reg, record);
       return error_reply(make_error(Code::kInternal, "cannot persist the registration: " +
                                                           saved.error().message));
     }
@@ -289,7 +222,7 @@ Reply Registry::del(const Request& req) {
   LOG_INFO_F(({{"tenant", req.attachment.id}, {"attachment", req.attachment.display()}}),
              "del %s: closing %zu listener(s)", req.attachment.display().c_str(),
            it->second->listeners.size());
-  forget(it, nullptr);
+  forget(it, nullptr, recording());
   return ok_reply({{"deleted", true}});
 }
 
@@ -364,7 +297,7 @@ Reply Registry::gc(const Request& req) {
                network.c_str());
       removed.push_back(attachment_json(k));
       auto next = std::next(it);
-      forget(it, nullptr);
+      forget(it, nullptr, recording());
       it = next;
     } else {
       ++it;
@@ -373,8 +306,7 @@ Reply Registry::gc(const Request& req) {
   return ok_reply({{"removed", std::move(removed)}});
 }
 
-void Registry::forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::iterator it,
-                      const char* why) {
+void Registry::forget(Registrations::iterator it, const char* why, Record record) {
   AttachmentKey key = it->first;
   if (why != nullptr) {
     LOG_WARN_F(({{"tenant", key.id}, {"attachment", key.display()}, {"netns", it->second->netns_path},
@@ -382,9 +314,9 @@ void Registry::forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::it
                "%s: %s; dropping the registration (%zu listener(s))", key.display().c_str(), why,
              it->second->listeners.size());
   }
-  release_addresses(*it->second);
+  release_addresses(*it->second, record);
   regs_.erase(it);
-  if (journal_ != nullptr) {
+  if (record == Record::kYes) {
     if (Status s = journal_->record_del(key); !s) {
       LOG_ERROR("del %s: %s (it may come back after a restart)", key.display().c_str(),
                 s.error().message.c_str());
@@ -404,8 +336,6 @@ void Registry::maybe_compact() {
 }
 
 size_t Registry::restore(std::vector<SavedRegistration> saved) {
-  StateJournal* journal = journal_;
-  journal_ = nullptr;  // re-creating is not a change
   size_t restored = 0;
   for (auto& s : saved) {
     const std::string who = s.request.attachment.display();
@@ -422,14 +352,14 @@ size_t Registry::restore(std::vector<SavedRegistration> saved) {
                who.c_str(), s.request.netns_path.c_str());
       continue;
     }
-    Reply r = add(s.request, std::move(*fd), s.added_addresses);
+    // Re-creating what the journal holds is not a change: compacted below instead.
+    Reply r = add(s.request, std::move(*fd), s.added_addresses, Record::kSkip);
     if (!r.ok) {
       LOG_WARN("restore %s: %s; dropped", who.c_str(), r.error.message.c_str());
       continue;
     }
     ++restored;
   }
-  journal_ = journal;
   if (journal_ != nullptr) {
     std::vector<SavedRegistration> live;
     for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
@@ -448,11 +378,12 @@ void Registry::reconcile() {
     if (::stat(reg.netns_path.c_str(), &st) < 0) {
       if (errno == ENOENT || errno == ENOTDIR) {
         ++reclaimed_;
-        forget(it, ("namespace path " + reg.netns_path + " is gone").c_str());
+        forget(it, ("namespace path " + reg.netns_path + " is gone").c_str(), recording());
       }
     } else if (st.st_ino != reg.netns_id.ino || st.st_dev != reg.netns_id.dev) {
       ++reclaimed_;
-      forget(it, ("namespace path " + reg.netns_path + " now names another namespace").c_str());
+      forget(it, ("namespace path " + reg.netns_path + " now names another namespace").c_str(),
+             recording());
     }
     it = next;
   }
@@ -480,7 +411,7 @@ void Registry::stop_accepting_all() {
   }
 }
 
-Reply Registry::adopt(const Request& req, NetnsId id, UniqueFd netns,
+Reply Registry::take_over(const Request& req, NetnsId id, UniqueFd netns,
                       std::vector<UniqueFd> listeners, std::vector<std::string> added_addresses) {
   if (listeners.size() != req.listeners.size()) {
     return error_reply(make_error(Code::kBadRequest, "handover: listener count mismatch"));
@@ -491,12 +422,9 @@ Reply Registry::adopt(const Request& req, NetnsId id, UniqueFd netns,
     if (!up) return error_reply(up.error());
     upstreams.push_back(std::move(*up));
   }
-  StateJournal* journal = journal_;
-  journal_ = nullptr;  // already in the journal
-  Reply r = install(req, id, std::move(netns), std::move(listeners), std::move(upstreams),
-                    std::move(added_addresses));
-  journal_ = journal;
-  return r;
+  // Already in the journal (the old daemon's, handed over with the state directory).
+  return install(req, id, std::move(netns), std::move(listeners), std::move(upstreams),
+                 std::move(added_addresses), Record::kSkip);
 }
 
 std::vector<SavedRegistration> Registry::saved() const {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "control/registration.h"
 #include "control_protocol.h"
 #include "forward/histogram.h"
 #include "forward/listener.h"
@@ -29,26 +30,6 @@
 #include "forward/worker.h"
 
 namespace nsproxy {
-
-struct Registration {
-  AttachmentKey key;
-  UniqueFd netns;
-  NetnsId netns_id;
-  std::string netns_path;
-  std::map<std::string, std::string> labels;
-  IdentityHeaders headers;  // as requested (empty: daemon defaults)
-  std::vector<ListenerSpec> specs;
-  // IPs nsproxy added to the namespace's lo for listeners with add_address: removed when
-  // the registration goes, or handed to another registration of the same namespace that
-  // also asked for them. IPs lo already had are not ours and stay.
-  std::vector<std::string> added_addresses;
-  Request request;  // the add request, as persisted
-  int64_t created_at = 0;
-  std::shared_ptr<Tenant> tenant;  // shared by its listeners: identity, counters
-  std::vector<std::unique_ptr<Listener>> listeners;
-
-  nlohmann::json to_json() const;
-};
 
 class Registry {
  public:
@@ -88,7 +69,7 @@ class Registry {
   std::vector<HandoverItem> handover_items() const;
   void stop_accepting_all();
   // Handover, new daemon: takes over a registration with its open sockets.
-  Reply adopt(const Request& req, NetnsId id, UniqueFd netns, std::vector<UniqueFd> listeners,
+  Reply take_over(const Request& req, NetnsId id, UniqueFd netns, std::vector<UniqueFd> listeners,
               std::vector<std::string> added_addresses = {});
   // The live registrations, as the journal stores them.
   std::vector<SavedRegistration> saved() const;
@@ -98,18 +79,24 @@ class Registry {
   void reconcile();
 
  private:
-  void forget(std::map<AttachmentKey, std::unique_ptr<Registration>>::iterator it,
-              const char* why);
+  // Whether a change goes to the journal: kSkip while re-creating what the journal
+  // already holds (restore at start, a takeover), kYes for every acknowledged change.
+  enum class Record { kYes, kSkip };
+  Record recording() const { return journal_ != nullptr ? Record::kYes : Record::kSkip; }
+
+  // Closes a registration (why: logged as a warning when not asked for by a request).
+  void forget(Registrations::iterator it, const char* why, Record record);
   void maybe_compact();
   // Creates the registration from ready listening sockets (start accepting, journal).
   Reply install(const Request& req, NetnsId id, UniqueFd netns_fd, std::vector<UniqueFd> fds,
-                std::vector<Address> upstreams, std::vector<std::string> added_addresses);
+                std::vector<Address> upstreams, std::vector<std::string> added_addresses,
+                Record record);
   // prior_added: IPs a restored registration had added before (still ours if lo has them).
-  Reply add(const Request& req, UniqueFd netns_fd,
-            const std::vector<std::string>& prior_added = {});
+  Reply add(const Request& req, UniqueFd netns_fd, const std::vector<std::string>& prior_added,
+            Record record);
   // Removes the IPs this registration added from lo, unless another registration of the
-  // same namespace wants them (it takes them over).
-  void release_addresses(Registration& reg);
+  // same namespace wants them (it takes them over; service_addresses.h).
+  void release_addresses(Registration& reg, Record record);
   Reply del(const Request& req);
   Reply check(const Request& req, UniqueFd netns_fd);
   Reply list() const;
@@ -123,7 +110,7 @@ class Registry {
   bool allow_host_netns_ = false;
   uint64_t reclaimed_ = 0;  // dropped by reconcile (namespace gone or replaced)
   Histogram listener_setup_{kListenerSetupBounds};
-  std::map<AttachmentKey, std::unique_ptr<Registration>> regs_;
+  Registrations regs_;
 };
 
 }  // namespace nsproxy

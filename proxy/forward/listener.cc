@@ -23,14 +23,14 @@ void pause_cb(struct ev_loop*, ev_timer* w, int) {
 }  // namespace
 
 Session::Session(Listener* listener) : listener_(listener) {
-  listener_->adopt(this);
+  listener_->add_session(this);
   if (listener_->tenant().connections++ == 0) listener_->worker()->budget.add_holder(listener_->tenant());
   ++listener_->worker()->connections;
   ++listener_->worker()->connections_total;
 }
 
 Session::~Session() {
-  listener_->forget(this);
+  listener_->remove_session(this);
   unlink(this);
   Tenant& t = listener_->tenant();
   if (--t.connections == 0) listener_->worker()->budget.remove_holder(t);

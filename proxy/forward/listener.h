@@ -50,8 +50,8 @@ class Listener {
   Worker* worker() const { return worker_; }
 
   // Called by Session's constructor and destructor.
-  void adopt(Session* s) { sessions_.insert(s); }
-  void forget(Session* s) { sessions_.erase(s); }
+  void add_session(Session* s) { sessions_.insert(s); }
+  void remove_session(Session* s) { sessions_.erase(s); }
 
   void on_acceptable();
   void on_pause_over();

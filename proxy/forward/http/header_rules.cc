@@ -143,6 +143,17 @@ void append_request_head(ByteQueue* q, std::string_view method, const HeadFields
   q->append("\r\n");
 }
 
+void append_body(ByteQueue* q, std::string_view piece, bool chunked) {
+  if (!chunked) {
+    q->append(piece);
+    return;
+  }
+  q->append_hex(piece.size());
+  q->append("\r\n", 2);
+  q->append(piece);
+  q->append("\r\n", 2);
+}
+
 namespace {
 
 // HEAD, 204 and 304 responses never carry a body, nor does a 101's head.

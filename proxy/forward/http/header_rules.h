@@ -106,6 +106,10 @@ struct ResponsePlan {
 // refused upgrade, or chunked towards an HTTP/1.0 tenant (sent raw) end the connection.
 ResponsePlan plan_response(const ResponseFacts& r, bool keep_alive);
 
+// A piece of a body, appended to q as it is (chunked: as one chunk of its own). The end of
+// a chunked body is "0\r\n\r\n".
+void append_body(ByteQueue* q, std::string_view piece, bool chunked);
+
 // The response head the tenant gets, appended to q.
 void append_response_head(ByteQueue* q, const HeadFields& response, const ResponseFacts& r,
                           const ResponsePlan& plan);

@@ -79,11 +79,6 @@ void timer_cb(struct ev_loop*, ev_timer* w, int) {
 
 void linger_cb(struct ev_loop*, ev_timer* w, int) { delete static_cast<HttpSession*>(w->data); }
 
-void append_chunk_header(ByteQueue* q, size_t n) {
-  q->append_hex(n);
-  q->append("\r\n", 2);
-}
-
 std::string peer_ip_of(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
@@ -388,13 +383,7 @@ void HttpSession::write_request_head() {
 
 int HttpSession::req_body(const char* at, size_t len) {
   ex_.bytes_in += len;
-  if (ex_.req_chunked) {
-    append_chunk_header(&to_upstream_, len);
-    to_upstream_.append(at, len);
-    to_upstream_.append("\r\n", 2);
-  } else {
-    to_upstream_.append(at, len);
-  }
+  append_body(&to_upstream_, {at, len}, ex_.req_chunked);
   return 0;
 }
 
@@ -621,13 +610,7 @@ void HttpSession::build_response_head() {
 
 int HttpSession::resp_body(const char* at, size_t len) {
   ex_.bytes_out += len;
-  if (ex_.chunked_out) {
-    append_chunk_header(&to_client_, len);
-    to_client_.append(at, len);
-    to_client_.append("\r\n", 2);
-  } else {
-    to_client_.append(at, len);
-  }
+  append_body(&to_client_, {at, len}, ex_.chunked_out);
   return 0;
 }
 

@@ -1,0 +1,48 @@
+// One registration: a tenant's namespace (held open by its fd for as long as the
+// registration lives, with its identity st_dev/st_ino), the add request it came from, its
+// tenant state and its listeners. Owned by the Registry, one per attachment key.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control_protocol.h"
+#include "forward/listener.h"
+#include "forward/tenant.h"
+#include "netns.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+struct Registration {
+  AttachmentKey key;
+  UniqueFd netns;
+  NetnsId netns_id;
+  std::string netns_path;
+  std::map<std::string, std::string> labels;
+  IdentityHeaders headers;  // as requested (empty: daemon defaults)
+  std::vector<ListenerSpec> specs;
+  // IPs nsproxy added to the namespace's lo for listeners with add_address: removed when
+  // the registration goes, or handed to another registration of the same namespace that
+  // also asked for them. IPs lo already had are not ours and stay.
+  std::vector<std::string> added_addresses;
+  Request request;  // the add request, as persisted
+  int64_t created_at = 0;
+  std::shared_ptr<Tenant> tenant;  // shared by its listeners: identity, counters
+  std::vector<std::unique_ptr<Listener>> listeners;
+
+  nlohmann::json to_json() const;
+};
+
+// {"network", "id", "ifname"}: how replies name an attachment.
+nlohmann::json attachment_json(const AttachmentKey& key);
+
+// Every registration, by attachment key (the Registry's map).
+using Registrations = std::map<AttachmentKey, std::unique_ptr<Registration>>;
+
+}  // namespace nsproxy
