@@ -1,4 +1,6 @@
-// `http` mode: an HTTP/1.1 reverse proxy for one tenant connection.
+// `http` mode: an HTTP/1.1 reverse proxy for one tenant connection. The class is defined
+// in three files: http_session.cc (phases, the tenant side, interest), http_upstream.cc
+// (the upstream side) and http_answers.cc (nsproxyd's own answers, the in-flight line).
 //
 // Requests are parsed with http-parser; the daemon rewrites each request head (removes
 // hop-by-hop headers and every identity header the tenant sent, adds the identity it
@@ -81,6 +83,9 @@ class HttpSession : public Session {
 
  private:
   enum class Phase { kHead, kIdle, kExchange, kTunnel, kClosing };
+  static constexpr size_t kHighWater = 64 * 1024;  // stop reading a side beyond this queued
+  static constexpr size_t kReadSize = 16 * 1024;
+  static constexpr double kLingerSeconds = 2.0;
 
   bool process_client_input();    // parse what the tenant sent; false when over
   bool connect_upstream(bool fresh = false);  // pooled (unless fresh) or new; false when over
