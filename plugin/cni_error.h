@@ -5,7 +5,8 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
+
+#include "error.h"
 
 namespace nsproxy::cni {
 
@@ -39,23 +40,8 @@ inline CniError cni_error(int c, std::string msg, std::string details = {}) {
 // messages (they may quote environment values) is replaced.
 std::string error_json(const CniError& error, std::string_view cni_version);
 
-// Either a value or a CniError; the plugin's counterpart of nsproxy::Result.
+// Either a value or a CniError.
 template <class T>
-class [[nodiscard]] CniResult {
- public:
-  CniResult(T value) : v_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
-  CniResult(CniError error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
-
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() { return std::get<0>(v_); }
-  const T& value() const { return std::get<0>(v_); }
-  T& operator*() { return value(); }
-  T* operator->() { return &value(); }
-  const CniError& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, CniError> v_;
-};
+using CniResult = Result<T, CniError>;
 
 }  // namespace nsproxy::cni

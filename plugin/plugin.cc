@@ -1,5 +1,9 @@
 #include "plugin.h"
 
+#include <map>
+#include <optional>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "cni_config.h"
@@ -81,20 +85,28 @@ std::string add_result(const PluginConfig& conf) {
   return result.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// ADD and CHECK send the same registration: the attachment, its namespace and listeners,
+// labels, identity headers and limits.
+Request registration_request(Op op, const PluginConfig& conf, const CniEnv& env,
+                             std::map<std::string, std::string> labels) {
+  Request req;
+  req.op = op;
+  req.attachment = attachment_of(conf, env);
+  req.netns_path = env.netns;
+  req.listeners = conf.listeners;
+  req.labels = std::move(labels);
+  req.headers = conf.headers;
+  req.limits = conf.limits;
+  return req;
+}
+
 Output cmd_add(const PluginConfig& conf, const CniEnv& env) {
   auto labels = merged_labels(conf, env);
   if (!labels) return labels.error();
   auto netns = open_container_netns(env.netns);
   if (!netns) return netns.error();
 
-  Request req;
-  req.op = Op::Add;
-  req.attachment = attachment_of(conf, env);
-  req.netns_path = env.netns;
-  req.listeners = conf.listeners;
-  req.labels = std::move(*labels);
-  req.headers = conf.headers;
-  req.limits = conf.limits;
+  Request req = registration_request(Op::Add, conf, env, std::move(*labels));
   auto reply = call_daemon(conf.socket, req, netns->get(), conf.timeout);
   if (!reply) return transport_error(conf, reply.error(), code::kTryAgainLater);
   if (!reply->ok) return daemon_error(reply->error);
@@ -120,24 +132,24 @@ Output cmd_del(const PluginConfig& conf, const CniEnv& env) {
   return std::string();
 }
 
+// CHECK came with spec 0.4.0, STATUS and GC with 1.1.0: a config of an older version
+// gets code 1 (incompatible version) for them.
+std::optional<CniError> version_gate(const PluginConfig& conf, const char* command,
+                                     const char* since) {
+  if (version_at_least(conf.cni_version, since)) return std::nullopt;
+  return cni_error(code::kIncompatibleVersion,
+                   std::string("config version does not allow ") + command,
+                   "cniVersion " + conf.cni_version + " < " + since);
+}
+
 Output cmd_check(const PluginConfig& conf, const CniEnv& env) {
-  if (!version_at_least(conf.cni_version, "0.4.0")) {
-    return cni_error(code::kIncompatibleVersion, "config version does not allow CHECK",
-                     "cniVersion " + conf.cni_version + " < 0.4.0");
-  }
+  if (auto e = version_gate(conf, "CHECK", "0.4.0")) return *e;
   auto labels = merged_labels(conf, env);
   if (!labels) return labels.error();
   auto netns = open_container_netns(env.netns);
   if (!netns) return netns.error();
 
-  Request req;
-  req.op = Op::Check;
-  req.attachment = attachment_of(conf, env);
-  req.netns_path = env.netns;
-  req.listeners = conf.listeners;
-  req.labels = std::move(*labels);
-  req.headers = conf.headers;
-  req.limits = conf.limits;
+  Request req = registration_request(Op::Check, conf, env, std::move(*labels));
   auto reply = call_daemon(conf.socket, req, netns->get(), conf.timeout);
   if (!reply) return transport_error(conf, reply.error(), code::kTryAgainLater);
   if (!reply->ok) return daemon_error(reply->error);
@@ -145,10 +157,7 @@ Output cmd_check(const PluginConfig& conf, const CniEnv& env) {
 }
 
 Output cmd_status(const PluginConfig& conf) {
-  if (!version_at_least(conf.cni_version, "1.1.0")) {
-    return cni_error(code::kIncompatibleVersion, "config version does not allow STATUS",
-                     "cniVersion " + conf.cni_version + " < 1.1.0");
-  }
+  if (auto e = version_gate(conf, "STATUS", "1.1.0")) return *e;
   Request req;
   req.op = Op::Status;
   auto reply = call_daemon(conf.socket, req, -1, conf.timeout);
@@ -158,10 +167,7 @@ Output cmd_status(const PluginConfig& conf) {
 }
 
 Output cmd_gc(const PluginConfig& conf) {
-  if (!version_at_least(conf.cni_version, "1.1.0")) {
-    return cni_error(code::kIncompatibleVersion, "config version does not allow GC",
-                     "cniVersion " + conf.cni_version + " < 1.1.0");
-  }
+  if (auto e = version_gate(conf, "GC", "1.1.0")) return *e;
   Request req;
   req.op = Op::Gc;
   req.attachment.network = conf.name;
