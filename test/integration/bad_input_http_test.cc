@@ -28,7 +28,8 @@ class BadInputHttpTest : public HttpTest {
     ASSERT_TRUE(echo_->start());
     ASSERT_TRUE(ns_.ok()) << ns_.error();
     id_ = "bad-" + short_token();
-    ASSERT_TRUE(register_http(*daemon_, ns_, id_, echo_->address(), {{"team", "blue"}}));
+    ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id_,
+                                {.upstream = echo_->address(), .labels = {{"team", "blue"}}}));
   }
   HttpConn conn() {
     auto c = HttpConn::open(ns_.path(), kListen);
@@ -150,7 +151,8 @@ TEST_F(BadInputHttpTest, ObsoleteLineFoldingIsForwardedOnOneLine) {
   });
   ASSERT_TRUE(raw.ok());
   const std::string id2 = "fold-" + short_token();
-  ASSERT_TRUE(register_http(*daemon_, ns_, id2, raw.address(), {}, {}, "127.0.0.1:8081"));
+  ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id2,
+                              {.listen = "127.0.0.1:8081", .upstream = raw.address()}));
   auto c = HttpConn::open(ns_.path(), "127.0.0.1:8081");
   ASSERT_TRUE(c.ok()) << c.error();
   auto r = c.request(http_request("GET", "/raw", "X-Folded: a\r\n\t b\r\n"));

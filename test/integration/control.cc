@@ -4,45 +4,34 @@
 
 namespace nspit {
 
-::testing::AssertionResult register_listeners(const Daemon& d, const Netns& ns,
-                                              const std::string& id,
-                                              const std::vector<nsproxy::ListenerSpec>& listeners,
-                                              const std::map<std::string, std::string>& labels,
-                                              const nsproxy::IdentityHeaders& headers,
-                                              const nsproxy::TenantLimits& limits) {
-  auto fd = nsproxy::open_netns(ns.path());
+::testing::AssertionResult register_tenant(const Daemon& d, const std::string& netns_path,
+                                           const std::string& id, const TenantOptions& tenant,
+                                           std::optional<nsproxy::Reply>* reply) {
+  auto fd = nsproxy::open_netns(netns_path);
   if (!fd) return ::testing::AssertionFailure() << fd.error().message;
   nsproxy::Request req;
   req.op = nsproxy::Op::Add;
   req.attachment.id = id;
-  req.netns_path = ns.path();
-  req.listeners = listeners;
-  req.labels = labels;
-  req.headers = headers;
-  req.limits = limits;
-  auto reply = d.call(req, fd->get());
-  if (!reply) {
-    return ::testing::AssertionFailure()
-           << "add " << id << ": " << reply.error().code << ": " << reply.error().message;
+  if (!tenant.network.empty()) {
+    req.attachment.network = tenant.network;
+    req.attachment.ifname = tenant.ifname;
   }
-  if (!reply->ok) {
+  req.netns_path = netns_path;
+  req.listeners = tenant.listeners;
+  if (req.listeners.empty()) req.listeners = {{tenant.listen, tenant.upstream, tenant.mode}};
+  req.labels = tenant.labels;
+  req.limits = tenant.limits;
+  auto r = d.call(req, fd->get());
+  if (!r) {
     return ::testing::AssertionFailure()
-           << "add " << id << " refused: " << reply->error.code << ": " << reply->error.message;
+           << "add " << id << ": " << r.error().code << ": " << r.error().message;
+  }
+  if (reply) *reply = *r;
+  if (!r->ok) {
+    return ::testing::AssertionFailure()
+           << "add " << id << " refused: " << r->error.code << ": " << r->error.message;
   }
   return ::testing::AssertionSuccess();
-}
-
-::testing::AssertionResult register_http(const Daemon& d, const Netns& ns, const std::string& id,
-                                         const std::string& upstream,
-                                         const std::map<std::string, std::string>& labels,
-                                         const nsproxy::IdentityHeaders& headers,
-                                         const std::string& listen,
-                                         const nsproxy::TenantLimits& limits) {
-  nsproxy::ListenerSpec spec;
-  spec.listen = listen;
-  spec.upstream = upstream;
-  spec.mode = nsproxy::Mode::Http;
-  return register_listeners(d, ns, id, {spec}, labels, headers, limits);
 }
 
 }  // namespace nspit

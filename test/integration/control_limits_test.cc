@@ -98,7 +98,8 @@ TEST_F(ControlLimitsTest, ListRepliesArriveUpToTheReplyLimitAndBeyondItAreTooLar
   auto add = [&](int i) {
     nsproxy::ListenerSpec spec{"127.0.0.1:" + std::to_string(20000 + i), "127.0.0.1:9",
                                nsproxy::Mode::Tcp};
-    return register_listeners(*daemon_, ns, "big-" + std::to_string(i), {spec}, labels);
+    return register_tenant(*daemon_, ns.path(), "big-" + std::to_string(i),
+                           {.listeners = {spec}, .labels = labels});
   };
   nsproxy::Request list;
   list.op = nsproxy::Op::List;

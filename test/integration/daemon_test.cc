@@ -60,20 +60,6 @@ class DaemonTest : public IntegrationTest {
     ASSERT_TRUE(binaries_exist({"nsproxyd"}));
   }
 
-  // Registers `ns` for manual id `id` with one TCP listener to `upstream`.
-  nsproxy::Result<nsproxy::Reply> add(Daemon& d, const Netns& ns, const std::string& id,
-                                      const std::string& upstream,
-                                      const std::string& listen = kListen) {
-    auto fd = nsproxy::open_netns(ns.path());
-    if (!fd) return fd.error();
-    nsproxy::Request req;
-    req.op = nsproxy::Op::Add;
-    req.attachment.id = id;
-    req.netns_path = ns.path();
-    req.listeners = {{listen, upstream, nsproxy::Mode::Tcp}};
-    return d.call(req, fd->get());
-  }
-
   TempDir tmp_;
 };
 
@@ -183,9 +169,8 @@ TEST_F(DaemonTest, HalfCloseDeliversEchoOfEverythingSent) {
   ASSERT_TRUE(echo.start());
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
-  auto added = add(d, ns, unique_name(), echo.address());
-  ASSERT_TRUE(added.ok()) << added.error().message;
-  ASSERT_TRUE(added->ok) << added->error.message;
+  ASSERT_TRUE(register_tenant(d, ns.path(), unique_name(),
+                              {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
 
   // Bigger than every socket buffer on the way, so data is in flight in both directions
   // when the client shuts down its write side.
@@ -216,8 +201,8 @@ TEST_F(DaemonTest, ManyConcurrentConnectionsAreServed) {
   ASSERT_TRUE(echo.start());
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
-  auto added = add(d, ns, unique_name(), echo.address());
-  ASSERT_TRUE(added.ok() && added->ok);
+  ASSERT_TRUE(register_tenant(d, ns.path(), unique_name(),
+                              {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
 
   std::vector<Connection> conns;
   for (int i = 0; i < 50; ++i) {
@@ -246,7 +231,8 @@ TEST_F(DaemonTest, TcpTenantAtItsLimitWaitsInTheBacklog) {
   Daemon d(tmp_.path());
   d.set_extra_args({"--max-connections-per-tenant", "1"});
   ASSERT_TRUE(d.start());
-  ASSERT_TRUE(add(d, ns, "t", echo.address())->ok);
+  ASSERT_TRUE(
+      register_tenant(d, ns.path(), "t", {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
   Connection first = connect_in_netns(ns.path(), kListen);
   ASSERT_TRUE(first.ok()) << first.message;
   ASSERT_TRUE(send_all(first.fd.get(), "one").ok());
@@ -274,8 +260,8 @@ TEST_F(DaemonTest, UpstreamDownClosesTenantConnection) {
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
   // Port 1 on the host loopback: nothing listens there.
-  auto added = add(d, ns, unique_name(), "127.0.0.1:1");
-  ASSERT_TRUE(added.ok() && added->ok);
+  ASSERT_TRUE(register_tenant(d, ns.path(), unique_name(),
+                              {.upstream = "127.0.0.1:1", .mode = nsproxy::Mode::Tcp}));
   auto c = connect_in_netns(ns.path(), kListen);
   ASSERT_TRUE(c.ok()) << c.message;
   auto got = recv_until_eof(c.fd.get(), 5000ms);
@@ -340,10 +326,10 @@ TEST_F(DaemonTest, RestartRecreatesListenersFromState) {
   {
     Daemon d(tmp_.path());
     ASSERT_TRUE(d.start());
-    auto added = add(d, ns, id, echo.address());
-    ASSERT_TRUE(added.ok() && added->ok);
-    auto added2 = add(d, gone, gone_id, echo.address());
-    ASSERT_TRUE(added2.ok() && added2->ok);
+    ASSERT_TRUE(register_tenant(d, ns.path(), id,
+                                {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
+    ASSERT_TRUE(register_tenant(d, gone.path(), gone_id,
+                                {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
     ASSERT_EQ(d.stop(), 0) << d.log();
   }
   auto c = connect_in_netns(ns.path(), kListen);
@@ -377,8 +363,8 @@ TEST_F(DaemonTest, KillNineThenRestartRestoresEveryAcknowledgedAdd) {
       nss.push_back(std::make_unique<Netns>());
       ASSERT_TRUE(nss.back()->ok()) << nss.back()->error();
       ids.push_back(unique_name());
-      auto added = add(d, *nss.back(), ids.back(), echo.address());
-      ASSERT_TRUE(added.ok() && added->ok) << (added.ok() ? added->error.message : added.error().message);
+      ASSERT_TRUE(register_tenant(d, nss.back()->path(), ids.back(),
+                                  {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
     }
     // The last one is deleted again: it must not come back.
     nsproxy::Request del;
@@ -419,8 +405,10 @@ TEST_F(DaemonTest, NamespaceDeletedWithoutDelIsReclaimedWithinInterval) {
   ASSERT_TRUE(d.start());
   std::string kept_id = unique_name();
   std::string gone_id = unique_name();
-  ASSERT_TRUE(add(d, kept, kept_id, echo.address())->ok);
-  ASSERT_TRUE(add(d, gone, gone_id, echo.address())->ok);
+  ASSERT_TRUE(register_tenant(d, kept.path(), kept_id,
+                              {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
+  ASSERT_TRUE(register_tenant(d, gone.path(), gone_id,
+                              {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
   ASSERT_TRUE(gone.remove());  // no DEL: the runtime forgot it
   // A bound, not a measurement: the periodic reconcile (every 0.5 s) must run and find
   // it. 15 s is thirty intervals, enough under ASan on a loaded machine.

@@ -11,7 +11,7 @@
 //   namespaces.h   Netns: a scratch network namespace, commands inside it
 //   programs.h     paths of the built programs, EchoServer (nsproxy-echo), Nginx
 //   daemon.h       Daemon: nsproxyd under test, its log, calls to it
-//   control.h      registering tenants
+//   control.h      register_tenant: the one way to register a tenant
 //   sockets.h      sockets inside a namespace, bounded send/recv, RawUpstream
 //   http_client.h  HttpConn, HttpResponse, http_request, nsproxy-echo's headers
 //   cni.h          running the CNI plugin, plugin configs

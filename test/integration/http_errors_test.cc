@@ -48,7 +48,7 @@ class HttpErrorsTest : public HttpTest {
     ASSERT_TRUE(echo_->start());
     ASSERT_TRUE(ns_.ok()) << ns_.error();
     id_ = "err-" + short_token();
-    ASSERT_TRUE(register_http(*daemon_, ns_, id_, echo_->address()));
+    ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id_, {.upstream = echo_->address()}));
   }
   HttpConn conn() {
     auto c = HttpConn::open(ns_.path(), kListen);
@@ -189,7 +189,7 @@ TEST_F(HttpErrorsTest, UpstreamDownGets502) {
   std::string down = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
   Netns ns2;
   ASSERT_TRUE(ns2.ok()) << ns2.error();
-  ASSERT_TRUE(register_http(*daemon_, ns2, "down-" + short_token(), down));
+  ASSERT_TRUE(register_tenant(*daemon_, ns2.path(), "down-" + short_token(), {.upstream = down}));
   auto c = HttpConn::open(ns2.path(), kListen);
   ASSERT_TRUE(c.ok()) << c.error();
   uint64_t requests = 0;
@@ -232,7 +232,8 @@ TEST_F(HttpErrorsTest, PerTenantConnectionLimitHoldsNewConnectionsInTheBacklog) 
   ASSERT_NO_FATAL_FAILURE(start({"--max-connections-per-tenant", "1"}));
   Netns other;
   ASSERT_TRUE(other.ok()) << other.error();
-  ASSERT_TRUE(register_http(*daemon_, other, "other-" + short_token(), echo_->address()));
+  ASSERT_TRUE(register_tenant(*daemon_, other.path(), "other-" + short_token(),
+                              {.upstream = echo_->address()}));
 
   auto first = conn();
   auto r1 = first.request(http_request("GET", "/first"));
@@ -276,7 +277,7 @@ TEST_F(HttpErrorsTest, HalfOpenHeadsBeyondTheLimitCostTheDaemonNothing) {
   Netns victim;
   ASSERT_TRUE(victim.ok()) << victim.error();
   const std::string victim_id = "victim-" + short_token();
-  ASSERT_TRUE(register_http(*daemon_, victim, victim_id, echo_->address()));
+  ASSERT_TRUE(register_tenant(*daemon_, victim.path(), victim_id, {.upstream = echo_->address()}));
   std::vector<HttpConn> heads;
   for (int i = 0; i < 200; ++i) {
     heads.push_back(conn());

@@ -31,19 +31,6 @@ class LifecycleTest : public IntegrationTest {
     ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy", "nsproxyctl", "nsproxy-echo"}));
   }
 
-  nsproxy::Result<nsproxy::Reply> add_tcp(const Daemon& d, const std::string& netns_path,
-                                          const std::string& id, const std::string& listen,
-                                          const std::string& upstream) {
-    auto fd = nsproxy::open_netns(netns_path);
-    if (!fd) return fd.error();
-    nsproxy::Request req;
-    req.op = nsproxy::Op::Add;
-    req.attachment.id = id;
-    req.netns_path = netns_path;
-    req.listeners = {{listen, upstream, nsproxy::Mode::Tcp}};
-    return d.call(req, fd->get());
-  }
-
   TempDir tmp_;
 };
 
@@ -137,8 +124,11 @@ TEST_F(LifecycleTest, DaemonsOwnNetnsIsRefusedUnlessAllowed) {
   {
     Daemon d(tmp_.path());
     ASSERT_TRUE(d.start());
-    auto r = add_tcp(d, "/proc/self/ns/net", unique_name(), listen, echo.address());
-    ASSERT_TRUE(r.ok()) << r.error().message;
+    std::optional<nsproxy::Reply> r;
+    auto added = register_tenant(
+        d, "/proc/self/ns/net", unique_name(),
+        {.listen = listen, .upstream = echo.address(), .mode = nsproxy::Mode::Tcp}, &r);
+    ASSERT_TRUE(r.has_value()) << added.message();
     EXPECT_FALSE(r->ok);
     EXPECT_EQ(r->error.code, nsproxy::Code::kHostNetns) << r->error.message;
     EXPECT_NE(r->error.message.find("--allow-host-netns"), std::string::npos) << r->error.message;
@@ -149,8 +139,9 @@ TEST_F(LifecycleTest, DaemonsOwnNetnsIsRefusedUnlessAllowed) {
   d.set_extra_args({"--allow-host-netns"});
   ASSERT_TRUE(d.start());
   std::string id = unique_name();
-  auto r = add_tcp(d, "/proc/self/ns/net", id, listen, echo.address());
-  ASSERT_TRUE(r.ok() && r->ok) << (r.ok() ? r->error.message : r.error().message);
+  ASSERT_TRUE(
+      register_tenant(d, "/proc/self/ns/net", id,
+                      {.listen = listen, .upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
   nsproxy::Request del;
   del.op = nsproxy::Op::Del;
   del.attachment.id = id;
@@ -208,8 +199,9 @@ TEST_F(LifecycleTest, OutOfFdsPausesAcceptingWithoutSpinningThenRecovers) {
   Daemon d(tmp_.path(), {"prlimit", "--nofile=48:48"});
   ASSERT_TRUE(d.start());
   std::string id = unique_name();
-  auto r = add_tcp(d, ns.path(), id, "127.0.0.1:8080", echo.address());
-  ASSERT_TRUE(r.ok() && r->ok) << (r.ok() ? r->error.message : r.error().message);
+  ASSERT_TRUE(register_tenant(
+      d, ns.path(), id,
+      {.listen = "127.0.0.1:8080", .upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
 
   // Each forwarded connection costs the daemon two fds: 40 exhaust 48.
   std::vector<Connection> held;
@@ -245,10 +237,16 @@ TEST_F(LifecycleTest, DaemonWideConnectionAndRegistrationLimits) {
   Daemon d(tmp_.path());
   d.set_extra_args({"--max-connections", "2", "--max-registrations", "2"});
   ASSERT_TRUE(d.start());
-  ASSERT_TRUE(add_tcp(d, ns.path(), "tcp-tenant", "127.0.0.1:8080", echo.address())->ok);
-  ASSERT_TRUE(register_http(d, ns, "http-tenant", http.address(), {}, {}, "127.0.0.1:8081"));
-  auto third = add_tcp(d, ns.path(), "one-too-many", "127.0.0.1:8082", echo.address());
-  ASSERT_TRUE(third.ok());
+  ASSERT_TRUE(register_tenant(
+      d, ns.path(), "tcp-tenant",
+      {.listen = "127.0.0.1:8080", .upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
+  ASSERT_TRUE(register_tenant(d, ns.path(), "http-tenant",
+                              {.listen = "127.0.0.1:8081", .upstream = http.address()}));
+  std::optional<nsproxy::Reply> third;
+  auto added = register_tenant(
+      d, ns.path(), "one-too-many",
+      {.listen = "127.0.0.1:8082", .upstream = echo.address(), .mode = nsproxy::Mode::Tcp}, &third);
+  ASSERT_TRUE(third.has_value()) << added.message();
   EXPECT_FALSE(third->ok);
   EXPECT_EQ(third->error.code, nsproxy::Code::kLimit) << third->error.message;
 
@@ -294,9 +292,11 @@ TEST_F(LifecycleTest, RestartRestoresAThousandRegistrationsAndReportsTheTime) {
     Daemon d(tmp_.path());
     ASSERT_TRUE(d.start());
     for (int i = 0; i < kTenants; ++i) {
-      auto r = add_tcp(d, ns.path(), "r" + std::to_string(i),
-                       "127.0.0.1:" + std::to_string(30000 + i), echo.address());
-      ASSERT_TRUE(r.ok() && r->ok) << i << ": " << (r.ok() ? r->error.message : r.error().message);
+      ASSERT_TRUE(register_tenant(d, ns.path(), "r" + std::to_string(i),
+                                  {.listen = "127.0.0.1:" + std::to_string(30000 + i),
+                                   .upstream = echo.address(),
+                                   .mode = nsproxy::Mode::Tcp}))
+          << i;
     }
     ASSERT_EQ(d.stop(), 0) << d.log();
   }
@@ -381,7 +381,9 @@ TEST_F(LifecycleTest, TakeoverUnderLoadLosesNoConnectionAndOldDaemonDrains) {
   ASSERT_TRUE(ns.ok()) << ns.error();
   Daemon old_daemon(tmp_.path());
   ASSERT_TRUE(old_daemon.start());
-  ASSERT_TRUE(add_tcp(old_daemon, ns.path(), "t1", "127.0.0.1:8080", echo.address())->ok);
+  ASSERT_TRUE(register_tenant(
+      old_daemon, ns.path(), "t1",
+      {.listen = "127.0.0.1:8080", .upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
 
   // A connection opened before the switch must still be served by the old daemon.
   Connection early = connect_in_netns(ns.path(), "127.0.0.1:8080");
@@ -456,16 +458,15 @@ TEST_F(LifecycleTest, GcNeverTouchesManualRegistrationsOrOtherNetworks) {
   ASSERT_TRUE(ns.ok()) << ns.error();
   Daemon d(tmp_.path());
   ASSERT_TRUE(d.start());
-  ASSERT_TRUE(add_tcp(d, ns.path(), "manual", "127.0.0.1:8080", echo.address())->ok);
+  ASSERT_TRUE(register_tenant(
+      d, ns.path(), "manual",
+      {.listen = "127.0.0.1:8080", .upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
   auto add_cni = [&](const std::string& network, const std::string& id, const std::string& listen) {
-    auto fd = nsproxy::open_netns(ns.path());
-    nsproxy::Request req;
-    req.op = nsproxy::Op::Add;
-    req.attachment = {network, id, "eth0"};
-    req.netns_path = ns.path();
-    req.listeners = {{listen, echo.address(), nsproxy::Mode::Tcp}};
-    auto r = d.call(req, fd->get());
-    return r.ok() && r->ok;
+    return register_tenant(d, ns.path(), id,
+                           {.listen = listen,
+                            .upstream = echo.address(),
+                            .mode = nsproxy::Mode::Tcp,
+                            .network = network});
   };
   ASSERT_TRUE(add_cni("net-a", "keep", "127.0.0.1:8081"));
   ASSERT_TRUE(add_cni("net-a", "stale", "127.0.0.1:8082"));

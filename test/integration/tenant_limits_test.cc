@@ -41,8 +41,10 @@ class TenantLimitsTest : public HttpTest {
     tenants_.push_back(std::make_unique<Netns>());
     const Netns& ns = *tenants_.back();
     EXPECT_TRUE(ns.ok()) << ns.error();
-    EXPECT_TRUE(register_http(*daemon_, ns, id, upstream.empty() ? echo_->address() : upstream,
-                              {}, {}, kListen, limits));
+    EXPECT_TRUE(register_tenant(*daemon_, ns.path(), id,
+                                {.listen = kListen,
+                                 .upstream = upstream.empty() ? echo_->address() : upstream,
+                                 .limits = limits}));
     return ns;
   }
   // GET on a fresh connection from inside ns.
@@ -187,16 +189,12 @@ TEST_F(TenantLimitsTest, RegistrationLimitsOverrideTheDefaultsAndSurviveARestart
   EXPECT_EQ(reg["limits"]["rate"], 5.0) << reg.dump();
 
   // The same add with other limits replaces the registration.
-  auto fd = nsproxy::open_netns(ns.path());
-  ASSERT_TRUE(fd.ok());
-  nsproxy::Request add;
-  add.op = nsproxy::Op::Add;
-  add.attachment.id = id;
-  add.netns_path = ns.path();
-  add.listeners = {nsproxy::ListenerSpec{kListen, echo_->address(), nsproxy::Mode::Http}};
-  add.limits = limits(std::nullopt, std::nullopt, 3);
-  auto r = daemon_->call(add, fd->get());
-  ASSERT_TRUE(r.ok() && r->ok) << (r.ok() ? r->error.message : r.error().message);
+  std::optional<nsproxy::Reply> r;
+  ASSERT_TRUE(register_tenant(*daemon_, ns.path(), id,
+                              {.listen = kListen,
+                               .upstream = echo_->address(),
+                               .limits = limits(std::nullopt, std::nullopt, 3)},
+                              &r));
   EXPECT_TRUE(r->data.value("created", false)) << r->data.dump();
   EXPECT_EQ(r->data["registration"]["limits"]["connections"], 3) << r->data.dump();
   EXPECT_EQ(r->data["registration"]["limits"]["rate"], 0.0) << "back to the default (none)";
@@ -447,8 +445,9 @@ TEST(TenantLimitsTcpTest, ATcpTenantAtItsShareOfASpentBudgetWaitsInItsBacklog) {
   nsproxy::ListenerSpec spec{kListen, echo.address(), nsproxy::Mode::Tcp};
   nsproxy::TenantLimits many;
   many.connections = 100;
-  ASSERT_TRUE(register_listeners(d, a, "tcp-a-" + short_token(), {spec}, {}, {}, many));
-  ASSERT_TRUE(register_listeners(d, b, "tcp-b-" + short_token(), {spec}));
+  ASSERT_TRUE(register_tenant(d, a.path(), "tcp-a-" + short_token(),
+                              {.listeners = {spec}, .limits = many}));
+  ASSERT_TRUE(register_tenant(d, b.path(), "tcp-b-" + short_token(), {.listeners = {spec}}));
   std::vector<Connection> held;
   for (int i = 0; i < 4; ++i) {
     held.push_back(connect_in_netns(a.path(), kListen));
@@ -500,7 +499,8 @@ TEST(SocketBufferTest, TenantConnectionsGetTheConfiguredKernelBuffers) {
     ASSERT_TRUE(d.start());
     Netns ns;
     ASSERT_TRUE(ns.ok()) << ns.error();
-    ASSERT_TRUE(register_http(d, ns, "sockbuf-" + short_token(), echo.address()));
+    ASSERT_TRUE(
+        register_tenant(d, ns.path(), "sockbuf-" + short_token(), {.upstream = echo.address()}));
     HttpConn c = HttpConn::open(ns.path(), kListen);
     ASSERT_TRUE(c.ok()) << c.error();
     ASSERT_TRUE(c.request(http_request("GET", "/")).ok());
