@@ -19,4 +19,16 @@ void HttpTest::SetUp() {
   ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy-echo"}));
 }
 
+void DaemonTest::SetUp() {
+  IntegrationTest::SetUp();
+  if (IsSkipped()) return;
+  ASSERT_TRUE(binaries_exist({"nsproxyd"}));
+}
+
+void LifecycleTest::SetUp() {
+  IntegrationTest::SetUp();
+  if (IsSkipped()) return;
+  ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy", "nsproxyctl", "nsproxy-echo"}));
+}
+
 }  // namespace nspit

@@ -1,5 +1,11 @@
 #include "control.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "netns.h"
 
 namespace nspit {
@@ -32,6 +38,24 @@ namespace nspit {
            << "add " << id << " refused: " << r->error.code << ": " << r->error.message;
   }
   return ::testing::AssertionSuccess();
+}
+
+nsproxy::Request status_request() {
+  nsproxy::Request req;
+  req.op = nsproxy::Op::Status;
+  return req;
+}
+
+nsproxy::UniqueFd connect_control(const std::string& path) {
+  nsproxy::UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ADD_FAILURE() << "connect " << path << ": " << std::strerror(errno);
+    fd.reset();
+  }
+  return fd;
 }
 
 }  // namespace nspit

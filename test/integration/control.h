@@ -1,5 +1,6 @@
-// Registering a tenant with nsproxyd through its control socket: the one helper every
-// test uses for that. Daemon::call (daemon.h) sends any other request.
+// Requests to nsproxyd's control socket: registering a tenant (the one helper every test
+// uses for that), a status request, and a raw connection for tests that send their own
+// bytes. Daemon::call (daemon.h) sends any request.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 
 #include "control_protocol.h"
 #include "daemon.h"
+#include "unique_fd.h"
 
 namespace nspit {
 
@@ -37,5 +39,12 @@ struct TenantOptions {
 ::testing::AssertionResult register_tenant(const Daemon& d, const std::string& netns_path,
                                            const std::string& id, const TenantOptions& tenant = {},
                                            std::optional<nsproxy::Reply>* reply = nullptr);
+
+// A status request, for Daemon::call.
+nsproxy::Request status_request();
+
+// A connected SOCK_SEQPACKET socket to the control socket at `path` (empty, with a
+// non-fatal test failure, when the connect fails), for tests that send their own bytes.
+nsproxy::UniqueFd connect_control(const std::string& path);
 
 }  // namespace nspit

@@ -11,11 +11,12 @@
 //   namespaces.h   Netns: a scratch network namespace, commands inside it
 //   programs.h     paths of the built programs, EchoServer (nsproxy-echo), Nginx
 //   daemon.h       Daemon: nsproxyd under test, its log, calls to it
-//   control.h      register_tenant: the one way to register a tenant
+//   control.h      register_tenant (the one way to register a tenant), status_request,
+//                  connect_control
 //   sockets.h      sockets inside a namespace, bounded send/recv, RawUpstream
 //   http_client.h  HttpConn, HttpResponse, http_request, nsproxy-echo's headers
 //   cni.h          running the CNI plugin, plugin configs
-//   bases.h        IntegrationTest, HttpTest
+//   bases.h        IntegrationTest, HttpTest and the suite fixtures shared by files
 #pragma once
 
 #include "bases.h"
