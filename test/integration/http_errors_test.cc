@@ -1,7 +1,7 @@
 // http mode: what a tenant gets when something is wrong: malformed and smuggling-shaped
 // requests (400 and close), oversized heads (431), upstream down (502), silent upstream
-// (504), per-tenant connection limit (503), slowloris (408 and close after the head
-// timeout).
+// (504), a tenant at its connection limit (held in the backlog, no 503), slowloris (408
+// and close after the head timeout), an idle keep-alive (closed after the idle timeout).
 //
 // No timing is measured here: the timeouts are configured to 1 s and each wait for the
 // answer they produce is bounded generously (kTimeoutFires) only so that a timeout that
@@ -269,9 +269,9 @@ TEST_F(HttpErrorsTest, PerTenantConnectionLimitHoldsNewConnectionsInTheBacklog) 
   EXPECT_EQ(r2->status, 200) << r2->describe();
 }
 
-// What a hostile tenant did before: thousands of half-open request heads, each holding a
-// slot of the daemon-wide budget until its head timed out. Now only its own limit's worth
-// reach the daemon; the rest wait in its backlog and the other tenant is served.
+// A hostile tenant opens 200 half-open request heads: only its own limit's worth (8)
+// reach the daemon and hold a slot of the daemon-wide budget; the rest wait in its
+// backlog, and the other tenant is served.
 TEST_F(HttpErrorsTest, HalfOpenHeadsBeyondTheLimitCostTheDaemonNothing) {
   ASSERT_NO_FATAL_FAILURE(start({"--max-connections-per-tenant", "8", "--max-connections", "40"}));
   Netns victim;

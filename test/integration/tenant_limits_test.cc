@@ -2,7 +2,7 @@
 // requests in flight to upstreams (a line, then 503), per-registration overrides, and the
 // fair share of the daemon-wide connection budget (reclaiming the largest holder's oldest
 // idle keep-alive connection, then its oldest incomplete head; out of fds, idle ones
-// first).
+// first). In tcp mode, a tenant at its share of a spent budget waits in its backlog.
 #include <poll.h>
 #include <unistd.h>
 
