@@ -128,13 +128,15 @@ TEST_P(AbuseTest, VictimIsServedThroughoutAndTheDaemonRecovers) {
 
   Netns victim;
   ASSERT_TRUE(victim.ok()) << victim.error();
-  ASSERT_TRUE(register_http(d, victim, "victim-" + short_token(), upstream.address()));
+  ASSERT_TRUE(register_tenant(d, victim.path(), "victim-" + short_token(),
+                              {.upstream = upstream.address()}));
   std::vector<std::unique_ptr<Netns>> attackers;
   for (int i = 0; i < c.attackers; ++i) {
     attackers.push_back(std::make_unique<Netns>());
     ASSERT_TRUE(attackers.back()->ok()) << attackers.back()->error();
-    ASSERT_TRUE(register_http(d, *attackers.back(), "attacker" + std::to_string(i) + "-" + short_token(),
-                              upstream.address(), {}, {}, kListen, c.attacker_limits));
+    ASSERT_TRUE(register_tenant(
+        d, attackers.back()->path(), "attacker" + std::to_string(i) + "-" + short_token(),
+        {.listen = kListen, .upstream = upstream.address(), .limits = c.attacker_limits}));
   }
   const int fds_before = fd_count(d.pid());
   ASSERT_GT(fds_before, 0);

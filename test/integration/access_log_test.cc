@@ -34,7 +34,7 @@ TEST(AccessLogTest, DashWritesOneJsonLinePerRequestToStdout) {
   d.set_extra_args({"--access-log", "-"});
   ASSERT_TRUE(d.start());
   const std::string id = "alog-" + short_token();
-  ASSERT_TRUE(register_http(d, ns, id, echo.address()));
+  ASSERT_TRUE(register_tenant(d, ns.path(), id, {.upstream = echo.address()}));
 
   auto c = HttpConn::open(ns.path(), "127.0.0.1:8080");
   ASSERT_TRUE(c.ok()) << c.error();

@@ -1,15 +1,9 @@
-// docs/bad-input.md: the tenant-HTTP classes and the control-socket classes that need a
-// running daemon, which no other test covers. Exact status and <why> for each.
-#include <fcntl.h>
-#include <poll.h>
+// docs/bad-input.md: the tenant-HTTP classes that no other test covers. Exact status and
+// <why> for each. (The control-socket classes are in control_socket_test.cc.)
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-#include <cstring>
 #include <mutex>
 
-#include "control_transport.h"
 #include "fixture.h"
 
 namespace nspit {
@@ -28,7 +22,8 @@ class BadInputHttpTest : public HttpTest {
     ASSERT_TRUE(echo_->start());
     ASSERT_TRUE(ns_.ok()) << ns_.error();
     id_ = "bad-" + short_token();
-    ASSERT_TRUE(register_http(*daemon_, ns_, id_, echo_->address(), {{"team", "blue"}}));
+    ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id_,
+                                {.upstream = echo_->address(), .labels = {{"team", "blue"}}}));
   }
   HttpConn conn() {
     auto c = HttpConn::open(ns_.path(), kListen);
@@ -150,7 +145,8 @@ TEST_F(BadInputHttpTest, ObsoleteLineFoldingIsForwardedOnOneLine) {
   });
   ASSERT_TRUE(raw.ok());
   const std::string id2 = "fold-" + short_token();
-  ASSERT_TRUE(register_http(*daemon_, ns_, id2, raw.address(), {}, {}, "127.0.0.1:8081"));
+  ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id2,
+                              {.listen = "127.0.0.1:8081", .upstream = raw.address()}));
   auto c = HttpConn::open(ns_.path(), "127.0.0.1:8081");
   ASSERT_TRUE(c.ok()) << c.error();
   auto r = c.request(http_request("GET", "/raw", "X-Folded: a\r\n\t b\r\n"));
@@ -266,171 +262,6 @@ TEST_F(BadInputHttpTest, UnderscoreFormsOfIdentityHeadersAreStripped) {
   EXPECT_EQ(echo_headers(e, "X-Forwarded-For").size(), 1u) << e.dump();
   for (const auto& v : echo_headers(e, "X-Forwarded-For")) EXPECT_NE(v, "6.6.6.6");
   EXPECT_EQ(echo_headers(e, "X-Innocent_Header"), std::vector<std::string>{"kept"}) << e.dump();
-}
-
-// ---------------------------------------------------------------------------------------
-// Control socket
-
-nsproxy::UniqueFd connect_control(const std::string& path) {
-  nsproxy::UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ADD_FAILURE() << "connect " << path << ": " << std::strerror(errno);
-    fd.reset();
-  }
-  return fd;
-}
-
-std::optional<nsproxy::Reply> read_reply(int fd, Millis timeout = 3000ms) {
-  pollfd p{fd, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) {
-    ADD_FAILURE() << "no reply within " << timeout.count() << " ms";
-    return std::nullopt;
-  }
-  auto msg = nsproxy::recv_message(fd, nsproxy::kMaxReplySize);
-  if (!msg) {
-    ADD_FAILURE() << "recv: " << msg.error().message;
-    return std::nullopt;
-  }
-  auto r = nsproxy::decode_reply(msg->payload);
-  if (!r) {
-    ADD_FAILURE() << "undecodable reply: " << msg->payload;
-    return std::nullopt;
-  }
-  return *r;
-}
-
-class BadInputControlSocketTest : public HttpTest {};
-
-TEST_F(BadInputControlSocketTest, MoreThanOneFdIsBadRequest) {
-  Daemon d(tmp_.path());
-  ASSERT_TRUE(d.start());
-  Netns ns;
-  ASSERT_TRUE(ns.ok()) << ns.error();
-  auto fd1 = nsproxy::open_netns(ns.path());
-  ASSERT_TRUE(fd1.ok()) << fd1.error().message;
-  nsproxy::UniqueFd fd2(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  ASSERT_TRUE(fd2);
-
-  nsproxy::Request req;
-  req.op = nsproxy::Op::Add;
-  req.attachment.id = "two-fds-" + short_token();
-  req.netns_path = ns.path();
-  req.listeners = {{kListen, "127.0.0.1:9", nsproxy::Mode::Tcp}};
-  std::string payload = nsproxy::encode_request(req);
-
-  for (int nfds : {2, 3}) {
-    SCOPED_TRACE(nfds);
-    auto sock = connect_control(d.socket_path());
-    ASSERT_TRUE(sock);
-    int fds[3] = {fd1->get(), fd2.get(), fd2.get()};
-    iovec iov{payload.data(), payload.size()};
-    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 3)] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-    ASSERT_EQ(::sendmsg(sock.get(), &msg, 0), static_cast<ssize_t>(payload.size()))
-        << std::strerror(errno);
-    auto reply = read_reply(sock.get());
-    ASSERT_TRUE(reply);
-    EXPECT_FALSE(reply->ok);
-    EXPECT_EQ(reply->error.code, nsproxy::Code::kBadRequest);
-    EXPECT_EQ(reply->error.message, "a request may carry at most one file descriptor");
-    // The connection stays usable.
-    nsproxy::Request status;
-    status.op = nsproxy::Op::Status;
-    ASSERT_TRUE(nsproxy::send_message(sock.get(), nsproxy::encode_request(status)).ok());
-    auto again = read_reply(sock.get());
-    ASSERT_TRUE(again);
-    EXPECT_TRUE(again->ok) << again->error.message;
-  }
-  EXPECT_TRUE(d.list().empty()) << "nothing may be registered";
-}
-
-TEST_F(BadInputControlSocketTest, ProxyV2IdentityTooLargeIsRefusedAtRegistration) {
-  Daemon d(tmp_.path());
-  ASSERT_TRUE(d.start());
-  Netns ns;
-  ASSERT_TRUE(ns.ok()) << ns.error();
-  auto netns = nsproxy::open_netns(ns.path());
-  ASSERT_TRUE(netns.ok()) << netns.error().message;
-
-  nsproxy::Request req;
-  req.op = nsproxy::Op::Add;
-  req.netns_path = ns.path();
-  req.listeners = {{kListen, "127.0.0.1:9", nsproxy::Mode::Tcp, nsproxy::ProxyProtocol::V2}};
-
-  // Tenant id over PP2_TYPE_UNIQUE_ID's 128 bytes (the protocol allows 256).
-  req.attachment.id = std::string(129, 't');
-  auto r = d.call(req, netns->get());
-  ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_FALSE(r->ok);
-  EXPECT_EQ(r->error.code, nsproxy::Code::kBadRequest);
-  EXPECT_EQ(r->error.message,
-            "listeners[0].proxy_protocol: PROXY v2: tenant id is 129 bytes, PP2_TYPE_UNIQUE_ID "
-            "allows at most 128");
-
-  // Labels that make the header larger than 8192 bytes.
-  req.attachment.id = "pp-" + short_token();
-  for (int i = 0; i < 16; ++i) req.labels["l" + std::to_string(i)] = std::string(1000, 'v');
-  auto big = d.call(req, netns->get());
-  ASSERT_TRUE(big.ok()) << big.error().message;
-  EXPECT_FALSE(big->ok);
-  EXPECT_EQ(big->error.code, nsproxy::Code::kBadRequest);
-  const std::string prefix = "listeners[0].proxy_protocol: PROXY v2: header with these labels would be ";
-  EXPECT_EQ(big->error.message.substr(0, prefix.size()), prefix) << big->error.message;
-  EXPECT_NE(big->error.message.find("more than 8192"), std::string::npos) << big->error.message;
-
-  // The second listener is named when it is the v2 one.
-  req.labels.clear();
-  req.attachment.id = std::string(200, 'u');
-  req.listeners = {{"127.0.0.1:8081", "127.0.0.1:9", nsproxy::Mode::Tcp},
-                   {kListen, "127.0.0.1:9", nsproxy::Mode::Tcp, nsproxy::ProxyProtocol::V2}};
-  auto second = d.call(req, netns->get());
-  ASSERT_TRUE(second.ok()) << second.error().message;
-  EXPECT_FALSE(second->ok);
-  EXPECT_EQ(second->error.message.rfind("listeners[1].proxy_protocol: PROXY v2: tenant id is 200", 0),
-            0u)
-      << second->error.message;
-  EXPECT_TRUE(d.list().empty()) << "nothing may be registered";
-}
-
-TEST_F(BadInputControlSocketTest, TooManyControlClientsGetBusy) {
-  Daemon d(tmp_.path());
-  ASSERT_TRUE(d.start());
-  std::vector<nsproxy::UniqueFd> idle;
-  for (int i = 0; i < 256; ++i) {
-    idle.push_back(connect_control(d.socket_path()));
-    ASSERT_TRUE(idle.back());
-  }
-  auto extra = connect_control(d.socket_path());
-  ASSERT_TRUE(extra);
-  auto reply = read_reply(extra.get(), 5000ms);
-  ASSERT_TRUE(reply);
-  EXPECT_FALSE(reply->ok);
-  EXPECT_EQ(reply->error.code, nsproxy::Code::kBusy);
-  EXPECT_EQ(reply->error.message, "too many control clients; retry");
-  // Once the idle ones are gone, requests are served again.
-  idle.clear();
-  extra.reset();
-  nsproxy::Request status;
-  status.op = nsproxy::Op::Status;
-  bool served = false;
-  for (int i = 0; i < 50 && !served; ++i) {
-    auto r = d.call(status);
-    served = r.ok() && r->ok;
-    if (!served) std::this_thread::sleep_for(100ms);
-  }
-  EXPECT_TRUE(served);
 }
 
 }  // namespace

@@ -2,10 +2,8 @@
 // request and per reply, requests at most 4 MiB, replies at most 4 MiB; shared/
 // control_protocol.h: kMaxMessageSize, kMaxReplySize, error code too_large).
 #include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
-#include <cstring>
+#include <cstdio>
 
 #include "control_transport.h"
 #include "fixture.h"
@@ -14,18 +12,6 @@ namespace nspit {
 namespace {
 
 using nlohmann::json;
-
-nsproxy::UniqueFd connect_control(const std::string& path) {
-  nsproxy::UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ADD_FAILURE() << "connect " << path << ": " << std::strerror(errno);
-    fd.reset();
-  }
-  return fd;
-}
 
 // Sends one raw datagram and decodes the one reply. Error text when there is none.
 nsproxy::Result<nsproxy::Reply> exchange_raw(const std::string& socket,
@@ -98,7 +84,8 @@ TEST_F(ControlLimitsTest, ListRepliesArriveUpToTheReplyLimitAndBeyondItAreTooLar
   auto add = [&](int i) {
     nsproxy::ListenerSpec spec{"127.0.0.1:" + std::to_string(20000 + i), "127.0.0.1:9",
                                nsproxy::Mode::Tcp};
-    return register_listeners(*daemon_, ns, "big-" + std::to_string(i), {spec}, labels);
+    return register_tenant(*daemon_, ns.path(), "big-" + std::to_string(i),
+                           {.listeners = {spec}, .labels = labels});
   };
   nsproxy::Request list;
   list.op = nsproxy::Op::List;

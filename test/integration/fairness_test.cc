@@ -78,8 +78,8 @@ TEST_F(FairnessTest, QuietTenantIsServedWhileNeighbourFloods) {
   ASSERT_TRUE(quiet.ok() && noisy.ok());
   Daemon d(tmp_.path());
   ASSERT_TRUE(d.start());
-  ASSERT_TRUE(register_http(d, quiet, "quiet", upstream.address()));
-  ASSERT_TRUE(register_http(d, noisy, "noisy", upstream.address()));
+  ASSERT_TRUE(register_tenant(d, quiet.path(), "quiet", {.upstream = upstream.address()}));
+  ASSERT_TRUE(register_tenant(d, noisy.path(), "noisy", {.upstream = upstream.address()}));
 
   Latencies alone = measure(quiet, 300);
   ASSERT_EQ(alone.failures, 0) << alone.first_failure;
@@ -144,7 +144,7 @@ TEST_F(FairnessTest, TenantIsServedDuringARegistrationStorm) {
   ASSERT_TRUE(quiet.ok() && storm_ns.ok());
   Daemon d(tmp_.path());
   ASSERT_TRUE(d.start());
-  ASSERT_TRUE(register_http(d, quiet, "quiet", upstream.address()));
+  ASSERT_TRUE(register_tenant(d, quiet.path(), "quiet", {.upstream = upstream.address()}));
 
   Latencies alone = measure(quiet, 300);
   ASSERT_EQ(alone.failures, 0) << alone.first_failure;

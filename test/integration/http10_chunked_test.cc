@@ -39,7 +39,8 @@ class Http10ChunkedTest : public HttpTest {
     ASSERT_TRUE(ns_.ok()) << ns_.error();
     daemon_ = std::make_unique<Daemon>(tmp_.path());
     ASSERT_TRUE(daemon_->start());
-    ASSERT_TRUE(register_http(*daemon_, ns_, "h10-" + short_token(), upstream_.address()));
+    ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), "h10-" + short_token(),
+                                {.upstream = upstream_.address()}));
   }
 
   RawUpstream upstream_{chunked_upstream};

@@ -1,7 +1,7 @@
 // http mode: what a tenant gets when something is wrong: malformed and smuggling-shaped
 // requests (400 and close), oversized heads (431), upstream down (502), silent upstream
-// (504), per-tenant connection limit (503), slowloris (408 and close after the head
-// timeout).
+// (504), a tenant at its connection limit (held in the backlog, no 503), slowloris (408
+// and close after the head timeout), an idle keep-alive (closed after the idle timeout).
 //
 // No timing is measured here: the timeouts are configured to 1 s and each wait for the
 // answer they produce is bounded generously (kTimeoutFires) only so that a timeout that
@@ -48,7 +48,7 @@ class HttpErrorsTest : public HttpTest {
     ASSERT_TRUE(echo_->start());
     ASSERT_TRUE(ns_.ok()) << ns_.error();
     id_ = "err-" + short_token();
-    ASSERT_TRUE(register_http(*daemon_, ns_, id_, echo_->address()));
+    ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id_, {.upstream = echo_->address()}));
   }
   HttpConn conn() {
     auto c = HttpConn::open(ns_.path(), kListen);
@@ -189,7 +189,7 @@ TEST_F(HttpErrorsTest, UpstreamDownGets502) {
   std::string down = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
   Netns ns2;
   ASSERT_TRUE(ns2.ok()) << ns2.error();
-  ASSERT_TRUE(register_http(*daemon_, ns2, "down-" + short_token(), down));
+  ASSERT_TRUE(register_tenant(*daemon_, ns2.path(), "down-" + short_token(), {.upstream = down}));
   auto c = HttpConn::open(ns2.path(), kListen);
   ASSERT_TRUE(c.ok()) << c.error();
   uint64_t requests = 0;
@@ -232,7 +232,8 @@ TEST_F(HttpErrorsTest, PerTenantConnectionLimitHoldsNewConnectionsInTheBacklog) 
   ASSERT_NO_FATAL_FAILURE(start({"--max-connections-per-tenant", "1"}));
   Netns other;
   ASSERT_TRUE(other.ok()) << other.error();
-  ASSERT_TRUE(register_http(*daemon_, other, "other-" + short_token(), echo_->address()));
+  ASSERT_TRUE(register_tenant(*daemon_, other.path(), "other-" + short_token(),
+                              {.upstream = echo_->address()}));
 
   auto first = conn();
   auto r1 = first.request(http_request("GET", "/first"));
@@ -268,15 +269,15 @@ TEST_F(HttpErrorsTest, PerTenantConnectionLimitHoldsNewConnectionsInTheBacklog) 
   EXPECT_EQ(r2->status, 200) << r2->describe();
 }
 
-// What a hostile tenant did before: thousands of half-open request heads, each holding a
-// slot of the daemon-wide budget until its head timed out. Now only its own limit's worth
-// reach the daemon; the rest wait in its backlog and the other tenant is served.
+// A hostile tenant opens 200 half-open request heads: only its own limit's worth (8)
+// reach the daemon and hold a slot of the daemon-wide budget; the rest wait in its
+// backlog, and the other tenant is served.
 TEST_F(HttpErrorsTest, HalfOpenHeadsBeyondTheLimitCostTheDaemonNothing) {
   ASSERT_NO_FATAL_FAILURE(start({"--max-connections-per-tenant", "8", "--max-connections", "40"}));
   Netns victim;
   ASSERT_TRUE(victim.ok()) << victim.error();
   const std::string victim_id = "victim-" + short_token();
-  ASSERT_TRUE(register_http(*daemon_, victim, victim_id, echo_->address()));
+  ASSERT_TRUE(register_tenant(*daemon_, victim.path(), victim_id, {.upstream = echo_->address()}));
   std::vector<HttpConn> heads;
   for (int i = 0; i < 200; ++i) {
     heads.push_back(conn());

@@ -53,9 +53,13 @@ TEST_F(HttpIdentityTest, TwoTenantsWithTheSameAddressEachGetTheirOwnIdentity) {
   ASSERT_TRUE(a.add_interface("eth0", "10.0.0.2/24"));
   ASSERT_TRUE(b.add_interface("eth0", "10.0.0.2/24"));
   const std::string id_a = "tenant-a-" + short_token(), id_b = "tenant-b-" + short_token();
-  ASSERT_TRUE(register_http(d, a, id_a, echo.address(), {{"team", "blue"}, {"pod-name", "web-a"}},
-                            {}, "10.0.0.2:8080"));
-  ASSERT_TRUE(register_http(d, b, id_b, echo.address(), {{"team", "red"}}, {}, "10.0.0.2:8080"));
+  ASSERT_TRUE(register_tenant(d, a.path(), id_a,
+                              {.listen = "10.0.0.2:8080",
+                               .upstream = echo.address(),
+                               .labels = {{"team", "blue"}, {"pod-name", "web-a"}}}));
+  ASSERT_TRUE(register_tenant(
+      d, b.path(), id_b,
+      {.listen = "10.0.0.2:8080", .upstream = echo.address(), .labels = {{"team", "red"}}}));
 
   struct Tenant {
     const Netns* ns;
@@ -111,7 +115,8 @@ TEST_F(HttpIdentityTest, ForgedIdentityHeadersAreStrippedOnEveryRequestOfAKeepAl
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
   const std::string id = "real-" + short_token();
-  ASSERT_TRUE(register_http(d, ns, id, echo.address(), {{"team", "blue"}}));
+  ASSERT_TRUE(register_tenant(d, ns.path(), id,
+                              {.upstream = echo.address(), .labels = {{"team", "blue"}}}));
 
   const std::string forged =
       "X-Tenant-Id: someone-else\r\n"
@@ -157,7 +162,7 @@ TEST_F(HttpIdentityTest, UpstreamConnectionIsReusedAcrossRequestsAndTenantConnec
   ASSERT_TRUE(echo.start());
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
-  ASSERT_TRUE(register_http(d, ns, "pool-" + short_token(), echo.address()));
+  ASSERT_TRUE(register_tenant(d, ns.path(), "pool-" + short_token(), {.upstream = echo.address()}));
 
   std::set<std::string> peers;
   std::vector<int> counts;
@@ -202,7 +207,8 @@ TEST_F(HttpIdentityTest, HeaderNamesFromDaemonFlagsAndPerRegistration) {
   ASSERT_TRUE(a.ok()) << a.error();
   ASSERT_TRUE(b.ok()) << b.error();
   const std::string id_a = "flags-" + short_token(), id_b = "own-" + short_token();
-  ASSERT_TRUE(register_http(d, a, id_a, echo.address(), {{"team", "blue"}}));
+  ASSERT_TRUE(register_tenant(d, a.path(), id_a,
+                              {.upstream = echo.address(), .labels = {{"team", "blue"}}}));
   // The second registration names its own headers through nsproxyctl.
   auto ctl = run({binary("nsproxyctl"),
                   "--socket",
@@ -278,7 +284,8 @@ TEST_F(HttpIdentityTest, Ipv6CallerIsQuotedInForwarded) {
   ASSERT_NE(v6.out.find("inet6 ::1/128"), std::string::npos)
       << "no ::1 on lo after enabling IPv6: " << v6.describe();
   const std::string id = "v6-" + short_token();
-  ASSERT_TRUE(register_http(d, ns, id, echo.address(), {}, {}, "[::1]:8080"));
+  ASSERT_TRUE(
+      register_tenant(d, ns.path(), id, {.listen = "[::1]:8080", .upstream = echo.address()}));
   auto c = HttpConn::open(ns.path(), "[::1]:8080");
   ASSERT_TRUE(c.ok()) << c.error();
   auto r = c.request(http_request("GET", "/v6"));
@@ -298,7 +305,7 @@ TEST_F(HttpIdentityTest, HopByHopHeadersAreNotForwarded) {
   ASSERT_TRUE(echo.start());
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
-  ASSERT_TRUE(register_http(d, ns, "hop-" + short_token(), echo.address()));
+  ASSERT_TRUE(register_tenant(d, ns.path(), "hop-" + short_token(), {.upstream = echo.address()}));
   auto c = HttpConn::open(ns.path(), kListen);
   ASSERT_TRUE(c.ok()) << c.error();
   auto r = c.request(http_request("GET", "/hop",

@@ -23,7 +23,8 @@ class HttpProtocolTest : public HttpTest {
     ASSERT_TRUE(echo_->start());
     ASSERT_TRUE(ns_.ok()) << ns_.error();
     id_ = "proto-" + short_token();
-    ASSERT_TRUE(register_http(*daemon_, ns_, id_, echo_->address(), {{"team", "blue"}}));
+    ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id_,
+                                {.upstream = echo_->address(), .labels = {{"team", "blue"}}}));
   }
   HttpConn conn(const std::string& listen = kListen) {
     auto c = HttpConn::open(ns_.path(), listen);
@@ -69,7 +70,7 @@ TEST_F(HttpProtocolTest, UpgradeBecomesATunnelThatEchoesBytes) {
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
   const std::string id = "ws-" + short_token();
-  ASSERT_TRUE(register_http(*daemon_, ns, id, ws.address()));
+  ASSERT_TRUE(register_tenant(*daemon_, ns.path(), id, {.upstream = ws.address()}));
 
   auto c = HttpConn::open(ns.path(), kListen);
   ASSERT_TRUE(c.ok()) << c.error();
@@ -279,7 +280,8 @@ TEST_F(HttpProtocolTest, ConnectionCloseIsHonouredBothWays) {
   ASSERT_TRUE(closing.ok());
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
-  ASSERT_TRUE(register_http(*daemon_, ns, "closing-" + short_token(), closing.address()));
+  ASSERT_TRUE(register_tenant(*daemon_, ns.path(), "closing-" + short_token(),
+                              {.upstream = closing.address()}));
   auto c = HttpConn::open(ns.path(), kListen);
   ASSERT_TRUE(c.ok()) << c.error();
   for (int i = 0; i < 3; ++i) {

@@ -135,11 +135,12 @@ class HttpStreamingTest : public HttpTest {
                                          "      sub_filter_types *;\n"
                                          "    }\n");
     ASSERT_TRUE(nginx_->start());
-    ASSERT_TRUE(register_listeners(
-        *daemon_, ns_, "stream-" + short_token(),
-        {{"127.0.0.1:8080", echo_->address(), nsproxy::Mode::Http, nsproxy::ProxyProtocol::None},
-         {"127.0.0.1:8081", nginx_->address(), nsproxy::Mode::Http,
-          nsproxy::ProxyProtocol::None}}));
+    ASSERT_TRUE(
+        register_tenant(*daemon_, ns_.path(), "stream-" + short_token(),
+                        {.listeners = {{"127.0.0.1:8080", echo_->address(), nsproxy::Mode::Http,
+                                        nsproxy::ProxyProtocol::None},
+                                       {"127.0.0.1:8081", nginx_->address(), nsproxy::Mode::Http,
+                                        nsproxy::ProxyProtocol::None}}}));
     // Warm up (pools, buffers) before taking the baseline.
     for (const char* l : {"127.0.0.1:8080", "127.0.0.1:8081"}) {
       auto c = HttpConn::open(ns_.path(), l);

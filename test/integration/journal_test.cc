@@ -41,7 +41,7 @@ TEST(JournalTest, ChurnIsCompactedAwayAndTheLiveRegistrationSurvivesARestart) {
   const std::string journal = d->state_dir() + "/registrations.journal";
 
   nsproxy::ListenerSpec keep{"127.0.0.1:8080", echo.address(), nsproxy::Mode::Tcp};
-  ASSERT_TRUE(register_listeners(*d, ns, "keeper", {keep}));
+  ASSERT_TRUE(register_tenant(*d, ns.path(), "keeper", {.listeners = {keep}}));
   const JournalFile start = read_journal(journal);
   ASSERT_EQ(start.lines, 1u) << "one ADD, one journal line";
 
@@ -52,7 +52,8 @@ TEST(JournalTest, ChurnIsCompactedAwayAndTheLiveRegistrationSurvivesARestart) {
   size_t most = 0;
   nsproxy::ListenerSpec churn_spec{"127.0.0.1:8081", echo.address(), nsproxy::Mode::Tcp};
   for (size_t i = 0; i < kCycles; ++i) {
-    ASSERT_TRUE(register_listeners(*d, ns, "churn", {churn_spec})) << "cycle " << i;
+    ASSERT_TRUE(register_tenant(*d, ns.path(), "churn", {.listeners = {churn_spec}}))
+        << "cycle " << i;
     nsproxy::Request del;
     del.op = nsproxy::Op::Del;
     del.attachment.id = "churn";

@@ -107,10 +107,11 @@ TEST_F(MetricsTest, EveryTenantHasItsOwnSeriesAndTheyVanishWithTheRegistration) 
   ASSERT_NO_FATAL_FAILURE(start_daemon());
   Netns a, b, c;
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
-  ASSERT_TRUE(register_http(*daemon_, a, "tenant-a", upstream.address()));
-  ASSERT_TRUE(register_http(*daemon_, b, "tenant-b", upstream.address()));
+  ASSERT_TRUE(register_tenant(*daemon_, a.path(), "tenant-a", {.upstream = upstream.address()}));
+  ASSERT_TRUE(register_tenant(*daemon_, b.path(), "tenant-b", {.upstream = upstream.address()}));
   // Nobody listens on this port: every request is a 502 and a refused connect.
-  ASSERT_TRUE(register_http(*daemon_, c, "tenant-c", "127.0.0.1:" + std::to_string(free_port())));
+  ASSERT_TRUE(register_tenant(*daemon_, c.path(), "tenant-c",
+                              {.upstream = "127.0.0.1:" + std::to_string(free_port())}));
 
   ASSERT_NO_FATAL_FAILURE(send_requests(a, 5));
   ASSERT_NO_FATAL_FAILURE(send_requests(b, 3));
@@ -192,7 +193,7 @@ TEST_F(MetricsTest, HealthReadinessAndBadRequestsNeverStallTheProxy) {
   ASSERT_NO_FATAL_FAILURE(start_daemon());
   Netns ns;
   ASSERT_TRUE(ns.ok());
-  ASSERT_TRUE(register_http(*daemon_, ns, "t", upstream.address()));
+  ASSERT_TRUE(register_tenant(*daemon_, ns.path(), "t", {.upstream = upstream.address()}));
 
   EXPECT_EQ(get("/healthz").status, 200);
   HttpResponse ready = get("/readyz");
@@ -226,7 +227,8 @@ TEST_F(MetricsTest, ARealPrometheusScrapesTheTenantsRequests) {
   ASSERT_NO_FATAL_FAILURE(start_daemon());
   Netns ns;
   ASSERT_TRUE(ns.ok());
-  ASSERT_TRUE(register_http(*daemon_, ns, "scraped-tenant", upstream.address()));
+  ASSERT_TRUE(
+      register_tenant(*daemon_, ns.path(), "scraped-tenant", {.upstream = upstream.address()}));
   constexpr int kRequests = 17;
   ASSERT_NO_FATAL_FAILURE(send_requests(ns, kRequests));
 
@@ -273,7 +275,7 @@ TEST_F(MetricsTest, SighupReopensTheAccessLogWithoutLosingALine) {
   ASSERT_NO_FATAL_FAILURE(start_daemon({"--access-log", log}));
   Netns ns;
   ASSERT_TRUE(ns.ok());
-  ASSERT_TRUE(register_http(*daemon_, ns, "t", upstream.address()));
+  ASSERT_TRUE(register_tenant(*daemon_, ns.path(), "t", {.upstream = upstream.address()}));
   ASSERT_NO_FATAL_FAILURE(send_requests(ns, 4));
   // What logrotate does: rename, then signal.
   ASSERT_EQ(::rename(log.c_str(), (log + ".1").c_str()), 0);
@@ -308,7 +310,8 @@ TEST_F(MetricsTest, JsonLogLinesCarryTheTenantAndTheError) {
   Netns ns;
   ASSERT_TRUE(ns.ok());
   // An upstream nobody listens on: the 502 is logged with the tenant and the error.
-  ASSERT_TRUE(register_http(*daemon_, ns, "json-tenant", "127.0.0.1:" + std::to_string(free_port())));
+  ASSERT_TRUE(register_tenant(*daemon_, ns.path(), "json-tenant",
+                              {.upstream = "127.0.0.1:" + std::to_string(free_port())}));
   ASSERT_NO_FATAL_FAILURE(send_requests(ns, 1));
   std::this_thread::sleep_for(200ms);
   std::istringstream in(daemon_->log());

@@ -146,16 +146,13 @@ TEST_F(PluginTest, RepeatedAddIsIdempotent) {
   EXPECT_EQ(daemon_->registrations_with_id(container_).size(), 1u) << daemon_->list().dump(2);
 
   // The daemon says so itself: the same key and the same namespace is not a new one.
-  auto fd = nsproxy::open_netns(ns_->path());
-  ASSERT_TRUE(fd.ok()) << fd.error().message;
-  nsproxy::Request req;
-  req.op = nsproxy::Op::Add;
-  req.attachment = {network_, container_, "eth0"};
-  req.netns_path = ns_->path();
-  req.listeners = {{kListen, echo_->address(), nsproxy::Mode::Tcp}};
-  auto reply = daemon_->call(req, fd->get());
-  ASSERT_TRUE(reply.ok()) << reply.error().message;
-  ASSERT_TRUE(reply->ok) << reply->error.code << ": " << reply->error.message;
+  std::optional<nsproxy::Reply> reply;
+  ASSERT_TRUE(register_tenant(*daemon_, ns_->path(), container_,
+                              {.listen = kListen,
+                               .upstream = echo_->address(),
+                               .mode = nsproxy::Mode::Tcp,
+                               .network = network_},
+                              &reply));
   EXPECT_EQ(reply->data.value("created", true), false) << reply->data.dump();
   EXPECT_EQ(daemon_->registrations_with_id(container_).size(), 1u) << daemon_->list().dump(2);
 

@@ -31,7 +31,7 @@ TEST_F(StateDirTest, ASecondDaemonOnTheSameStateDirIsRefusedAndTheFirstServesOn)
   ASSERT_TRUE(first.start());
   nsproxy::ListenerSpec spec{"127.0.0.1:8080", echo.address(), nsproxy::Mode::Tcp};
   const std::string id = "state-" + short_token();
-  ASSERT_TRUE(register_listeners(first, ns, id, {spec}));
+  ASSERT_TRUE(register_tenant(first, ns.path(), id, {.listeners = {spec}}));
 
   // Another control socket, the same state directory.
   TempDir other;

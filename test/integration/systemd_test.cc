@@ -180,7 +180,8 @@ TEST_F(SystemdTest, ReadyIsSentOnlyOnceRestoredRegistrationsServe) {
   {
     Daemon first(tmp_.path());
     ASSERT_TRUE(first.start());
-    ASSERT_TRUE(register_http(first, ns, "restored-tenant", upstream.address()));
+    ASSERT_TRUE(
+        register_tenant(first, ns.path(), "restored-tenant", {.upstream = upstream.address()}));
     ASSERT_EQ(first.stop(), 0);
   }
 
@@ -216,19 +217,7 @@ TEST_F(SystemdTest, ReadyIsSentOnlyOnceRestoredRegistrationsServe) {
   // A new registration shows in STATUS= within the status interval.
   Netns ns2;
   ASSERT_TRUE(ns2.ok()) << ns2.error();
-  nsproxy::Request add;
-  add.op = nsproxy::Op::Add;
-  add.attachment.id = "second";
-  add.netns_path = ns2.path();
-  nsproxy::ListenerSpec spec;
-  spec.listen = "127.0.0.1:8080";
-  spec.upstream = upstream.address();
-  spec.mode = nsproxy::Mode::Http;
-  add.listeners = {spec};
-  auto fd = nsproxy::open_netns(ns2.path());
-  ASSERT_TRUE(fd.ok()) << fd.error().message;
-  auto added = nsproxy::call_daemon(d.socket_path(), add, fd->get(), 3000ms);
-  ASSERT_TRUE(added.ok() && added->ok) << (added.ok() ? added->error.message : added.error().message);
+  ASSERT_TRUE(register_tenant(d, ns2.path(), "second", {.upstream = upstream.address()}));
   EXPECT_TRUE(notify.wait_for("STATUS=2 registrations", 5000ms).has_value()) << notify.received();
 
   p.signal(SIGTERM);
@@ -356,7 +345,7 @@ TEST_F(SystemdTest, ReloadTakesOverDetachedAndAnnouncesTheNewMainPid) {
   auto first_ready = notify.wait_for("READY=1");
   ASSERT_TRUE(first_ready.has_value()) << notify.received();
   EXPECT_EQ(NotifySocket::value(*first_ready, "MAINPID"), std::to_string(old_daemon.pid()));
-  ASSERT_TRUE(register_http(old_daemon, ns, "t-reload", upstream.address()));
+  ASSERT_TRUE(register_tenant(old_daemon, ns.path(), "t-reload", {.upstream = upstream.address()}));
 
   // What the unit's ExecReload runs. It returns once the new daemon serves.
   auto reload = run({binary("nsproxyd"), "--takeover", "--detach", "--socket",

@@ -2,7 +2,7 @@
 // requests in flight to upstreams (a line, then 503), per-registration overrides, and the
 // fair share of the daemon-wide connection budget (reclaiming the largest holder's oldest
 // idle keep-alive connection, then its oldest incomplete head; out of fds, idle ones
-// first).
+// first). In tcp mode, a tenant at its share of a spent budget waits in its backlog.
 #include <poll.h>
 #include <unistd.h>
 
@@ -41,8 +41,10 @@ class TenantLimitsTest : public HttpTest {
     tenants_.push_back(std::make_unique<Netns>());
     const Netns& ns = *tenants_.back();
     EXPECT_TRUE(ns.ok()) << ns.error();
-    EXPECT_TRUE(register_http(*daemon_, ns, id, upstream.empty() ? echo_->address() : upstream,
-                              {}, {}, kListen, limits));
+    EXPECT_TRUE(register_tenant(*daemon_, ns.path(), id,
+                                {.listen = kListen,
+                                 .upstream = upstream.empty() ? echo_->address() : upstream,
+                                 .limits = limits}));
     return ns;
   }
   // GET on a fresh connection from inside ns.
@@ -187,16 +189,12 @@ TEST_F(TenantLimitsTest, RegistrationLimitsOverrideTheDefaultsAndSurviveARestart
   EXPECT_EQ(reg["limits"]["rate"], 5.0) << reg.dump();
 
   // The same add with other limits replaces the registration.
-  auto fd = nsproxy::open_netns(ns.path());
-  ASSERT_TRUE(fd.ok());
-  nsproxy::Request add;
-  add.op = nsproxy::Op::Add;
-  add.attachment.id = id;
-  add.netns_path = ns.path();
-  add.listeners = {nsproxy::ListenerSpec{kListen, echo_->address(), nsproxy::Mode::Http}};
-  add.limits = limits(std::nullopt, std::nullopt, 3);
-  auto r = daemon_->call(add, fd->get());
-  ASSERT_TRUE(r.ok() && r->ok) << (r.ok() ? r->error.message : r.error().message);
+  std::optional<nsproxy::Reply> r;
+  ASSERT_TRUE(register_tenant(*daemon_, ns.path(), id,
+                              {.listen = kListen,
+                               .upstream = echo_->address(),
+                               .limits = limits(std::nullopt, std::nullopt, 3)},
+                              &r));
   EXPECT_TRUE(r->data.value("created", false)) << r->data.dump();
   EXPECT_EQ(r->data["registration"]["limits"]["connections"], 3) << r->data.dump();
   EXPECT_EQ(r->data["registration"]["limits"]["rate"], 0.0) << "back to the default (none)";
@@ -447,8 +445,9 @@ TEST(TenantLimitsTcpTest, ATcpTenantAtItsShareOfASpentBudgetWaitsInItsBacklog) {
   nsproxy::ListenerSpec spec{kListen, echo.address(), nsproxy::Mode::Tcp};
   nsproxy::TenantLimits many;
   many.connections = 100;
-  ASSERT_TRUE(register_listeners(d, a, "tcp-a-" + short_token(), {spec}, {}, {}, many));
-  ASSERT_TRUE(register_listeners(d, b, "tcp-b-" + short_token(), {spec}));
+  ASSERT_TRUE(register_tenant(d, a.path(), "tcp-a-" + short_token(),
+                              {.listeners = {spec}, .limits = many}));
+  ASSERT_TRUE(register_tenant(d, b.path(), "tcp-b-" + short_token(), {.listeners = {spec}}));
   std::vector<Connection> held;
   for (int i = 0; i < 4; ++i) {
     held.push_back(connect_in_netns(a.path(), kListen));
@@ -476,45 +475,6 @@ TEST(TenantLimitsTcpTest, ATcpTenantAtItsShareOfASpentBudgetWaitsInItsBacklog) {
   ssize_t n = ::read(fifth.fd.get(), buf, sizeof buf);
   ASSERT_GT(n, 0);
   EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), "fifth");
-}
-
-}  // namespace
-}  // namespace nspit
-
-namespace nspit {
-namespace {
-
-// --socket-buffer (default 256 KiB) caps the kernel buffers of tenant connections (the
-// kernel doubles the value): a tenant that never reads parks at most that much kernel
-// memory per connection instead of the megabytes autotuning grows to. 0 leaves
-// autotuning on. Read back with ss, as an operator would.
-TEST(SocketBufferTest, TenantConnectionsGetTheConfiguredKernelBuffers) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-  ASSERT_EQ(run({"sh", "-c", "command -v ss"}).exit_code, 0) << "ss (iproute2) missing";
-  for (const char* flag : {"", "0"}) {
-    TempDir tmp;
-    EchoServer echo("http");
-    ASSERT_TRUE(echo.start());
-    Daemon d(tmp.path());
-    if (*flag != '\0') d.set_extra_args({"--socket-buffer", flag});
-    ASSERT_TRUE(d.start());
-    Netns ns;
-    ASSERT_TRUE(ns.ok()) << ns.error();
-    ASSERT_TRUE(register_http(d, ns, "sockbuf-" + short_token(), echo.address()));
-    HttpConn c = HttpConn::open(ns.path(), kListen);
-    ASSERT_TRUE(c.ok()) << c.error();
-    ASSERT_TRUE(c.request(http_request("GET", "/")).ok());
-    // The daemon's end of the connection: local port 8080 inside the namespace.
-    auto ss = ns.exec("ss -tmnH state established '( sport = :8080 )'");
-    ASSERT_EQ(ss.exit_code, 0) << ss.describe();
-    const bool capped = ss.out.find("rb524288") != std::string::npos &&
-                        ss.out.find("tb524288") != std::string::npos;
-    if (*flag == '\0') {
-      EXPECT_TRUE(capped) << "default --socket-buffer 262144: expected rb/tb 524288\n" << ss.out;
-    } else {
-      EXPECT_FALSE(capped) << "--socket-buffer 0 must leave autotuning on\n" << ss.out;
-    }
-  }
 }
 
 }  // namespace

@@ -99,7 +99,7 @@ class ConnectTimeoutTest : public HttpTest {
 TEST_F(ConnectTimeoutTest, HttpTenantGets504WhenTheUpstreamDoesNotAcceptInTime) {
   ASSERT_NO_FATAL_FAILURE(start());
   const std::string id = "ct-http-" + short_token();
-  ASSERT_TRUE(register_http(*daemon_, ns_, id, hole_.address()));
+  ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id, {.upstream = hole_.address()}));
 
   auto c = HttpConn::open(ns_.path(), kListen);
   ASSERT_TRUE(c.ok()) << c.error();
@@ -124,7 +124,7 @@ TEST_F(ConnectTimeoutTest, TcpTenantConnectionIsClosedWhenTheUpstreamDoesNotAcce
   spec.listen = kListen;
   spec.upstream = hole_.address();
   spec.mode = nsproxy::Mode::Tcp;
-  ASSERT_TRUE(register_listeners(*daemon_, ns_, id, {spec}));
+  ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id, {.listeners = {spec}}));
 
   auto t0 = Clock::now();
   auto c = connect_in_netns(ns_.path(), kListen);
@@ -160,7 +160,8 @@ TEST(DrainTimeoutTest, OldDaemonEndsOpenConnectionsAfterTheDrainTimeout) {
   spec.listen = kListen;
   spec.upstream = echo.address();
   spec.mode = nsproxy::Mode::Tcp;
-  ASSERT_TRUE(register_listeners(old_daemon, ns, "drain-" + short_token(), {spec}));
+  ASSERT_TRUE(
+      register_tenant(old_daemon, ns.path(), "drain-" + short_token(), {.listeners = {spec}}));
 
   // A tenant connection that never ends by itself.
   Connection open = connect_in_netns(ns.path(), kListen);

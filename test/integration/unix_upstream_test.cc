@@ -108,7 +108,8 @@ TEST_F(UnixUpstreamTest, TcpListenerWithProxyProtocolV2OverAUnixUpstream) {
   ASSERT_TRUE(up.start());
   nsproxy::ListenerSpec spec{"127.0.0.1:8444", up.upstream(), nsproxy::Mode::Tcp,
                              nsproxy::ProxyProtocol::V2};
-  ASSERT_TRUE(register_listeners(*daemon_, ns_, "unix-pp", {spec}, {{"team", "red"}}));
+  ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), "unix-pp",
+                              {.listeners = {spec}, .labels = {{"team", "red"}}}));
   auto got = roundtrip_in_netns(ns_.path(), "127.0.0.1:8444", "payload");
   ASSERT_TRUE(got.ok()) << got.error().message;
   // nsproxy-echo parsed the header itself and prints what it said, then echoes.
@@ -120,9 +121,9 @@ TEST_F(UnixUpstreamTest, TcpListenerWithProxyProtocolV2OverAUnixUpstream) {
 
 TEST_F(UnixUpstreamTest, AMissingUnixUpstreamIs502InHttpModeAndACloseInTcpMode) {
   const std::string missing = "unix:" + tmp_.file("nobody-listens.sock");
-  ASSERT_TRUE(register_http(*daemon_, ns_, "unix-missing-http", missing));
+  ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), "unix-missing-http", {.upstream = missing}));
   nsproxy::ListenerSpec tcp{"127.0.0.1:8081", missing, nsproxy::Mode::Tcp};
-  ASSERT_TRUE(register_listeners(*daemon_, ns_, "unix-missing-tcp", {tcp}));
+  ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), "unix-missing-tcp", {.listeners = {tcp}}));
 
   auto c = HttpConn::open(ns_.path(), "127.0.0.1:8080");
   ASSERT_TRUE(c.ok()) << c.error();
