@@ -62,7 +62,8 @@ package: build
 
 # libFuzzer targets (clang, ASan+UBSan) in $(BUILD_FUZZ), each run for FUZZ_SECONDS on a
 # copy of test/fuzz/corpus/<target>/. A crash leaves its input in
-# $(BUILD_FUZZ)/fuzz-artifacts/<target>/ and fails.
+# $(BUILD_FUZZ)/fuzz-artifacts/<target>/ and fails. CI: 60 s; a long run:
+# `make fuzz FUZZ_SECONDS=3600` (docs/fuzzing.md).
 fuzz: deps
 	@cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNSPROXY_FUZZ=ON -DNSPROXY_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null

@@ -283,8 +283,7 @@ bool valid_network_name(std::string_view name) {
   return true;
 }
 
-CniResult<PluginConfig> parse_config(std::string_view text, Command command,
-                                     std::string* cni_version) {
+CniResult<nlohmann::ordered_json> decode_config(std::string_view text) {
   Json conf;
   try {
     conf = Json::parse(text);
@@ -292,6 +291,22 @@ CniResult<PluginConfig> parse_config(std::string_view text, Command command,
     return cni_error(code::kDecodingFailure,
                      std::string("error decoding network config: ") + e.what());
   }
+  if (!conf.is_object()) {
+    return cni_error(code::kDecodingFailure,
+                     "error decoding network config: expected a JSON object, got " + excerpt(conf));
+  }
+  return CniResult<Json>(std::move(conf));
+}
+
+CniResult<PluginConfig> parse_config(std::string_view text, Command command,
+                                     std::string* cni_version) {
+  auto conf = decode_config(text);
+  if (!conf) return conf.error();
+  return parse_decoded_config(*conf, command, cni_version);
+}
+
+CniResult<PluginConfig> parse_decoded_config(const nlohmann::ordered_json& conf,
+                                             Command command, std::string* cni_version) {
   if (!conf.is_object()) {
     return cni_error(code::kDecodingFailure,
                      "error decoding network config: expected a JSON object, got " + excerpt(conf));

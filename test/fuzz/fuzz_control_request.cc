@@ -43,7 +43,7 @@ std::string difference(const Request& a, const Request& b) {
   return {};
 }
 
-bool known_code(const std::string& code) {
+bool known_code(nsproxy::Code code) {
   return code == nsproxy::Code::kBadRequest || code == nsproxy::Code::kUnsupportedVersion ||
          code == nsproxy::Code::kTooLarge;
 }
@@ -57,7 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!first) {
     if (!known_code(first.error().code) || first.error().message.empty()) {
       fail("decode error without a known code or a message", input, "",
-           first.error().code + ": " + first.error().message);
+           std::string(nsproxy::code_name(first.error().code)) + ": " + first.error().message);
     }
     return 0;
   }
@@ -65,7 +65,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto second = nsproxy::decode_request(encoded);
   if (!second) {
     fail("encoded request does not decode", input, encoded,
-         second.error().code + ": " + second.error().message);
+         std::string(nsproxy::code_name(second.error().code)) + ": " + second.error().message);
   }
   if (std::string field = difference(*first, *second); !field.empty()) {
     fail("round trip changed the request", input, encoded, "field " + field);

@@ -278,6 +278,41 @@ TEST(CniConfig, InvalidJsonIsDecodingFailure) {
   }
 }
 
+// parse_config(text) is decode_config then parse_decoded_config (the fuzz target decodes
+// once and checks every command on the decoded config): same results, same errors.
+TEST(CniConfig, DecodeThenParseIsParseConfig) {
+  for (const char* text : {"", "{", "[1,2]", "\"x\"", "not json"}) {
+    auto whole = parse_config(text, Command::Add);
+    auto decoded = decode_config(text);
+    ASSERT_FALSE(whole.ok()) << text;
+    ASSERT_FALSE(decoded.ok()) << text;
+    EXPECT_EQ(decoded.error().code, code::kDecodingFailure) << text;
+    EXPECT_EQ(decoded.error().msg, whole.error().msg) << text;
+  }
+  json bad_version = base_config();
+  bad_version["cniVersion"] = "0.2.0";
+  json no_listeners = base_config();
+  no_listeners.erase("listeners");
+  for (const json& j : {base_config(), bad_version, no_listeners}) {
+    for (Command c : {Command::Add, Command::Del, Command::Check, Command::Status, Command::Gc}) {
+      std::string v1 = "x", v2 = "x";
+      auto whole = parse_config(j.dump(), c, &v1);
+      auto decoded = decode_config(j.dump());
+      ASSERT_TRUE(decoded.ok()) << j.dump();
+      auto parsed = parse_decoded_config(*decoded, c, &v2);
+      ASSERT_EQ(whole.ok(), parsed.ok()) << j.dump() << " " << command_name(c);
+      EXPECT_EQ(v1, v2);
+      if (whole.ok()) {
+        EXPECT_EQ(whole->name, parsed->name);
+        EXPECT_EQ(whole->listeners.size(), parsed->listeners.size());
+      } else {
+        EXPECT_EQ(whole.error().code, parsed.error().code);
+        EXPECT_EQ(whole.error().msg, parsed.error().msg);
+      }
+    }
+  }
+}
+
 TEST(CniConfig, UnsupportedVersionIsCode1) {
   for (const char* v : {"0.2.0", "0.1.0", "2.0.0", "1.1"}) {
     json j = base_config();
