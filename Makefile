@@ -19,7 +19,7 @@ INSTALL_PATHS = -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DNSPROXY_CNI_BIN_DIR=$(CNI_BIN
 PACKAGE_PATHS = -DCMAKE_INSTALL_PREFIX=/usr -DNSPROXY_CNI_BIN_DIR=/usr/lib/cni \
                 -DNSPROXY_SYSTEMD_UNIT_DIR=/lib/systemd/system
 
-.PHONY: all deps build asan test unit-test integration-test demo clean format fuzz bench install package
+.PHONY: all deps build asan test unit-test integration-test demo clean format format-check fuzz bench install package
 
 all: build
 
@@ -79,8 +79,13 @@ bench: build
 	@test "$$(id -u)" -eq 0 || { echo "make bench: run as root" >&2; exit 1; }
 	@test/bench/run.sh $(BUILD)
 
+# `make format` rewrites every C++ file as .clang-format says; `make format-check` (CI)
+# fails, listing the files and lines, when one differs from that.
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')
+
+format-check: deps
+	@clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h')
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -92,11 +92,13 @@ std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec
                        std::string(mode_name(out->mode)) + "; http mode sends identity headers)");
   }
   if (auto it = j.find("addAddress"); it != j.end() && !it->is_null()) {
-    if (!it->is_boolean()) return invalid(where + ".addAddress", "must be true or false, got " + excerpt(*it));
+    if (!it->is_boolean())
+      return invalid(where + ".addAddress", "must be true or false, got " + excerpt(*it));
     out->add_address = it->get<bool>();
   }
   if (out->add_address) {
-    if (auto ok = check_service_address(*l); !ok) return invalid(where + ".addAddress", ok.error().message);
+    if (auto ok = check_service_address(*l); !ok)
+      return invalid(where + ".addAddress", ok.error().message);
   }
   // Canonical forms, so that a repeated ADD compares equal in the daemon.
   out->listen = l->text;
@@ -305,8 +307,8 @@ CniResult<PluginConfig> parse_config(std::string_view text, Command command,
   return parse_decoded_config(*conf, command, cni_version);
 }
 
-CniResult<PluginConfig> parse_decoded_config(const nlohmann::ordered_json& conf,
-                                             Command command, std::string* cni_version) {
+CniResult<PluginConfig> parse_decoded_config(const nlohmann::ordered_json& conf, Command command,
+                                             std::string* cni_version) {
   if (!conf.is_object()) {
     return cni_error(code::kDecodingFailure,
                      "error decoding network config: expected a JSON object, got " + excerpt(conf));

@@ -75,8 +75,8 @@ CniResult<PluginConfig> parse_config(std::string_view text, Command command,
 // as parse_config does before any field is read (code 6: not JSON, or not an object), and
 // parse_config(text, c, v) is parse_decoded_config(*decode_config(text), c, v).
 CniResult<nlohmann::ordered_json> decode_config(std::string_view text);
-CniResult<PluginConfig> parse_decoded_config(const nlohmann::ordered_json& conf,
-                                             Command command, std::string* cni_version = nullptr);
+CniResult<PluginConfig> parse_decoded_config(const nlohmann::ordered_json& conf, Command command,
+                                             std::string* cni_version = nullptr);
 
 // A network name as libcni accepts it: an alphanumeric, then [a-zA-Z0-9_.-].
 bool valid_network_name(std::string_view name);

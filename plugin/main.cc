@@ -47,15 +47,17 @@ bool read_stdin(std::string* out, std::string* error) {
 int main(int argc, char** argv) {
   nsproxy::set_log_prefix("nsproxy");
   // Run by a person rather than a runtime (runtimes pass no arguments).
-  if (argc == 2 && (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "--help") == 0)) {
+  if (argc == 2 &&
+      (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "--help") == 0)) {
     std::string specs;
     for (const std::string& v : nsproxy::cni::supported_versions()) {
       specs += (specs.empty() ? "" : ", ") + v;
     }
     std::printf("nsproxy CNI plugin %s (CNI spec versions %s)\n", nsproxy::kVersion, specs.c_str());
     if (argv[1][2] == 'h') {
-      std::printf("run by a container runtime with CNI_COMMAND=ADD|DEL|CHECK|VERSION|STATUS|GC "
-                  "and the network configuration on stdin; see nsproxy(8)\n");
+      std::printf(
+          "run by a container runtime with CNI_COMMAND=ADD|DEL|CHECK|VERSION|STATUS|GC "
+          "and the network configuration on stdin; see nsproxy(8)\n");
     }
     return 0;
   }

@@ -1,10 +1,9 @@
 #include "plugin.h"
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "cni_config.h"
 #include "cni_env.h"

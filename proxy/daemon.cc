@@ -12,8 +12,8 @@
 
 #include "address.h"
 #include "control/handover.h"
-#include "log.h"
 #include "control/metrics.h"
+#include "log.h"
 #include "version.h"
 
 namespace nsproxy {
@@ -37,14 +37,28 @@ size_t raise_fd_limit() {
   return rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : static_cast<size_t>(rl.rlim_cur);
 }
 
-Daemon* owner(void* data) { return static_cast<Daemon*>(data); }
+Daemon* owner(void* data) {
+  return static_cast<Daemon*>(data);
+}
 
-void stop_cb(struct ev_loop*, ev_signal* w, int) { owner(w->data)->on_stop_signal(w->signum); }
-void hangup_cb(struct ev_loop*, ev_signal* w, int) { owner(w->data)->on_hangup(); }
-void reconcile_cb(struct ev_loop*, ev_timer* w, int) { owner(w->data)->on_reconcile(); }
-void status_cb(struct ev_loop*, ev_timer* w, int) { owner(w->data)->on_status_timer(); }
-void after_handover_cb(struct ev_loop*, ev_timer* w, int) { owner(w->data)->on_after_handover(); }
-void drain_cb(struct ev_loop*, ev_timer* w, int) { owner(w->data)->on_drain_check(); }
+void stop_cb(struct ev_loop*, ev_signal* w, int) {
+  owner(w->data)->on_stop_signal(w->signum);
+}
+void hangup_cb(struct ev_loop*, ev_signal* w, int) {
+  owner(w->data)->on_hangup();
+}
+void reconcile_cb(struct ev_loop*, ev_timer* w, int) {
+  owner(w->data)->on_reconcile();
+}
+void status_cb(struct ev_loop*, ev_timer* w, int) {
+  owner(w->data)->on_status_timer();
+}
+void after_handover_cb(struct ev_loop*, ev_timer* w, int) {
+  owner(w->data)->on_after_handover();
+}
+void drain_cb(struct ev_loop*, ev_timer* w, int) {
+  owner(w->data)->on_drain_check();
+}
 
 }  // namespace
 
@@ -81,7 +95,8 @@ Status Daemon::open_access_log() {
     opts_.proxy.access_log = stdout;
   } else {
     FILE* f = std::fopen(opts_.access_log_path.c_str(), "ae");
-    if (f == nullptr) return errno_error(Code::kAccessLog, "cannot open access log " + opts_.access_log_path);
+    if (f == nullptr)
+      return errno_error(Code::kAccessLog, "cannot open access log " + opts_.access_log_path);
     if (access_log_ != nullptr) std::fclose(access_log_);  // flushes: no line is lost
     access_log_ = f;
     opts_.proxy.access_log = f;
@@ -95,7 +110,8 @@ Status Daemon::open_control_socket() {
   auto passed = systemd::passed_control_socket(opts_.socket_path);
   if (!passed) return passed.error();
   if (opts_.takeover) {
-    auto taken = receive_handover(opts_.socket_path, registry_.get(), std::chrono::milliseconds(10000));
+    auto taken =
+        receive_handover(opts_.socket_path, registry_.get(), std::chrono::milliseconds(10000));
     if (taken) {
       control_->serve_inherited(std::move(*taken));
       took_over_ = true;
@@ -143,9 +159,10 @@ Status Daemon::open_state() {
   size_t restored = registry_->restore(std::move(saved));
   registry_->set_journal(&*journal_);
   if (restored > 0) {
-    LOG_INFO("restored %zu registration(s) in %.1f ms", restored,
-             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                       restore_start).count());
+    LOG_INFO(
+        "restored %zu registration(s) in %.1f ms", restored,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - restore_start)
+            .count());
   }
   return {};
 }
@@ -168,7 +185,8 @@ int Daemon::run() {
   std::error_code ec;
   std::filesystem::create_directories(opts_.state_dir, ec);
   if (ec) {
-    LOG_ERROR("cannot create state directory %s: %s", opts_.state_dir.c_str(), ec.message().c_str());
+    LOG_ERROR("cannot create state directory %s: %s", opts_.state_dir.c_str(),
+              ec.message().c_str());
     return 1;
   }
   ::chmod(opts_.state_dir.c_str(), 0700);
@@ -192,8 +210,9 @@ int Daemon::run() {
   worker_.upstreams = upstreams_.get();
   registry_ = std::make_unique<Registry>(&worker_, &*factory_);
   registry_->allow_host_netns(opts_.allow_host_netns);
-  control_ = std::make_unique<ControlServer>(
-      worker_.loop, [this](const Request& req, UniqueFd fd) { return registry_->handle(req, std::move(fd)); });
+  control_ = std::make_unique<ControlServer>(worker_.loop, [this](const Request& req, UniqueFd fd) {
+    return registry_->handle(req, std::move(fd));
+  });
   if (opts_.allow_gid >= 0) control_->allow_gid(static_cast<gid_t>(opts_.allow_gid));
 
   if (Status s = open_control_socket(); !s) {
@@ -230,8 +249,8 @@ int Daemon::run() {
   for (ev_signal* s : {&sigterm_, &sigint_, &sighup_}) ev_signal_start(worker_.loop, s);
 
   LOG_INFO("nsproxyd %s serving on %s (state in %s%s)%s%s", kVersion, opts_.socket_path.c_str(),
-           opts_.state_dir.c_str(), opts_.fsync ? ", fsync" : "",
-           metrics_ ? ", metrics on " : "", metrics_ ? opts_.metrics_listen.c_str() : "");
+           opts_.state_dir.c_str(), opts_.fsync ? ", fsync" : "", metrics_ ? ", metrics on " : "",
+           metrics_ ? opts_.metrics_listen.c_str() : "");
   announce_ready();
   // The loop ends with ev_break only: a stop signal, or the end of a drain.
   ev_run(worker_.loop, 0);

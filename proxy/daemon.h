@@ -20,14 +20,14 @@
 #include <optional>
 
 #include "control/control_server.h"
-#include "daemon_options.h"
 #include "control/metrics_server.h"
 #include "control/netns_listen.h"
 #include "control/registry.h"
 #include "control/state_journal.h"
-#include "systemd.h"
+#include "daemon_options.h"
 #include "forward/upstream_pool.h"
 #include "forward/worker.h"
+#include "systemd.h"
 
 namespace nsproxy {
 
@@ -68,9 +68,9 @@ class Daemon {
   std::unique_ptr<ControlServer> control_;
   std::optional<StateJournal> journal_;
   std::unique_ptr<MetricsServer> metrics_;
-  bool took_over_ = false;         // registrations and control socket came from a daemon
+  bool took_over_ = false;  // registrations and control socket came from a daemon
   bool ready_ = false;
-  bool draining_ = false;          // handed over to a newer daemon
+  bool draining_ = false;  // handed over to a newer daemon
   double drain_deadline_ = 0;
   std::string last_status_;
   ev_timer reconcile_t_, status_t_, after_handover_t_, drain_t_;

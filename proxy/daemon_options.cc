@@ -61,18 +61,18 @@ void usage(FILE* out) {
       "  --upstream-idle-max N           idle pooled connections per upstream (default %zu)\n"
       "  --upstream-idle-timeout SECONDS close pooled connections idle that long (default %g)\n"
       "  --help, --version\n",
-      kDefaultSocketPath, d.tenant_header.c_str(), d.label_header_prefix.c_str(),
-      d.connect_timeout, d.head_timeout, d.idle_timeout, d.response_timeout, d.body_timeout,
-      d.max_head_size, d.max_connections_per_tenant, d.listen_backlog,
-      d.tenant_max_in_flight, d.socket_buffer, d.upstream_idle_max,
-      d.upstream_idle_timeout);
+      kDefaultSocketPath, d.tenant_header.c_str(), d.label_header_prefix.c_str(), d.connect_timeout,
+      d.head_timeout, d.idle_timeout, d.response_timeout, d.body_timeout, d.max_head_size,
+      d.max_connections_per_tenant, d.listen_backlog, d.tenant_max_in_flight, d.socket_buffer,
+      d.upstream_idle_max, d.upstream_idle_timeout);
 }
 
 bool parse_seconds(const char* flag, const char* text, double* out) {
   char* end = nullptr;
   double v = std::strtod(text, &end);
   if (*text == '\0' || *end != '\0' || !(v > 0) || v > 86400) {
-    std::fprintf(stderr, "nsproxyd: %s: expected seconds (0 < s <= 86400), got \"%s\"\n", flag, text);
+    std::fprintf(stderr, "nsproxyd: %s: expected seconds (0 < s <= 86400), got \"%s\"\n", flag,
+                 text);
     return false;
   }
   *out = v;
@@ -83,8 +83,8 @@ bool parse_count(const char* flag, const char* text, size_t min, size_t max, siz
   char* end = nullptr;
   unsigned long long v = std::strtoull(text, &end, 10);
   if (*text == '\0' || *text == '-' || *end != '\0' || v < min || v > max) {
-    std::fprintf(stderr, "nsproxyd: %s: expected an integer %zu..%zu, got \"%s\"\n", flag, min,
-                 max, text);
+    std::fprintf(stderr, "nsproxyd: %s: expected an integer %zu..%zu, got \"%s\"\n", flag, min, max,
+                 text);
     return false;
   }
   *out = static_cast<size_t>(v);
@@ -104,9 +104,39 @@ bool parse_header_flag(const char* flag, const char* text, std::string* out) {
 
 int parse_options(int argc, char** argv, Options* o) {
   enum {
-    kSocket = 256, kStateDir, kLogLevel, kAccessLog, kTenantHeader, kLabelPrefix,
-    kConnectTimeout, kHeadTimeout, kIdleTimeout, kResponseTimeout, kBodyTimeout,
-    kMaxHead, kMaxConns, kIdleMax, kIdlePoolTimeout, kReconcile, kAllowGid, kAllowHost, kMaxRegs, kMaxAllConns, kTakeover, kDrain, kFsync, kLogFormat, kMetricsListen, kDetach, kBacklog, kTenantRate, kTenantBurst, kInFlight, kSocketBuffer, kHelp, kShowVersion
+    kSocket = 256,
+    kStateDir,
+    kLogLevel,
+    kAccessLog,
+    kTenantHeader,
+    kLabelPrefix,
+    kConnectTimeout,
+    kHeadTimeout,
+    kIdleTimeout,
+    kResponseTimeout,
+    kBodyTimeout,
+    kMaxHead,
+    kMaxConns,
+    kIdleMax,
+    kIdlePoolTimeout,
+    kReconcile,
+    kAllowGid,
+    kAllowHost,
+    kMaxRegs,
+    kMaxAllConns,
+    kTakeover,
+    kDrain,
+    kFsync,
+    kLogFormat,
+    kMetricsListen,
+    kDetach,
+    kBacklog,
+    kTenantRate,
+    kTenantBurst,
+    kInFlight,
+    kSocketBuffer,
+    kHelp,
+    kShowVersion
   };
   static const option long_opts[] = {
       {"socket", required_argument, nullptr, kSocket},
@@ -148,38 +178,86 @@ int parse_options(int argc, char** argv, Options* o) {
   while ((c = getopt_long(argc, argv, "", long_opts, nullptr)) != -1) {
     bool ok = true;
     switch (c) {
-      case kSocket: o->socket_path = optarg; break;
-      case kStateDir: o->state_dir = optarg; break;
-      case kAccessLog: o->access_log_path = optarg; break;
+      case kSocket:
+        o->socket_path = optarg;
+        break;
+      case kStateDir:
+        o->state_dir = optarg;
+        break;
+      case kAccessLog:
+        o->access_log_path = optarg;
+        break;
       case kLogLevel:
         ok = parse_log_level(optarg, &o->log_level);
-        if (!ok) std::fprintf(stderr, "nsproxyd: --log-level: expected debug, info, warn or error, got \"%s\"\n", optarg);
+        if (!ok)
+          std::fprintf(stderr,
+                       "nsproxyd: --log-level: expected debug, info, warn or error, got \"%s\"\n",
+                       optarg);
         break;
-      case kTenantHeader: ok = parse_header_flag("--tenant-header", optarg, &p.tenant_header); break;
-      case kLabelPrefix: ok = parse_header_flag("--label-header-prefix", optarg, &p.label_header_prefix); break;
-      case kConnectTimeout: ok = parse_seconds("--connect-timeout", optarg, &p.connect_timeout); break;
-      case kHeadTimeout: ok = parse_seconds("--head-timeout", optarg, &p.head_timeout); break;
-      case kIdleTimeout: ok = parse_seconds("--idle-timeout", optarg, &p.idle_timeout); break;
-      case kResponseTimeout: ok = parse_seconds("--response-timeout", optarg, &p.response_timeout); break;
-      case kBodyTimeout: ok = parse_seconds("--body-timeout", optarg, &p.body_timeout); break;
-      case kMaxHead: ok = parse_count("--max-head-size", optarg, 1024, 1 << 20, &p.max_head_size); break;
-      case kMaxConns: ok = parse_count("--max-connections-per-tenant", optarg, 1, 1000000, &p.max_connections_per_tenant); break;
-      case kIdleMax: ok = parse_count("--upstream-idle-max", optarg, 0, 100000, &p.upstream_idle_max); break;
-      case kIdlePoolTimeout: ok = parse_seconds("--upstream-idle-timeout", optarg, &p.upstream_idle_timeout); break;
-      case kReconcile: ok = parse_seconds("--reconcile-interval", optarg, &o->reconcile_interval); break;
+      case kTenantHeader:
+        ok = parse_header_flag("--tenant-header", optarg, &p.tenant_header);
+        break;
+      case kLabelPrefix:
+        ok = parse_header_flag("--label-header-prefix", optarg, &p.label_header_prefix);
+        break;
+      case kConnectTimeout:
+        ok = parse_seconds("--connect-timeout", optarg, &p.connect_timeout);
+        break;
+      case kHeadTimeout:
+        ok = parse_seconds("--head-timeout", optarg, &p.head_timeout);
+        break;
+      case kIdleTimeout:
+        ok = parse_seconds("--idle-timeout", optarg, &p.idle_timeout);
+        break;
+      case kResponseTimeout:
+        ok = parse_seconds("--response-timeout", optarg, &p.response_timeout);
+        break;
+      case kBodyTimeout:
+        ok = parse_seconds("--body-timeout", optarg, &p.body_timeout);
+        break;
+      case kMaxHead:
+        ok = parse_count("--max-head-size", optarg, 1024, 1 << 20, &p.max_head_size);
+        break;
+      case kMaxConns:
+        ok = parse_count("--max-connections-per-tenant", optarg, 1, 1000000,
+                         &p.max_connections_per_tenant);
+        break;
+      case kIdleMax:
+        ok = parse_count("--upstream-idle-max", optarg, 0, 100000, &p.upstream_idle_max);
+        break;
+      case kIdlePoolTimeout:
+        ok = parse_seconds("--upstream-idle-timeout", optarg, &p.upstream_idle_timeout);
+        break;
+      case kReconcile:
+        ok = parse_seconds("--reconcile-interval", optarg, &o->reconcile_interval);
+        break;
       case kAllowGid: {
         size_t gid = 0;
         ok = parse_count("--allow-gid", optarg, 0, 4294967294u, &gid);
         o->allow_gid = static_cast<long>(gid);
         break;
       }
-      case kAllowHost: o->allow_host_netns = true; break;
-      case kTakeover: o->takeover = true; break;
-      case kDrain: ok = parse_seconds("--drain-timeout", optarg, &o->drain_timeout); break;
-      case kMaxRegs: ok = parse_count("--max-registrations", optarg, 1, 10000000, &p.max_registrations); break;
-      case kMaxAllConns: ok = parse_count("--max-connections", optarg, 1, 100000000, &p.max_connections); break;
-      case kFsync: o->fsync = true; break;
-      case kDetach: o->detach = true; break;
+      case kAllowHost:
+        o->allow_host_netns = true;
+        break;
+      case kTakeover:
+        o->takeover = true;
+        break;
+      case kDrain:
+        ok = parse_seconds("--drain-timeout", optarg, &o->drain_timeout);
+        break;
+      case kMaxRegs:
+        ok = parse_count("--max-registrations", optarg, 1, 10000000, &p.max_registrations);
+        break;
+      case kMaxAllConns:
+        ok = parse_count("--max-connections", optarg, 1, 100000000, &p.max_connections);
+        break;
+      case kFsync:
+        o->fsync = true;
+        break;
+      case kDetach:
+        o->detach = true;
+        break;
       case kBacklog: {
         size_t n = 0;
         ok = parse_count("--listen-backlog", optarg, 1, 65535, &n);
@@ -190,17 +268,28 @@ int parse_options(int argc, char** argv, Options* o) {
         char* end = nullptr;
         double v = std::strtod(optarg, &end);
         ok = *optarg != '\0' && *end == '\0' && v >= 0 && v <= kMaxTenantRate;
-        if (!ok) std::fprintf(stderr, "nsproxyd: --tenant-rate: expected requests per second (0 = no limit .. %.0f), got \"%s\"\n", kMaxTenantRate, optarg);
+        if (!ok)
+          std::fprintf(stderr,
+                       "nsproxyd: --tenant-rate: expected requests per second (0 = no limit .. "
+                       "%.0f), got \"%s\"\n",
+                       kMaxTenantRate, optarg);
         p.tenant_rate = v;
         break;
       }
-      case kTenantBurst: ok = parse_count("--tenant-burst", optarg, 1, kMaxTenantBurst, &p.tenant_burst); break;
-      case kInFlight: ok = parse_count("--tenant-max-in-flight", optarg, 1, 1000000, &p.tenant_max_in_flight); break;
+      case kTenantBurst:
+        ok = parse_count("--tenant-burst", optarg, 1, kMaxTenantBurst, &p.tenant_burst);
+        break;
+      case kInFlight:
+        ok = parse_count("--tenant-max-in-flight", optarg, 1, 1000000, &p.tenant_max_in_flight);
+        break;
       case kSocketBuffer: {
         size_t n = 0;
         ok = parse_count("--socket-buffer", optarg, 0, 64 << 20, &n);
         if (ok && n > 0 && n < 4096) {
-          std::fprintf(stderr, "nsproxyd: --socket-buffer: 0 (kernel autotuning) or 4096..%d bytes, got %zu\n", 64 << 20, n);
+          std::fprintf(
+              stderr,
+              "nsproxyd: --socket-buffer: 0 (kernel autotuning) or 4096..%d bytes, got %zu\n",
+              64 << 20, n);
           ok = false;
         }
         p.socket_buffer = static_cast<int>(n);
@@ -208,12 +297,15 @@ int parse_options(int argc, char** argv, Options* o) {
       }
       case kLogFormat:
         ok = parse_log_format(optarg, &o->log_format);
-        if (!ok) std::fprintf(stderr, "nsproxyd: --log-format: expected text or json, got \"%s\"\n", optarg);
+        if (!ok)
+          std::fprintf(stderr, "nsproxyd: --log-format: expected text or json, got \"%s\"\n",
+                       optarg);
         break;
       case kMetricsListen: {
         auto a = parse_address(optarg, /*allow_unix=*/false);
         ok = static_cast<bool>(a);
-        if (!ok) std::fprintf(stderr, "nsproxyd: --metrics-listen: %s\n", a.error().message.c_str());
+        if (!ok)
+          std::fprintf(stderr, "nsproxyd: --metrics-listen: %s\n", a.error().message.c_str());
         o->metrics_listen = optarg;
         break;
       }

@@ -4,8 +4,8 @@
 #include <string>
 
 #include "control_protocol.h"
-#include "log.h"
 #include "forward/proxy_config.h"
+#include "log.h"
 
 namespace nsproxy {
 

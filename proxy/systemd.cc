@@ -40,19 +40,23 @@ void notify_stopping() {
 Result<UniqueFd> passed_control_socket(const std::string& path) {
   int n = sd_listen_fds(/*unset_environment=*/1);
   if (n < 0) {
-    return make_error(Code::kSocket, std::string("socket activation (LISTEN_FDS): ") + std::strerror(-n));
+    return make_error(Code::kSocket,
+                      std::string("socket activation (LISTEN_FDS): ") + std::strerror(-n));
   }
   if (n == 0) return UniqueFd();
   if (n != 1) {
     for (int i = 0; i < n; ++i) ::close(SD_LISTEN_FDS_START + i);
-    return make_error(Code::kSocket, "socket activation passed " + std::to_string(n) +
-                                    " sockets; nsproxyd takes exactly one, the control socket");
+    return make_error(Code::kSocket,
+                      "socket activation passed " + std::to_string(n) +
+                          " sockets; nsproxyd takes exactly one, the control socket");
   }
   UniqueFd fd(SD_LISTEN_FDS_START);
   if (sd_is_socket_unix(fd.get(), SOCK_SEQPACKET, /*listening=*/1, path.c_str(), 0) <= 0) {
-    return make_error(Code::kSocket, "the socket passed by socket activation (LISTEN_FDS) is not a "
-                                "listening AF_UNIX SOCK_SEQPACKET socket bound to " + path +
-                                " (ListenSequentialPacket= in the .socket unit must name --socket)");
+    return make_error(Code::kSocket,
+                      "the socket passed by socket activation (LISTEN_FDS) is not a "
+                      "listening AF_UNIX SOCK_SEQPACKET socket bound to " +
+                          path +
+                          " (ListenSequentialPacket= in the .socket unit must name --socket)");
   }
   int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0 ||

@@ -14,8 +14,8 @@ PACKAGES=(
   containernetworking-plugins golang-go golang-github-appc-cni-dev
   # a real container runtime for end-to-end tests (CNI network backend)
   podman runc busybox-static
-  # fuzzing and sanitizers
-  clang libclang-rt-14-dev
+  # fuzzing and sanitizers; clang-format for make format-check
+  clang libclang-rt-14-dev clang-format
   # packaging and operating: the .deb's checks, the systemd unit checks, a real scraper
   lintian dpkg-dev systemd prometheus
   # benchmarks and real peers

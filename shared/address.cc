@@ -103,8 +103,9 @@ Status check_service_address(const Address& a) {
     if ((b[0] & 0xFE) == 0xFC) return {};  // fc00::/7
   }
   return make_error(Code::kBadAddress,
-                    address_ip(a) + " is not a link-local IPv4 (169.254.0.0/16) or unique-local "
-                                    "IPv6 (fc00::/7) address; nsproxy adds only those to lo");
+                    address_ip(a) +
+                        " is not a link-local IPv4 (169.254.0.0/16) or unique-local "
+                        "IPv6 (fc00::/7) address; nsproxy adds only those to lo");
 }
 
 std::string format_sockaddr(const sockaddr* sa, socklen_t len) {

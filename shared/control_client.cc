@@ -73,7 +73,7 @@ Result<Reply> call_daemon(const std::string& socket_path, const Request& req, in
   for (;;) {
     if (!wait_for(sock.get(), POLLIN, deadline)) {
       return make_error(Code::kTimeout, "timed out waiting for a reply from " + where + " after " +
-                                             std::to_string(timeout.count()) + " ms");
+                                            std::to_string(timeout.count()) + " ms");
     }
     auto msg = recv_message(sock.get(), kMaxReplySize);
     if (!msg) {

@@ -10,7 +10,9 @@ namespace {
 
 using nlohmann::json;
 
-Error bad(const std::string& msg) { return make_error(Code::kBadRequest, msg); }
+Error bad(const std::string& msg) {
+  return make_error(Code::kBadRequest, msg);
+}
 
 // Reads an optional string field, bounded. Missing -> empty.
 Status get_string(const json& obj, const char* field, size_t max, std::string* out,
@@ -145,20 +147,31 @@ bool parse_op(std::string_view s, Op* op) {
 
 const char* op_name(Op op) {
   switch (op) {
-    case Op::Add: return "add";
-    case Op::Del: return "del";
-    case Op::Check: return "check";
-    case Op::List: return "list";
-    case Op::Status: return "status";
-    case Op::Gc: return "gc";
-    case Op::Handover: return "handover";
+    case Op::Add:
+      return "add";
+    case Op::Del:
+      return "del";
+    case Op::Check:
+      return "check";
+    case Op::List:
+      return "list";
+    case Op::Status:
+      return "status";
+    case Op::Gc:
+      return "gc";
+    case Op::Handover:
+      return "handover";
   }
   return "?";
 }
 
-const char* mode_name(Mode mode) { return mode == Mode::Http ? "http" : "tcp"; }
+const char* mode_name(Mode mode) {
+  return mode == Mode::Http ? "http" : "tcp";
+}
 
-const char* proxy_protocol_name(ProxyProtocol p) { return p == ProxyProtocol::V2 ? "v2" : "none"; }
+const char* proxy_protocol_name(ProxyProtocol p) {
+  return p == ProxyProtocol::V2 ? "v2" : "none";
+}
 
 bool parse_proxy_protocol(std::string_view text, ProxyProtocol* out) {
   if (text == "none" || text.empty()) {
@@ -241,9 +254,9 @@ Result<Request> decode_request(std::string_view text) {
   auto v = j.find("version");
   if (v == j.end() || !v->is_number_integer()) return bad("missing integer field \"version\"");
   if (v->get<long long>() != kProtocolVersion) {
-    return make_error(Code::kUnsupportedVersion,
-                      "protocol version " + v->dump() + " is not supported (this daemon speaks " +
-                          std::to_string(kProtocolVersion) + ")");
+    return make_error(Code::kUnsupportedVersion, "protocol version " + v->dump() +
+                                                     " is not supported (this daemon speaks " +
+                                                     std::to_string(kProtocolVersion) + ")");
   }
   Request req;
   std::string op;
@@ -305,8 +318,8 @@ Result<Request> decode_request(std::string_view text) {
     if (!it->is_object()) return bad("\"headers\" must be an object");
     for (const auto& [k, val] : it->items()) {
       std::string* target = k == "tenant_id"      ? &req.headers.tenant_id
-                             : k == "label_prefix" ? &req.headers.label_prefix
-                                                   : nullptr;
+                            : k == "label_prefix" ? &req.headers.label_prefix
+                                                  : nullptr;
       if (target == nullptr) return bad("headers." + k.substr(0, 80) + ": unknown key");
       if (!val.is_string()) return bad("headers." + k + " must be a string");
       *target = val.get<std::string>();

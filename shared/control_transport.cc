@@ -43,7 +43,8 @@ Status send_message_fds(int sock, std::string_view payload, const std::vector<in
     ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
     if (n >= 0) return {};
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_error(Code::kAgain, "send would block");
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return make_error(Code::kAgain, "send would block");
     return errno_error(Code::kIo, "send");
   }
 }

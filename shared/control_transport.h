@@ -13,12 +13,12 @@ namespace nsproxy {
 
 struct Message {
   std::string payload;
-  UniqueFd fd;            // the passed fd, if any (received with MSG_CMSG_CLOEXEC)
+  UniqueFd fd;                     // the passed fd, if any (received with MSG_CMSG_CLOEXEC)
   std::vector<UniqueFd> more_fds;  // further fds, when the receiver allowed several
-  bool truncated = false; // the datagram was larger than the receive limit
-  bool extra_fds = false; // more than one fd (or other control data) was sent; extras closed
-  bool fds_lost = false;  // fds were sent but the kernel could not install them all here:
-                          // this process is out of file descriptors (EMFILE/ENFILE)
+  bool truncated = false;          // the datagram was larger than the receive limit
+  bool extra_fds = false;  // more than one fd (or other control data) was sent; extras closed
+  bool fds_lost = false;   // fds were sent but the kernel could not install them all here:
+                           // this process is out of file descriptors (EMFILE/ENFILE)
 };
 
 // A SOCK_SEQPACKET datagram must fit the sender's socket buffer: grows it for large

@@ -62,6 +62,8 @@ Code code_from_name(std::string_view name) {
   return Code::kUnknown;
 }
 
-std::ostream& operator<<(std::ostream& out, Code code) { return out << code_name(code); }
+std::ostream& operator<<(std::ostream& out, Code code) {
+  return out << code_name(code);
+}
 
 }  // namespace nsproxy

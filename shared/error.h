@@ -64,7 +64,9 @@ struct Error {
   std::string message;  // for people, e.g. "listen 127.0.0.1:8080 in /run/netns/x: ..."
 };
 
-inline Error make_error(Code code, std::string message) { return Error{code, std::move(message)}; }
+inline Error make_error(Code code, std::string message) {
+  return Error{code, std::move(message)};
+}
 
 // "<what>: <strerror(err)>"
 inline Error errno_error(Code code, const std::string& what, int err = errno) {
@@ -75,8 +77,8 @@ inline Error errno_error(Code code, const std::string& what, int err = errno) {
 template <class T, class E = Error>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
-  Result(E error) : v_(std::move(error)) {}      // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(E error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }

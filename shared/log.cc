@@ -13,10 +13,14 @@ LogFormat g_format = LogFormat::Text;
 const char* g_prefix = "nsproxy";
 const char* level_name(LogLevel l) {
   switch (l) {
-    case LogLevel::Debug: return "debug";
-    case LogLevel::Info: return "info";
-    case LogLevel::Warn: return "warn";
-    case LogLevel::Error: return "error";
+    case LogLevel::Debug:
+      return "debug";
+    case LogLevel::Info:
+      return "info";
+    case LogLevel::Warn:
+      return "warn";
+    case LogLevel::Error:
+      return "error";
   }
   return "?";
 }
@@ -63,10 +67,18 @@ void write_line(LogLevel level, std::initializer_list<LogField> fields, const ch
 }
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level = level; }
-LogLevel log_level() { return g_level; }
-void set_log_prefix(const char* prefix) { g_prefix = prefix; }
-void set_log_format(LogFormat format) { g_format = format; }
+void set_log_level(LogLevel level) {
+  g_level = level;
+}
+LogLevel log_level() {
+  return g_level;
+}
+void set_log_prefix(const char* prefix) {
+  g_prefix = prefix;
+}
+void set_log_format(LogFormat format) {
+  g_format = format;
+}
 
 bool parse_log_level(std::string_view text, LogLevel* out) {
   for (LogLevel l : {LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error}) {

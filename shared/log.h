@@ -28,8 +28,8 @@ struct LogField {
   const char* key;
   std::string_view value;
 };
-void log_write_fields(LogLevel level, std::initializer_list<LogField> fields, const char* fmt,
-                      ...) __attribute__((format(printf, 3, 4)));
+void log_write_fields(LogLevel level, std::initializer_list<LogField> fields, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 }  // namespace nsproxy
 
@@ -44,11 +44,11 @@ void log_write_fields(LogLevel level, std::initializer_list<LogField> fields, co
 #define LOG_ERROR(...) NSP_LOG(::nsproxy::LogLevel::Error, __VA_ARGS__)
 
 // With fields: LOG_INFO_F(({{"tenant", id}, {"listen", addr}}), "tenant %s: ...", ...).
-#define NSP_LOG_F(level, fields, ...)                                        \
-  do {                                                                       \
-    if (static_cast<int>(level) >= static_cast<int>(::nsproxy::log_level())) \
+#define NSP_LOG_F(level, fields, ...)                                                       \
+  do {                                                                                      \
+    if (static_cast<int>(level) >= static_cast<int>(::nsproxy::log_level()))                \
       ::nsproxy::log_write_fields(level, std::initializer_list<::nsproxy::LogField> fields, \
-                                  __VA_ARGS__);                              \
+                                  __VA_ARGS__);                                             \
   } while (0)
 #define LOG_DEBUG_F(fields, ...) NSP_LOG_F(::nsproxy::LogLevel::Debug, fields, __VA_ARGS__)
 #define LOG_INFO_F(fields, ...) NSP_LOG_F(::nsproxy::LogLevel::Info, fields, __VA_ARGS__)

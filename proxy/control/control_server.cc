@@ -45,11 +45,10 @@ void accept_cb(struct ev_loop*, ev_io* w, int) {
   static_cast<ControlServer*>(w->data)->on_acceptable();
 }
 
-
 Status fill_unix_addr(const std::string& path, sockaddr_un* addr) {
   if (path.empty() || path.size() >= sizeof addr->sun_path) {
     return make_error(Code::kSocket, "socket path \"" + path + "\" is empty or longer than " +
-                                    std::to_string(sizeof addr->sun_path - 1) + " bytes");
+                                         std::to_string(sizeof addr->sun_path - 1) + " bytes");
   }
   *addr = {};
   addr->sun_family = AF_UNIX;
@@ -65,7 +64,7 @@ bool ControlServer::Client::reply(const Reply& r) {
   if (text.size() > kMaxReplySize) {
     text = encode_reply(error_reply(make_error(
         Code::kTooLarge, "the reply (" + std::to_string(text.size()) + " bytes) exceeds " +
-                              std::to_string(kMaxReplySize) + " bytes")));
+                             std::to_string(kMaxReplySize) + " bytes")));
   }
   pending = std::move(text);
   return on_writable();
@@ -110,12 +109,14 @@ bool ControlServer::Client::on_readable() {
         Code::kTooLarge, "request larger than " + std::to_string(kMaxMessageSize) + " bytes")));
   }
   if (msg->fds_lost) {
-    LOG_ERROR("control: a request's file descriptor could not be received: nsproxyd is out of "
-              "file descriptors (each registration holds its namespace fd plus one per listener)");
-    return reply(error_reply(make_error(
-        Code::kLimit, "nsproxyd is out of file descriptors and could not receive the namespace fd; "
-                 "raise its RLIMIT_NOFILE (e.g. LimitNOFILE= in its unit) or lower "
-                 "--max-registrations")));
+    LOG_ERROR(
+        "control: a request's file descriptor could not be received: nsproxyd is out of "
+        "file descriptors (each registration holds its namespace fd plus one per listener)");
+    return reply(error_reply(
+        make_error(Code::kLimit,
+                   "nsproxyd is out of file descriptors and could not receive the namespace fd; "
+                   "raise its RLIMIT_NOFILE (e.g. LimitNOFILE= in its unit) or lower "
+                   "--max-registrations")));
   }
   if (msg->extra_fds) {
     return reply(error_reply(
@@ -166,7 +167,9 @@ ControlServer::ControlServer(struct ev_loop* loop, Handler handler)
   pause_t_.data = &accept_w_;
 }
 
-ControlServer::~ControlServer() { close(); }
+ControlServer::~ControlServer() {
+  close();
+}
 
 Status ControlServer::listen(const std::string& path) {
   sockaddr_un addr;
@@ -175,13 +178,16 @@ Status ControlServer::listen(const std::string& path) {
   if (!dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    if (ec) return make_error(Code::kSocket, "create socket directory " + dir.string() + ": " + ec.message());
+    if (ec)
+      return make_error(Code::kSocket,
+                        "create socket directory " + dir.string() + ": " + ec.message());
   }
 
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
-      return make_error(Code::kSocket, path + " exists and is not a socket; refusing to replace it");
+      return make_error(Code::kSocket,
+                        path + " exists and is not a socket; refusing to replace it");
     }
     UniqueFd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!probe) return errno_error(Code::kSocket, "socket");
@@ -208,7 +214,8 @@ Status ControlServer::listen(const std::string& path) {
   ::umask(old_umask);
   if (rc < 0) return errno_error(Code::kSocket, "bind " + path, bind_errno);
   if (has_allowed_gid_) {
-    if (::chown(path.c_str(), 0, allowed_gid_) < 0) return errno_error(Code::kSocket, "chown " + path);
+    if (::chown(path.c_str(), 0, allowed_gid_) < 0)
+      return errno_error(Code::kSocket, "chown " + path);
     if (::chmod(path.c_str(), 0660) < 0) return errno_error(Code::kSocket, "chmod " + path);
   } else if (::chmod(path.c_str(), 0600) < 0) {
     return errno_error(Code::kSocket, "chmod " + path);
@@ -266,10 +273,14 @@ void ControlServer::on_acceptable() {
     UniqueFd fd(cfd);
     if (clients_.size() >= kMaxClients) {
       LOG_WARN("control: %zu clients connected; refusing another", clients_.size());
-      (void)send_message(fd.get(), encode_reply(error_reply(make_error(Code::kBusy, "too many control clients; retry"))));
+      (void)send_message(
+          fd.get(),
+          encode_reply(error_reply(make_error(Code::kBusy, "too many control clients; retry"))));
       continue;
     }
-    auto* c = new Client{this, std::move(fd), {}, {}, {}, static_cast<uid_t>(-1), static_cast<gid_t>(-1), 0, {}, false};
+    auto* c = new Client{
+        this, std::move(fd), {}, {}, {}, static_cast<uid_t>(-1), static_cast<gid_t>(-1), 0,
+        {},   false};
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(c->fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <ev.h>
-
 #include <sys/types.h>
 
 #include <cstdint>
@@ -35,7 +34,10 @@ class ControlServer {
 
   // Peers with uid 0 are served; with allow_gid set, also peers whose primary group is
   // that gid (the socket is then mode 0660, group allow_gid). Call before listen().
-  void allow_gid(gid_t gid) { allowed_gid_ = gid; has_allowed_gid_ = true; }
+  void allow_gid(gid_t gid) {
+    allowed_gid_ = gid;
+    has_allowed_gid_ = true;
+  }
 
   // Creates the socket directory, refuses when another daemon answers on path, replaces
   // a stale socket file, binds with mode 0600 (0660 with allow_gid) and starts serving.
@@ -64,7 +66,6 @@ class ControlServer {
   void drop(Client* c);
 
  private:
-
   struct ev_loop* loop_;
   Handler handler_;
   std::function<void(int)> handover_;

@@ -63,8 +63,8 @@ Result<UniqueFd> receive_handover(const std::string& socket_path, Registry* regi
     auto msg = recv_message(sock.get(), kMaxMessageSize, kMaxPassedFds);
     if (!msg) {
       return make_error(Code::kHandover, "the running nsproxyd stopped answering after " +
-                                        std::to_string(taken) + " registration(s): " +
-                                        msg.error().message);
+                                             std::to_string(taken) +
+                                             " registration(s): " + msg.error().message);
     }
     json j = json::parse(msg->payload, nullptr, false);
     if (!j.is_object()) return make_error(Code::kHandover, "undecodable handover message");
@@ -85,7 +85,7 @@ Result<UniqueFd> receive_handover(const std::string& socket_path, Registry* regi
     id.dev = static_cast<dev_t>(j.value("dev", uint64_t{0}));
     id.ino = static_cast<ino_t>(j.value("ino", uint64_t{0}));
     Reply r = registry->take_over(*req, id, std::move(msg->fd), std::move(msg->more_fds),
-                              added_addresses_from(j));
+                                  added_addresses_from(j));
     if (!r.ok) {
       LOG_ERROR("handover: %s: %s", req->attachment.display().c_str(), r.error.message.c_str());
       continue;

@@ -15,8 +15,8 @@
 #include <chrono>
 #include <string>
 
-#include "error.h"
 #include "control/registry.h"
+#include "error.h"
 #include "unique_fd.h"
 
 namespace nsproxy {
@@ -25,8 +25,8 @@ namespace nsproxy {
 Status send_handover(int client_fd, const Registry& registry, int control_fd);
 
 // New daemon: asks the daemon on socket_path for everything and takes it over into
-// registry (Registry::take_over). Returns the control listening socket. Code::kNoDaemon when nothing
-// answers on socket_path (start normally then).
+// registry (Registry::take_over). Returns the control listening socket. Code::kNoDaemon when
+// nothing answers on socket_path (start normally then).
 Result<UniqueFd> receive_handover(const std::string& socket_path, Registry* registry,
                                   std::chrono::milliseconds timeout);
 

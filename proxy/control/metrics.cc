@@ -6,8 +6,8 @@
 
 #include "control/registry.h"
 #include "forward/tenant.h"
-#include "version.h"
 #include "forward/worker.h"
+#include "version.h"
 
 namespace nsproxy {
 namespace {
@@ -176,7 +176,8 @@ const TenantFamily kTenantFamilies[] = {
                 reclaim_label(static_cast<Reclaim>(k)), t.stats.reclaimed[k]);
        }
      }},
-    {"nsproxy_upstream_errors_total", "counter", "Failures talking to a tenant's upstream, by kind.",
+    {"nsproxy_upstream_errors_total", "counter",
+     "Failures talking to a tenant's upstream, by kind.",
      [](std::string* out, const TenantTotals& t) {
        for (size_t k = 0; k < t.stats.upstream_errors.size(); ++k) {
          if (t.stats.upstream_errors[k] == 0) continue;

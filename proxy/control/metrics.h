@@ -43,7 +43,7 @@ struct Worker;
 struct TenantTotals {
   std::string id;
   TenantStats stats;
-  uint64_t open = 0;     // open connections
+  uint64_t open = 0;      // open connections
   bool at_limit = false;  // at --max-connections-per-tenant: its listeners wait
 };
 

@@ -26,7 +26,7 @@ struct MetricsServer::Client {
   std::string out;  // the response (or its next piece), sent from `sent` on
   size_t sent = 0;
   MetricsServer::Producer body;  // the rest of a /metrics body, rendered as it goes
-  bool lingering = false;  // response sent, write side shut: discarding until EOF
+  bool lingering = false;        // response sent, write side shut: discarding until EOF
 
   // Each returns false when the client is finished (the caller drops it).
   bool on_readable();
@@ -68,10 +68,9 @@ const http_parser_settings kSettings = [] {
 
 std::string response(int status, const char* reason, const std::string& content_type,
                      const std::string& body, bool head) {
-  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + reason +
-                  "\r\nContent-Type: " + content_type +
-                  "\r\nContent-Length: " + std::to_string(body.size()) +
-                  "\r\nConnection: close\r\n\r\n";
+  std::string r =
+      "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + content_type +
+      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
   if (!head) r += body;
   return r;
 }
@@ -204,7 +203,8 @@ Status MetricsServer::listen(const Address& addr) {
   // A daemon taking over from a running one binds the same address before the old one
   // lets go of it (SO_REUSEPORT shares a port only between sockets of the same user).
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (addr.family() == AF_INET6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (addr.family() == AF_INET6)
+    ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (::bind(fd.get(), addr.sa(), addr.length) < 0) {
     return errno_error(Code::kMetrics, "--metrics-listen " + addr.text);
   }
@@ -223,7 +223,9 @@ void MetricsServer::stop_listening() {
   fd_.reset();
 }
 
-void MetricsServer::on_pause_over() { ev_io_start(loop_, &accept_w_); }
+void MetricsServer::on_pause_over() {
+  ev_io_start(loop_, &accept_w_);
+}
 
 void MetricsServer::on_acceptable() {
   for (int i = 0; i < kAcceptsPerWakeup; ++i) {

@@ -5,8 +5,8 @@
 //                 503 before that and while draining after a takeover
 // Anything else: 404 (405 for a method other than GET/HEAD on a known path). Requests are
 // parsed with http-parser; every response closes the connection (the /metrics body is
-// delimited by the close: it is rendered while it is sent, so its length is not known). It shares the proxy's
-// loop and must never stall it: sockets are non-blocking, a request head is bounded
+// delimited by the close: it is rendered while it is sent, so its length is not known). It shares
+// the proxy's loop and must never stall it: sockets are non-blocking, a request head is bounded
 // (kMaxRequest bytes, 431 beyond) and must arrive within kTimeoutSeconds, malformed ones
 // get 400, at most kMaxClients are served at once, and EMFILE pauses accepting.
 #pragma once

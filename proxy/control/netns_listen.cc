@@ -11,8 +11,8 @@
 #include <cstring>
 #include <optional>
 
-#include "control_protocol.h"
 #include "control/loopback.h"
+#include "control_protocol.h"
 
 namespace nsproxy {
 namespace {
@@ -36,7 +36,8 @@ Result<UniqueFd> make_listener(const Address& addr, int backlog, int socket_buff
       }
     }
   }
-  if (::bind(fd.get(), addr.sa(), addr.length) < 0) return errno_error(Code::kListenerFailed, "bind");
+  if (::bind(fd.get(), addr.sa(), addr.length) < 0)
+    return errno_error(Code::kListenerFailed, "bind");
   if (::listen(fd.get(), backlog) < 0) return errno_error(Code::kListenerFailed, "listen");
   return fd;
 }
@@ -73,9 +74,9 @@ Result<NetnsListeners> NetnsListenerFactory::listen_all(
       if (t.add_address) {
         auto added = add_loopback_address(t.addr);
         if (!added) {
-          failure = make_error(Code::kListenerFailed, "listen " + t.addr.text + " in " +
-                                                           netns_path + ": " +
-                                                           added.error().message);
+          failure =
+              make_error(Code::kListenerFailed, "listen " + t.addr.text + " in " + netns_path +
+                                                    ": " + added.error().message);
           break;
         }
         if (*added) out.added.push_back(t.addr);

@@ -21,8 +21,8 @@ struct ListenTarget {
 };
 
 struct NetnsListeners {
-  std::vector<UniqueFd> fds;       // one per target, in order
-  std::vector<Address> added;      // IPs this call added to lo (one entry per IP)
+  std::vector<UniqueFd> fds;   // one per target, in order
+  std::vector<Address> added;  // IPs this call added to lo (one entry per IP)
 };
 
 class NetnsListenerFactory {

@@ -18,7 +18,8 @@ json Registration::to_json() const {
                {"mode", mode_name(specs[i].mode)},
                {"accepting", l != nullptr && l->accepting()},
                {"connections", l != nullptr ? l->connections() : 0}};
-    if (specs[i].mode == Mode::Tcp) lj["proxy_protocol"] = proxy_protocol_name(specs[i].proxy_protocol);
+    if (specs[i].mode == Mode::Tcp)
+      lj["proxy_protocol"] = proxy_protocol_name(specs[i].proxy_protocol);
     if (specs[i].add_address) lj["add_address"] = true;
     ls.push_back(std::move(lj));
   }

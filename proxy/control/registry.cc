@@ -22,7 +22,9 @@ namespace {
 
 using nlohmann::json;
 
-int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
+int64_t now_seconds() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
 
 }  // namespace
 
@@ -59,20 +61,22 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
                     const std::vector<std::string>& prior_added, Record record) {
   const std::string who = req.attachment.display();
   if (!netns_fd) {
-    return error_reply(make_error(Code::kBadRequest,
-                                  "add needs the network namespace as a file descriptor"));
+    return error_reply(
+        make_error(Code::kBadRequest, "add needs the network namespace as a file descriptor"));
   }
   auto id = netns_identity(netns_fd.get());
-  if (!id) return error_reply(make_error(Code::kNotNetns, req.netns_path + ": " + id.error().message));
+  if (!id)
+    return error_reply(make_error(Code::kNotNetns, req.netns_path + ": " + id.error().message));
   if (req.listeners.empty()) {
     return error_reply(make_error(Code::kBadRequest, "add needs at least one listener"));
   }
   if (!allow_host_netns_) {
     auto home = netns_identity(factory_->home_fd());
     if (home && *home == *id) {
-      return error_reply(make_error(
-          Code::kHostNetns, req.netns_path + " is nsproxyd's own network namespace; refusing to "
-                                         "register it (start nsproxyd with --allow-host-netns)"));
+      return error_reply(
+          make_error(Code::kHostNetns, req.netns_path +
+                                           " is nsproxyd's own network namespace; refusing to "
+                                           "register it (start nsproxyd with --allow-host-netns)"));
     }
   }
 
@@ -82,20 +86,24 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
     const ListenerSpec& spec = req.listeners[i];
     std::string where = "listeners[" + std::to_string(i) + "]";
     auto listen = parse_address(spec.listen, false);
-    if (!listen) return error_reply(make_error(Code::kBadRequest, where + ".listen: " + listen.error().message));
+    if (!listen)
+      return error_reply(
+          make_error(Code::kBadRequest, where + ".listen: " + listen.error().message));
     auto upstream = parse_address(spec.upstream, true);
     if (!upstream) {
-      return error_reply(make_error(Code::kBadRequest, where + ".upstream: " + upstream.error().message));
+      return error_reply(
+          make_error(Code::kBadRequest, where + ".upstream: " + upstream.error().message));
     }
     if (spec.proxy_protocol == ProxyProtocol::V2) {
       if (Status ok = check_proxy_v2_identity(req.attachment.id, req.labels); !ok) {
-        return error_reply(make_error(Code::kBadRequest, where + ".proxy_protocol: " +
-                                                              ok.error().message));
+        return error_reply(
+            make_error(Code::kBadRequest, where + ".proxy_protocol: " + ok.error().message));
       }
     }
     if (spec.add_address) {
       if (Status ok = check_service_address(*listen); !ok) {
-        return error_reply(make_error(Code::kBadRequest, where + ".add_address: " + ok.error().message));
+        return error_reply(
+            make_error(Code::kBadRequest, where + ".add_address: " + ok.error().message));
       }
     }
     targets.push_back({std::move(*listen), spec.add_address});
@@ -112,19 +120,23 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
     LOG_INFO("add %s: replacing the registration for %s (inode %ju) with %s (inode %ju)",
              who.c_str(), old.netns_path.c_str(), static_cast<uintmax_t>(old.netns_id.ino),
              req.netns_path.c_str(), static_cast<uintmax_t>(id->ino));
-    forget(it, nullptr, record);  // closes the old listeners first: the new ones may need their ports
+    forget(it, nullptr,
+           record);  // closes the old listeners first: the new ones may need their ports
   }
 
   if (regs_.size() >= worker_->config->max_registrations) {
-    return error_reply(make_error(Code::kLimit, "nsproxyd already holds " + std::to_string(regs_.size()) +
-                                               " registrations (--max-registrations)"));
+    return error_reply(make_error(Code::kLimit, "nsproxyd already holds " +
+                                                    std::to_string(regs_.size()) +
+                                                    " registrations (--max-registrations)"));
   }
   auto setup_start = std::chrono::steady_clock::now();
   auto made = factory_->listen_all(netns_fd.get(), req.netns_path, targets);
   listener_setup_.observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_start).count());
   if (!made) {
-    LOG_WARN_F(({{"tenant", req.attachment.id}, {"attachment", who}, {"netns", req.netns_path},
+    LOG_WARN_F(({{"tenant", req.attachment.id},
+                 {"attachment", who},
+                 {"netns", req.netns_path},
                  {"error", made.error().message}}),
                "add %s: %s", who.c_str(), made.error().message.c_str());
     return error_reply(made.error());
@@ -181,8 +193,8 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
   tenant->id = req.attachment.id;
   tenant->display = who;
   tenant->labels = req.labels;
-  tenant->tenant_header = req.headers.tenant_id.empty() ? worker_->config->tenant_header
-                                                        : req.headers.tenant_id;
+  tenant->tenant_header =
+      req.headers.tenant_id.empty() ? worker_->config->tenant_header : req.headers.tenant_id;
   tenant->label_header_prefix = req.headers.label_prefix.empty()
                                     ? worker_->config->label_header_prefix
                                     : req.headers.label_prefix;
@@ -190,10 +202,9 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
                        worker_->loop != nullptr ? ev_now(worker_->loop) : 0);
   reg->tenant = tenant;
   for (size_t i = 0; i < fds->size(); ++i) {
-    auto l = std::make_unique<Listener>(worker_, std::move((*fds)[i]), req.listeners[i],
-                                        std::move(upstreams[i]), tenant,
-                                        req.listeners[i].mode == Mode::Http ? make_http_session
-                                                                            : make_tcp_session);
+    auto l = std::make_unique<Listener>(
+        worker_, std::move((*fds)[i]), req.listeners[i], std::move(upstreams[i]), tenant,
+        req.listeners[i].mode == Mode::Http ? make_http_session : make_tcp_session);
     l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
     reg->listeners.push_back(std::move(l));
   }
@@ -201,14 +212,14 @@ Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
     if (Status saved = journal_->record_add(req, id, reg->added_addresses); !saved) {
       LOG_ERROR("add %s: %s; not registered", who.c_str(), saved.error().message.c_str());
       release_addresses(*reg, record);
-      return error_reply(make_error(Code::kInternal, "cannot persist the registration: " +
-                                                          saved.error().message));
+      return error_reply(
+          make_error(Code::kInternal, "cannot persist the registration: " + saved.error().message));
     }
   }
   json data = {{"registration", reg->to_json()}, {"created", true}};
   LOG_INFO_F(({{"tenant", req.attachment.id}, {"attachment", who}, {"netns", req.netns_path}}),
              "add %s: netns %s (inode %ju), %zu listener(s)", who.c_str(), req.netns_path.c_str(),
-           static_cast<uintmax_t>(id.ino), reg->listeners.size());
+             static_cast<uintmax_t>(id.ino), reg->listeners.size());
   regs_[req.attachment] = std::move(reg);
   return ok_reply(std::move(data));
 }
@@ -221,7 +232,7 @@ Reply Registry::del(const Request& req) {
   }
   LOG_INFO_F(({{"tenant", req.attachment.id}, {"attachment", req.attachment.display()}}),
              "del %s: closing %zu listener(s)", req.attachment.display().c_str(),
-           it->second->listeners.size());
+             it->second->listeners.size());
   forget(it, nullptr, recording());
   return ok_reply({{"deleted", true}});
 }
@@ -235,12 +246,13 @@ Reply Registry::check(const Request& req, UniqueFd netns_fd) {
   const Registration& reg = *it->second;
   if (netns_fd) {
     auto id = netns_identity(netns_fd.get());
-    if (!id) return error_reply(make_error(Code::kNotNetns, req.netns_path + ": " + id.error().message));
+    if (!id)
+      return error_reply(make_error(Code::kNotNetns, req.netns_path + ": " + id.error().message));
     if (!(*id == reg.netns_id)) {
       return error_reply(make_error(
           Code::kNetnsMismatch, who + " is registered for network namespace " + reg.netns_path +
-                                     " (inode " + std::to_string(reg.netns_id.ino) + "), not " +
-                                     req.netns_path + " (inode " + std::to_string(id->ino) + ")"));
+                                    " (inode " + std::to_string(reg.netns_id.ino) + "), not " +
+                                    req.netns_path + " (inode " + std::to_string(id->ino) + ")"));
     }
   }
   for (const auto& l : reg.listeners) {
@@ -270,9 +282,11 @@ Reply Registry::status() const {
                    {"refused", breakdown["refused"]},
                    {"upstream_errors", breakdown["upstream_errors"]},
                    {"connections_reclaimed", breakdown["reclaimed"]},
-                   {"tenants_at_limit", std::count_if(regs_.begin(), regs_.end(), [](const auto& r) {
-                      return r.second->tenant && r.second->tenant->holding();
-                    })},
+                   {"tenants_at_limit", std::count_if(regs_.begin(), regs_.end(),
+                                                      [](const auto& r) {
+                                                        return r.second->tenant &&
+                                                               r.second->tenant->holding();
+                                                      })},
                    {"connections_total", worker_->connections_total},
                    {"pid", static_cast<int64_t>(::getpid())},
                    {"uptime_seconds", now_seconds() - started_at_},
@@ -309,10 +323,12 @@ Reply Registry::gc(const Request& req) {
 void Registry::forget(Registrations::iterator it, const char* why, Record record) {
   AttachmentKey key = it->first;
   if (why != nullptr) {
-    LOG_WARN_F(({{"tenant", key.id}, {"attachment", key.display()}, {"netns", it->second->netns_path},
+    LOG_WARN_F(({{"tenant", key.id},
+                 {"attachment", key.display()},
+                 {"netns", it->second->netns_path},
                  {"error", why}}),
                "%s: %s; dropping the registration (%zu listener(s))", key.display().c_str(), why,
-             it->second->listeners.size());
+               it->second->listeners.size());
   }
   release_addresses(*it->second, record);
   regs_.erase(it);
@@ -329,7 +345,8 @@ void Registry::maybe_compact() {
   if (journal_ == nullptr || journal_->lines() < 2 * regs_.size() + 1024) return;
   std::vector<SavedRegistration> live;
   live.reserve(regs_.size());
-  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
+  for (const auto& [key, reg] : regs_)
+    live.push_back({reg->request, reg->netns_id, reg->added_addresses});
   if (Status s = journal_->compact(live); !s) {
     LOG_ERROR("compacting %s: %s", journal_->path().c_str(), s.error().message.c_str());
   }
@@ -341,8 +358,10 @@ size_t Registry::restore(std::vector<SavedRegistration> saved) {
     const std::string who = s.request.attachment.display();
     auto fd = open_netns(s.request.netns_path);
     if (!fd) {
-      LOG_WARN_F(({{"tenant", s.request.attachment.id}, {"attachment", who},
-                   {"netns", s.request.netns_path}, {"error", fd.error().message}}),
+      LOG_WARN_F(({{"tenant", s.request.attachment.id},
+                   {"attachment", who},
+                   {"netns", s.request.netns_path},
+                   {"error", fd.error().message}}),
                  "restore %s: %s; dropped", who.c_str(), fd.error().message.c_str());
       continue;
     }
@@ -362,7 +381,8 @@ size_t Registry::restore(std::vector<SavedRegistration> saved) {
   }
   if (journal_ != nullptr) {
     std::vector<SavedRegistration> live;
-    for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
+    for (const auto& [key, reg] : regs_)
+      live.push_back({reg->request, reg->netns_id, reg->added_addresses});
     if (Status st = journal_->compact(live); !st) {
       LOG_ERROR("compacting %s: %s", journal_->path().c_str(), st.error().message.c_str());
     }
@@ -412,7 +432,8 @@ void Registry::stop_accepting_all() {
 }
 
 Reply Registry::take_over(const Request& req, NetnsId id, UniqueFd netns,
-                      std::vector<UniqueFd> listeners, std::vector<std::string> added_addresses) {
+                          std::vector<UniqueFd> listeners,
+                          std::vector<std::string> added_addresses) {
   if (listeners.size() != req.listeners.size()) {
     return error_reply(make_error(Code::kBadRequest, "handover: listener count mismatch"));
   }
@@ -429,7 +450,8 @@ Reply Registry::take_over(const Request& req, NetnsId id, UniqueFd netns,
 
 std::vector<SavedRegistration> Registry::saved() const {
   std::vector<SavedRegistration> live;
-  for (const auto& [key, reg] : regs_) live.push_back({reg->request, reg->netns_id, reg->added_addresses});
+  for (const auto& [key, reg] : regs_)
+    live.push_back({reg->request, reg->netns_id, reg->added_addresses});
   return live;
 }
 

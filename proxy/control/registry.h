@@ -19,15 +19,15 @@
 #include <string>
 #include <vector>
 
+#include "control/netns_listen.h"
 #include "control/registration.h"
+#include "control/state_journal.h"
 #include "control_protocol.h"
 #include "forward/histogram.h"
 #include "forward/listener.h"
-#include "netns.h"
-#include "control/netns_listen.h"
-#include "control/state_journal.h"
-#include "unique_fd.h"
 #include "forward/worker.h"
+#include "netns.h"
+#include "unique_fd.h"
 
 namespace nsproxy {
 
@@ -70,7 +70,7 @@ class Registry {
   void stop_accepting_all();
   // Handover, new daemon: takes over a registration with its open sockets.
   Reply take_over(const Request& req, NetnsId id, UniqueFd netns, std::vector<UniqueFd> listeners,
-              std::vector<std::string> added_addresses = {});
+                  std::vector<std::string> added_addresses = {});
   // The live registrations, as the journal stores them.
   std::vector<SavedRegistration> saved() const;
 

@@ -24,7 +24,7 @@ std::vector<std::string> owned_addresses(const std::vector<Address>& added_now,
 // What becomes of the IPs `reg` owns when it goes.
 struct AddressRelease {
   std::vector<std::pair<Registration*, std::string>> inherited;  // heir, IP
-  std::vector<Address> remove;                                    // from lo
+  std::vector<Address> remove;                                   // from lo
 };
 AddressRelease plan_release(const Registration& reg, const Registrations& all);
 

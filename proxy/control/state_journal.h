@@ -44,8 +44,8 @@ class StateJournal {
  public:
   // Opens (creating) DIR/registrations.journal. Returns the registrations it holds.
   // sync: fdatasync every change (and fsync on compaction).
-  static Result<StateJournal> open(const std::string& dir,
-                                   std::vector<SavedRegistration>* saved, bool sync = false);
+  static Result<StateJournal> open(const std::string& dir, std::vector<SavedRegistration>* saved,
+                                   bool sync = false);
 
   Status record_add(const Request& req, NetnsId id,
                     const std::vector<std::string>& added_addresses = {});

@@ -215,12 +215,14 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
         a.key.ifname = optarg;
         break;
       case 'L':
-        if (!a.saw_upstream_for_last) die_usage("--listen " + a.listeners.back().listen + " has no --upstream");
+        if (!a.saw_upstream_for_last)
+          die_usage("--listen " + a.listeners.back().listen + " has no --upstream");
         a.listeners.push_back(ListenerSpec{optarg, "", Mode::Http, ProxyProtocol::None});
         a.saw_upstream_for_last = false;
         break;
       case 'u':
-        if (a.listeners.empty() || a.saw_upstream_for_last) die_usage("--upstream must follow a --listen");
+        if (a.listeners.empty() || a.saw_upstream_for_last)
+          die_usage("--upstream must follow a --listen");
         a.listeners.back().upstream = optarg;
         a.saw_upstream_for_last = true;
         break;
@@ -241,17 +243,20 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
         a.listeners.back().add_address = true;
         break;
       case 'T':
-        if (!valid_header_name(optarg)) die_usage(std::string("--tenant-header: invalid header name \"") + optarg + "\"");
+        if (!valid_header_name(optarg))
+          die_usage(std::string("--tenant-header: invalid header name \"") + optarg + "\"");
         a.headers.tenant_id = optarg;
         break;
       case 'X':
-        if (!valid_header_name(optarg)) die_usage(std::string("--label-header-prefix: invalid header name \"") + optarg + "\"");
+        if (!valid_header_name(optarg))
+          die_usage(std::string("--label-header-prefix: invalid header name \"") + optarg + "\"");
         a.headers.label_prefix = optarg;
         break;
       case 'l': {
         std::string kv = optarg;
         auto eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0) die_usage("--label: expected KEY=VALUE, got \"" + kv + "\"");
+        if (eq == std::string::npos || eq == 0)
+          die_usage("--label: expected KEY=VALUE, got \"" + kv + "\"");
         a.labels[kv.substr(0, eq)] = kv.substr(eq + 1);
         break;
       }
@@ -272,7 +277,8 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
     }
   }
   if (optind < argc) die_usage(cmd + ": unexpected argument \"" + argv[optind] + "\"");
-  if (!a.saw_upstream_for_last) die_usage("--listen " + a.listeners.back().listen + " has no --upstream");
+  if (!a.saw_upstream_for_last)
+    die_usage("--listen " + a.listeners.back().listen + " has no --upstream");
   if (!a.key.network.empty() && a.key.ifname.empty()) die_usage("--network needs --ifname");
   return a;
 }
@@ -320,8 +326,9 @@ int cmd_add(const Global& g, const CommandArgs& a) {
     return 0;
   }
   bool created = r.data.value("created", true);
-  std::printf("%s %s in %s\n", created ? "registered" : "already registered:",
-              a.key.display().c_str(), a.netns.c_str());
+  std::printf("%s %s in %s\n",
+              created ? "registered" : "already registered:", a.key.display().c_str(),
+              a.netns.c_str());
   for (const auto& l : a.listeners) {
     std::printf("  %s -> %s (%s%s%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode),
                 l.proxy_protocol == ProxyProtocol::V2 ? ", PROXY v2" : "",
@@ -440,8 +447,7 @@ int cmd_status(const Global& g, const CommandArgs& a) {
     std::printf("%s\n", r.data.dump(2).c_str());
     return 0;
   }
-  std::printf("nsproxyd %s, pid %lld, up %llds, socket %s\n",
-              r.data.value("version", "?").c_str(),
+  std::printf("nsproxyd %s, pid %lld, up %llds, socket %s\n", r.data.value("version", "?").c_str(),
               static_cast<long long>(r.data.value("pid", 0)),
               static_cast<long long>(r.data.value("uptime_seconds", 0)), g.socket_path.c_str());
   std::printf("registrations %llu, listeners %llu, connections %llu (%llu since start)\n",
@@ -490,7 +496,8 @@ int run(int argc, char** argv) {
         char* end = nullptr;
         long v = std::strtol(optarg, &end, 10);
         if (*optarg == '\0' || *end != '\0' || v <= 0 || v > 600000) {
-          die_usage(std::string("--timeout: expected milliseconds (1..600000), got \"") + optarg + "\"");
+          die_usage(std::string("--timeout: expected milliseconds (1..600000), got \"") + optarg +
+                    "\"");
         }
         g.timeout_ms = static_cast<int>(v);
         break;

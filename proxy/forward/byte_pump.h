@@ -20,8 +20,8 @@ namespace nsproxy {
 
 class BytePump {
  public:
-  BytePump(Connection* client, Connection* upstream, ByteQueue* to_upstream,
-           ByteQueue* to_client, size_t high_water)
+  BytePump(Connection* client, Connection* upstream, ByteQueue* to_upstream, ByteQueue* to_client,
+           size_t high_water)
       : client_(client),
         upstream_(upstream),
         to_upstream_(to_upstream),

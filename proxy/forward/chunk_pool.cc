@@ -1,6 +1,5 @@
 #include "forward/chunk_pool.h"
 
-
 #include <new>
 
 namespace nsproxy {

@@ -10,7 +10,9 @@
 namespace nsproxy {
 namespace {
 
-bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+bool would_block(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK;
+}
 
 void set_watcher(struct ev_loop* loop, ev_io* w, bool on) {
   if (on && !ev_is_active(w)) {
@@ -44,10 +46,16 @@ UniqueFd Connection::detach() {
   return std::move(fd_);
 }
 
-void Connection::close() { detach().reset(); }
+void Connection::close() {
+  detach().reset();
+}
 
-void Connection::want_read(bool on) { set_watcher(loop_, &read_w_, on); }
-void Connection::want_write(bool on) { set_watcher(loop_, &write_w_, on); }
+void Connection::want_read(bool on) {
+  set_watcher(loop_, &read_w_, on);
+}
+void Connection::want_write(bool on) {
+  set_watcher(loop_, &write_w_, on);
+}
 
 ssize_t Connection::read(char* buf, size_t len) {
   ssize_t n;
@@ -79,7 +87,9 @@ ssize_t Connection::write_from(ByteQueue* q) {
   return would_block(errno) ? 0 : kError;
 }
 
-void Connection::shutdown_write() { ::shutdown(fd_.get(), SHUT_WR); }
+void Connection::shutdown_write() {
+  ::shutdown(fd_.get(), SHUT_WR);
+}
 
 Connection::Connect Connection::connect(Worker* worker, const Address& to, int* err) {
   UniqueFd fd(worker->budget.stream_socket(to.family()));

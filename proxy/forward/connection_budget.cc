@@ -8,9 +8,9 @@
 #include <string>
 
 #include "forward/listener.h"
-#include "log.h"
 #include "forward/session.h"
 #include "forward/tenant.h"
+#include "log.h"
 
 namespace nsproxy {
 namespace {
@@ -19,16 +19,19 @@ namespace {
 void reclaim(Session* s, Tenant& owner, Reclaim kind, const std::string& why) {
   owner.stats.reclaim(kind);
   // Counted always, logged at most once a second per tenant (as refusals are).
-  double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   if (owner.reclaim_log.allow(now)) {
     size_t quiet = owner.reclaim_log.suppressed;
     owner.reclaim_log.suppressed = 0;
-    LOG_INFO_F(({{"tenant", owner.id}, {"reclaimed", reclaim_label(kind)}}),
-               "tenant %s: closed its oldest %s connection of %zu %s%s", owner.display.c_str(),
-               kind == Reclaim::Idle ? "idle keep-alive" : "incomplete-head", owner.connections,
-               why.c_str(),
-               quiet == 0 ? ""
-                          : (" (" + std::to_string(quiet) + " more in the last second not logged)").c_str());
+    LOG_INFO_F(
+        ({{"tenant", owner.id}, {"reclaimed", reclaim_label(kind)}}),
+        "tenant %s: closed its oldest %s connection of %zu %s%s", owner.display.c_str(),
+        kind == Reclaim::Idle ? "idle keep-alive" : "incomplete-head", owner.connections,
+        why.c_str(),
+        quiet == 0
+            ? ""
+            : (" (" + std::to_string(quiet) + " more in the last second not logged)").c_str());
   }
   delete s;  // unlinks from its tenant's lists and the budget
 }

@@ -8,13 +8,15 @@
 #include <memory>
 #include <vector>
 
-#include "log.h"
 #include "forward/session.h"
+#include "log.h"
 
 namespace nsproxy {
 namespace {
 
-void accept_cb(struct ev_loop*, ev_io* w, int) { static_cast<Listener*>(w->data)->on_acceptable(); }
+void accept_cb(struct ev_loop*, ev_io* w, int) {
+  static_cast<Listener*>(w->data)->on_acceptable();
+}
 
 void pause_cb(struct ev_loop*, ev_timer* w, int) {
   static_cast<Listener*>(w->data)->on_pause_over();
@@ -24,7 +26,8 @@ void pause_cb(struct ev_loop*, ev_timer* w, int) {
 
 Session::Session(Listener* listener) : listener_(listener) {
   listener_->add_session(this);
-  if (listener_->tenant().connections++ == 0) listener_->worker()->budget.add_holder(listener_->tenant());
+  if (listener_->tenant().connections++ == 0)
+    listener_->worker()->budget.add_holder(listener_->tenant());
   ++listener_->worker()->connections;
   ++listener_->worker()->connections_total;
 }
@@ -83,7 +86,7 @@ Listener::~Listener() {
 void Listener::pause(const char* why) {
   LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_.listen}, {"error", why}}),
              "tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_name().c_str(),
-           spec_.listen.c_str(), why, kPauseSeconds * 1000);
+             spec_.listen.c_str(), why, kPauseSeconds * 1000);
   ev_io_stop(worker_->loop, &accept_w_);
   ev_timer_stop(worker_->loop, &pause_t_);
   ev_timer_set(&pause_t_, kPauseSeconds, 0.);
@@ -152,9 +155,10 @@ void Listener::on_acceptable() {
                       !worker_->budget.reclaim_for(*tenant_, cfg.max_connections);
     if (over_limit && spec_.mode == Mode::Tcp) {
       tenant_->stats.refuse(Refusal::ConnectionLimit);
-      LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_.listen}, {"error", "connection limit"}}),
-                 "tenant %s: daemon connection limit reached; refusing a connection on %s",
-                 tenant_name().c_str(), spec_.listen.c_str());
+      LOG_WARN_F(
+          ({{"tenant", tenant_->id}, {"listen", spec_.listen}, {"error", "connection limit"}}),
+          "tenant %s: daemon connection limit reached; refusing a connection on %s",
+          tenant_name().c_str(), spec_.listen.c_str());
       continue;  // closes it
     }
     std::unique_ptr<Session> s = make_session_(this, std::move(client), over_limit);

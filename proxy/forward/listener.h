@@ -10,11 +10,11 @@
 #include <unordered_set>
 
 #include "address.h"
+#include "control_protocol.h"
 #include "forward/session.h"
 #include "forward/tenant.h"
-#include "control_protocol.h"
-#include "unique_fd.h"
 #include "forward/worker.h"
+#include "unique_fd.h"
 
 namespace nsproxy {
 

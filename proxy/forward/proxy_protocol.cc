@@ -62,15 +62,16 @@ Status check_proxy_v2_identity(std::string_view unique_id,
                                const std::map<std::string, std::string>& labels) {
   if (unique_id.empty()) return make_error(Code::kProxyHeader, "PROXY v2: empty tenant id");
   if (unique_id.size() > kProxyV2MaxUniqueId) {
-    return make_error(Code::kProxyHeader, "PROXY v2: tenant id is " + std::to_string(unique_id.size()) +
-                                          " bytes, PP2_TYPE_UNIQUE_ID allows at most " +
-                                          std::to_string(kProxyV2MaxUniqueId));
+    return make_error(Code::kProxyHeader, "PROXY v2: tenant id is " +
+                                              std::to_string(unique_id.size()) +
+                                              " bytes, PP2_TYPE_UNIQUE_ID allows at most " +
+                                              std::to_string(kProxyV2MaxUniqueId));
   }
   size_t total = kFixedLength + kIpv6Block + tlv_bytes(unique_id, labels);
   if (total > kProxyV2MaxHeader) {
     return make_error(Code::kProxyHeader, "PROXY v2: header with these labels would be " +
-                                          std::to_string(total) + " bytes, more than " +
-                                          std::to_string(kProxyV2MaxHeader));
+                                              std::to_string(total) + " bytes, more than " +
+                                              std::to_string(kProxyV2MaxHeader));
   }
   return {};
 }

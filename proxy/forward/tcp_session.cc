@@ -6,8 +6,8 @@
 #include <cstring>
 
 #include "forward/listener.h"
-#include "log.h"
 #include "forward/proxy_protocol.h"
+#include "log.h"
 
 namespace nsproxy {
 namespace {
@@ -54,7 +54,9 @@ TcpSession::TcpSession(Listener* listener, UniqueFd client)
   connect_t_.data = this;
 }
 
-TcpSession::~TcpSession() { ev_timer_stop(loop_, &connect_t_); }
+TcpSession::~TcpSession() {
+  ev_timer_stop(loop_, &connect_t_);
+}
 
 bool TcpSession::upstream_failed(const char* what, int err) {
   listener_->tenant().stats.upstream_failed(upstream_error_of(err));
@@ -62,8 +64,10 @@ bool TcpSession::upstream_failed(const char* what, int err) {
 }
 
 bool TcpSession::fail(const char* what, int err) {
-  LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
-               {"upstream", listener_->upstream().text}, {"error", std::strerror(err)}}),
+  LOG_INFO_F(({{"tenant", listener_->tenant().id},
+               {"listen", listener_->spec().listen},
+               {"upstream", listener_->upstream().text},
+               {"error", std::strerror(err)}}),
              "tenant %s: %s %s: %s", listener_->tenant_name().c_str(), what,
              listener_->upstream().text.c_str(), std::strerror(err));
   return false;

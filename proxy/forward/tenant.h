@@ -2,11 +2,10 @@
 // registration's listeners and kept alive by them (and so by their sessions).
 #pragma once
 
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <cmath>
 
 #include "control_protocol.h"
 #include "forward/intrusive_list.h"
@@ -57,15 +56,15 @@ struct Tenant {
       last = now;
       return true;
     }
-  } refusal_log, reclaim_log;         // in ConnectionBudget's holders, while connections > 0
-  TenantStats stats;                // for /metrics and nsproxyctl list
+  } refusal_log, reclaim_log;  // in ConnectionBudget's holders, while connections > 0
+  TenantStats stats;           // for /metrics and nsproxyctl list
 
   // The limits in effect: the registration's own, else the daemon's defaults. Every
   // Tenant gets this before its listeners start (a limit of 0 would hold them).
   void apply_limits(const ProxyConfig& cfg, const TenantLimits& own, double now) {
     max_connections = own.connections.value_or(cfg.max_connections_per_tenant);
     double r = own.rate.value_or(cfg.tenant_rate);
-    double b = own.burst               ? *own.burst
+    double b = own.burst              ? *own.burst
                : cfg.tenant_burst > 0 ? static_cast<double>(cfg.tenant_burst)
                                       : std::ceil(r);
     rate.configure(r, b, now);

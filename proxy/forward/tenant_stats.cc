@@ -6,15 +6,24 @@ namespace nsproxy {
 
 const char* refusal_label(Refusal r) {
   switch (r) {
-    case Refusal::ConnectionLimit: return "connection_limit";
-    case Refusal::HeadTimeout: return "head_timeout";
-    case Refusal::BodyTimeout: return "body_timeout";
-    case Refusal::HeadTooLarge: return "head_too_large";
-    case Refusal::BadRequest: return "bad_request";
-    case Refusal::MethodNotAllowed: return "method_not_allowed";
-    case Refusal::RateLimit: return "rate_limit";
-    case Refusal::InFlightLimit: return "in_flight_limit";
-    case Refusal::kCount: break;
+    case Refusal::ConnectionLimit:
+      return "connection_limit";
+    case Refusal::HeadTimeout:
+      return "head_timeout";
+    case Refusal::BodyTimeout:
+      return "body_timeout";
+    case Refusal::HeadTooLarge:
+      return "head_too_large";
+    case Refusal::BadRequest:
+      return "bad_request";
+    case Refusal::MethodNotAllowed:
+      return "method_not_allowed";
+    case Refusal::RateLimit:
+      return "rate_limit";
+    case Refusal::InFlightLimit:
+      return "in_flight_limit";
+    case Refusal::kCount:
+      break;
   }
   return "other";
 }
@@ -25,23 +34,32 @@ const char* reclaim_label(Reclaim r) {
 
 const char* upstream_error_label(UpstreamError e) {
   switch (e) {
-    case UpstreamError::ConnectRefused: return "connect_refused";
-    case UpstreamError::Timeout: return "timeout";
-    case UpstreamError::Reset: return "reset";
-    case UpstreamError::Malformed: return "malformed";
+    case UpstreamError::ConnectRefused:
+      return "connect_refused";
+    case UpstreamError::Timeout:
+      return "timeout";
+    case UpstreamError::Reset:
+      return "reset";
+    case UpstreamError::Malformed:
+      return "malformed";
     case UpstreamError::Other:
-    case UpstreamError::kCount: break;
+    case UpstreamError::kCount:
+      break;
   }
   return "other";
 }
 
 UpstreamError upstream_error_of(int err) {
   switch (err) {
-    case ECONNREFUSED: return UpstreamError::ConnectRefused;
-    case ETIMEDOUT: return UpstreamError::Timeout;
+    case ECONNREFUSED:
+      return UpstreamError::ConnectRefused;
+    case ETIMEDOUT:
+      return UpstreamError::Timeout;
     case ECONNRESET:
-    case EPIPE: return UpstreamError::Reset;
-    default: return UpstreamError::Other;
+    case EPIPE:
+      return UpstreamError::Reset;
+    default:
+      return UpstreamError::Other;
   }
 }
 
@@ -79,7 +97,8 @@ nlohmann::json TenantStats::to_json() const {
   }
   nlohmann::json up = nlohmann::json::object();
   for (size_t k = 0; k < upstream_errors.size(); ++k) {
-    if (upstream_errors[k] != 0) up[upstream_error_label(static_cast<UpstreamError>(k))] = upstream_errors[k];
+    if (upstream_errors[k] != 0)
+      up[upstream_error_label(static_cast<UpstreamError>(k))] = upstream_errors[k];
   }
   nlohmann::json rec = nlohmann::json::object();
   for (size_t k = 0; k < reclaimed.size(); ++k) {

@@ -8,7 +8,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-
 #include <nlohmann/json.hpp>
 
 #include "forward/histogram.h"
@@ -55,11 +54,11 @@ inline constexpr double kRequestDurationBounds[] = {0.005, 0.01, 0.025, 0.05, 0.
                                                     0.5,   1,    2.5,   5,    10};
 
 struct TenantStats {
-  uint64_t connections_total = 0;          // accepted, refused ones included
-  std::array<uint64_t, 5> requests{};      // answered, by status class 1xx..5xx
+  uint64_t connections_total = 0;      // accepted, refused ones included
+  std::array<uint64_t, 5> requests{};  // answered, by status class 1xx..5xx
   Histogram request_duration{kRequestDurationBounds};
-  uint64_t received_bytes = 0;             // from the tenant
-  uint64_t sent_bytes = 0;                 // to the tenant
+  uint64_t received_bytes = 0;  // from the tenant
+  uint64_t sent_bytes = 0;      // to the tenant
   std::array<uint64_t, static_cast<size_t>(Refusal::kCount)> refused{};
   std::array<uint64_t, static_cast<size_t>(UpstreamError::kCount)> upstream_errors{};
   std::array<uint64_t, static_cast<size_t>(Reclaim::kCount)> reclaimed{};

@@ -21,8 +21,8 @@ struct Worker {
   const ProxyConfig* config = nullptr;
   ChunkPool pool;
   UpstreamPool* upstreams = nullptr;  // idle upstream connections (http mode)
-  uint64_t connections = 0;        // currently open tenant connections
-  ConnectionBudget budget;         // who holds them; reclaims when they run out
+  uint64_t connections = 0;           // currently open tenant connections
+  ConnectionBudget budget;            // who holds them; reclaims when they run out
   // Set when an upstream socket() failed with EMFILE/ENFILE (Connection::connect): the
   // next listener to accept pauses, as for a failed accept, instead of accepting
   // connections it cannot serve.

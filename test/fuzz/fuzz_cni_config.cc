@@ -26,13 +26,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "cni_config.h"
 #include "cni_env.h"
@@ -95,11 +94,21 @@ void check_daemon_accepts(const Request& req, std::string_view input, const char
 Request request_for(Command command, const PluginConfig& conf) {
   Request req;
   switch (command) {
-    case Command::Add: req.op = Op::Add; break;
-    case Command::Check: req.op = Op::Check; break;
-    case Command::Del: req.op = Op::Del; break;
-    case Command::Gc: req.op = Op::Gc; break;
-    default: req.op = Op::Status; break;
+    case Command::Add:
+      req.op = Op::Add;
+      break;
+    case Command::Check:
+      req.op = Op::Check;
+      break;
+    case Command::Del:
+      req.op = Op::Del;
+      break;
+    case Command::Gc:
+      req.op = Op::Gc;
+      break;
+    default:
+      req.op = Op::Status;
+      break;
   }
   if (command == Command::Gc) {
     req.attachment.network = conf.name;
@@ -143,8 +152,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     errors.check(decoded.error(), "1.1.0", input);
   }
-  for (Command command : {Command::Add, Command::Del, Command::Check, Command::Status,
-                          Command::Gc, Command::Version}) {
+  for (Command command : {Command::Add, Command::Del, Command::Check, Command::Status, Command::Gc,
+                          Command::Version}) {
     if (!decoded) break;  // one error for every command, checked above
     std::string version = "1.1.0";
     auto conf = parse_decoded_config(*decoded, command, &version);

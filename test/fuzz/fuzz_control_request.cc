@@ -25,8 +25,7 @@ using nsproxy::Request;
 [[noreturn]] void fail(const char* what, std::string_view input, const std::string& encoded,
                        const std::string& detail) {
   std::fprintf(stderr, "fuzz_control_request: %s\n  input:   %.*s\n  encoded: %s\n  detail:  %s\n",
-               what, static_cast<int>(input.size()), input.data(), encoded.c_str(),
-               detail.c_str());
+               what, static_cast<int>(input.size()), input.data(), encoded.c_str(), detail.c_str());
   std::abort();
 }
 
@@ -49,7 +48,6 @@ bool known_code(nsproxy::Code code) {
 }
 
 }  // namespace
-
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);

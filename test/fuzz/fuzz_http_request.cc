@@ -21,6 +21,7 @@
 //     worker's and the tenant's connection counts return to 0, no idle upstream
 //     connection is pooled.
 #include <arpa/inet.h>
+#include <ev.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -37,18 +38,16 @@
 #include <memory>
 #include <string>
 
-#include <ev.h>
-
 #include "address.h"
 #include "control_protocol.h"
 #include "forward/http/http_session.h"
 #include "forward/listener.h"
-#include "log.h"
 #include "forward/proxy_config.h"
 #include "forward/tenant.h"
-#include "unique_fd.h"
 #include "forward/upstream_pool.h"
 #include "forward/worker.h"
+#include "log.h"
+#include "unique_fd.h"
 
 namespace {
 
@@ -131,7 +130,9 @@ void setup() {
   h->listener->start();
 }
 
-void spin() { ev_run(h->worker.loop, EVRUN_NOWAIT); }
+void spin() {
+  ev_run(h->worker.loop, EVRUN_NOWAIT);
+}
 
 bool quiet() {
   return h->listener->connections() == 0 && h->worker.connections == 0 &&
@@ -184,8 +185,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         received += static_cast<size_t>(n);
         continue;
       }
-      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                     errno != ENOTCONN)) {
+      if (n == 0 ||
+          (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ENOTCONN)) {
         eof = true;  // end of stream or reset: the daemon closed
       }
       break;
@@ -194,8 +195,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!eof) {
     fail("the daemon neither answered to the end nor closed the connection", data, size,
          std::to_string(kMaxSpins) + " loop iterations, " + std::to_string(received) +
-             " bytes received, " + std::to_string(sent) + " of " + std::to_string(size) +
-             " sent");
+             " bytes received, " + std::to_string(sent) + " of " + std::to_string(size) + " sent");
   }
   if (received > 0 && head.compare(0, 7, "HTTP/1.") != 0) {
     fail("the daemon sent something that is not an HTTP response", data, size, head);

@@ -11,8 +11,8 @@
 
 #include <cstdio>
 #include <memory>
-#include <ostream>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,7 +54,9 @@ nsproxy::TenantLimits rate(double r, uint32_t burst) {
 }
 
 // gtest prints a parameter in test names and messages: the case's name, not its bytes.
-void PrintTo(const AbuseCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const AbuseCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 AbuseCase make_case(const char* name, std::vector<std::string> attack, int attackers = 1,
                     std::vector<std::string> daemon_prefix = {},
@@ -100,8 +102,9 @@ int fd_count(pid_t pid) {
 
 std::vector<std::string> abuse(const Netns& ns, double seconds,
                                const std::vector<std::string>& mode) {
-  std::vector<std::string> argv = {binary("nsproxy-abuse"), "--netns", ns.path(), "--target",
-                                   kListen, "--seconds", std::to_string(seconds)};
+  std::vector<std::string> argv = {
+      binary("nsproxy-abuse"), "--netns", ns.path(), "--target", kListen, "--seconds",
+      std::to_string(seconds)};
   argv.insert(argv.end(), mode.begin(), mode.end());
   return argv;
 }
@@ -147,8 +150,9 @@ TEST_P(AbuseTest, VictimIsServedThroughoutAndTheDaemonRecovers) {
     ASSERT_TRUE(attacks.back()->started()) << attacks.back()->start_error();
   }
   std::this_thread::sleep_for(1000ms);  // the attack ramps up
-  Process victim_run(abuse(victim, kVictimSeconds,
-                           {"victim", "--rate", std::to_string(kVictimRate), "--timeout-ms", "5000"}));
+  Process victim_run(
+      abuse(victim, kVictimSeconds,
+            {"victim", "--rate", std::to_string(kVictimRate), "--timeout-ms", "5000"}));
   ASSERT_TRUE(victim_run.started()) << victim_run.start_error();
   long max_rss = 0;
   while (victim_run.running()) {
@@ -168,10 +172,11 @@ TEST_P(AbuseTest, VictimIsServedThroughoutAndTheDaemonRecovers) {
   const auto attack_over = Clock::now();
   auto v = nlohmann::json::parse(victim_run.out(), nullptr, false);
   ASSERT_TRUE(v.is_object()) << victim_run.out();
-  std::printf("[ abuse    ] %s: victim %d/%d ok, p50 %.1f ms, p99 %.1f ms; daemon RSS max %ld KiB;"
-              " attack %s\n",
-              c.name, v.value("ok", 0), v.value("sent", 0), v.value("p50_ms", -1.0),
-              v.value("p99_ms", -1.0), max_rss, attack_results.front().dump().c_str());
+  std::printf(
+      "[ abuse    ] %s: victim %d/%d ok, p50 %.1f ms, p99 %.1f ms; daemon RSS max %ld KiB;"
+      " attack %s\n",
+      c.name, v.value("ok", 0), v.value("sent", 0), v.value("p50_ms", -1.0),
+      v.value("p99_ms", -1.0), max_rss, attack_results.front().dump().c_str());
 
   // Every victim request succeeded, at the rate it was sent.
   EXPECT_EQ(v.value("failed", -1), 0) << v.dump() << "\n" << d.log().substr(0, 6000);
@@ -205,7 +210,8 @@ TEST_P(AbuseTest, VictimIsServedThroughoutAndTheDaemonRecovers) {
   EXPECT_EQ(status.value("connections", -1), 0) << status.dump();
   EXPECT_EQ(fds, fds_before) << "fds leaked by " << c.name;
   std::printf("[ abuse    ] %s: idle %lld ms after the attack; status %s\n", c.name,
-              static_cast<long long>(std::chrono::duration_cast<Millis>(Clock::now() - attack_over).count()),
+              static_cast<long long>(
+                  std::chrono::duration_cast<Millis>(Clock::now() - attack_over).count()),
               status.dump().c_str());
 }
 

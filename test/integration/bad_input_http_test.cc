@@ -74,17 +74,26 @@ const std::string kSmuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
 
 TEST_F(BadInputHttpTest, InvalidUrlIs400) {
   ASSERT_NO_FATAL_FAILURE(start());
-  expect_error_answer("GET /a\x01" "b HTTP/1.1\r\nHost: x\r\n\r\n" + kSmuggled, 400,
-                      "malformed request: invalid URL");
-  expect_error_answer("GET /a\x7f" "b HTTP/1.1\r\nHost: x\r\n\r\n" + kSmuggled, 400,
-                      "malformed request: invalid URL");
+  expect_error_answer(
+      "GET /a\x01"
+      "b HTTP/1.1\r\nHost: x\r\n\r\n" +
+          kSmuggled,
+      400, "malformed request: invalid URL");
+  expect_error_answer(
+      "GET /a\x7f"
+      "b HTTP/1.1\r\nHost: x\r\n\r\n" +
+          kSmuggled,
+      400, "malformed request: invalid URL");
   expect_still_serving();
 }
 
 TEST_F(BadInputHttpTest, ControlCharacterOrNulInAHeaderValueIs400) {
   ASSERT_NO_FATAL_FAILURE(start());
-  for (std::string value : {std::string("a\x01" "b"), std::string("a\0b", 3),
-                            std::string("a\x7f" "b")}) {
+  for (std::string value : {std::string("a\x01"
+                                        "b"),
+                            std::string("a\0b", 3),
+                            std::string("a\x7f"
+                                        "b")}) {
     SCOPED_TRACE(json(value).dump());
     expect_error_answer("GET / HTTP/1.1\r\nHost: x\r\nX-Bad: " + value + "\r\n\r\n" + kSmuggled,
                         400, "malformed request: invalid character in header");
@@ -159,8 +168,8 @@ TEST_F(BadInputHttpTest, ObsoleteLineFoldingIsForwardedOnOneLine) {
 TEST_F(BadInputHttpTest, StalledRequestBodyGets408) {
   ASSERT_NO_FATAL_FAILURE(start({"--body-timeout", "1"}));
   auto c = conn();
-  ASSERT_TRUE(c.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
-                  .ok());
+  ASSERT_TRUE(
+      c.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789").ok());
   // The wait is a bound, not a measurement: the 1 s body timeout must fire; 15 s holds
   // under ASan on a loaded machine. The body's reason says which timeout it was.
   constexpr Millis kTimeoutFires = 15000ms;

@@ -149,8 +149,7 @@ TEST_P(CniChainTest, AddFailsCleanlyWhenDaemonIsDown) {
   EXPECT_NE(add.err.find(daemon_->socket_path()), std::string::npos) << add.describe();
   // The plugin's connect failed at once ("not reachable"); it did not wait out its
   // timeoutMs ("did not answer within").
-  EXPECT_NE(add.err.find("nsproxyd not reachable on " + daemon_->socket_path()),
-            std::string::npos)
+  EXPECT_NE(add.err.find("nsproxyd not reachable on " + daemon_->socket_path()), std::string::npos)
       << add.describe();
   EXPECT_EQ(add.err.find("did not answer"), std::string::npos) << add.describe();
 

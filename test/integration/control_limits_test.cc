@@ -20,7 +20,8 @@ nsproxy::Result<nsproxy::Reply> exchange_raw(const std::string& socket,
   if (!fd) return nsproxy::make_error(nsproxy::Code::kUnreachable, "cannot connect to " + socket);
   if (auto s = nsproxy::send_message(fd.get(), payload); !s) return s.error();
   pollfd p{fd.get(), POLLIN, 0};
-  if (::poll(&p, 1, 10000) <= 0) return nsproxy::make_error(nsproxy::Code::kTimeout, "no reply within 10 s");
+  if (::poll(&p, 1, 10000) <= 0)
+    return nsproxy::make_error(nsproxy::Code::kTimeout, "no reply within 10 s");
   auto msg = nsproxy::recv_message(fd.get(), nsproxy::kMaxReplySize);
   if (!msg) return nsproxy::make_error(msg.error().code, "no reply: " + msg.error().message);
   auto reply = nsproxy::decode_reply(msg->payload);

@@ -188,10 +188,11 @@ TEST_F(LifecycleTest, ControlSocketServesRootAndTheAllowedGroupOnly) {
   EXPECT_NE(outsider.exit_code, 0) << outsider.describe();
   // Root still is served, and the daemon kept serving through all of it.
   EXPECT_EQ(d.call([] {
-              nsproxy::Request r;
-              r.op = nsproxy::Op::Status;
-              return r;
-            }())->ok,
+               nsproxy::Request r;
+               r.op = nsproxy::Op::Status;
+               return r;
+             }())
+                ->ok,
             true);
   EXPECT_NE(d.log().find("refused a request from uid 65534"), std::string::npos) << d.log();
 }
@@ -332,7 +333,8 @@ TEST_F(BadInputControlSocketTest, ProxyV2IdentityTooLargeIsRefusedAtRegistration
   ASSERT_TRUE(big.ok()) << big.error().message;
   EXPECT_FALSE(big->ok);
   EXPECT_EQ(big->error.code, nsproxy::Code::kBadRequest);
-  const std::string prefix = "listeners[0].proxy_protocol: PROXY v2: header with these labels would be ";
+  const std::string prefix =
+      "listeners[0].proxy_protocol: PROXY v2: header with these labels would be ";
   EXPECT_EQ(big->error.message.substr(0, prefix.size()), prefix) << big->error.message;
   EXPECT_NE(big->error.message.find("more than 8192"), std::string::npos) << big->error.message;
 
@@ -344,8 +346,8 @@ TEST_F(BadInputControlSocketTest, ProxyV2IdentityTooLargeIsRefusedAtRegistration
   auto second = d.call(req, netns->get());
   ASSERT_TRUE(second.ok()) << second.error().message;
   EXPECT_FALSE(second->ok);
-  EXPECT_EQ(second->error.message.rfind("listeners[1].proxy_protocol: PROXY v2: tenant id is 200", 0),
-            0u)
+  EXPECT_EQ(
+      second->error.message.rfind("listeners[1].proxy_protocol: PROXY v2: tenant id is 200", 0), 0u)
       << second->error.message;
   EXPECT_TRUE(d.list().empty()) << "nothing may be registered";
 }

@@ -55,8 +55,9 @@ Daemon::~Daemon() {
     req.op = nsproxy::Op::Status;
     auto reply = nsproxy::call_daemon(socket_, req, -1, 200ms);
     if (reply && reply->ok) return ::testing::AssertionSuccess();
-    last = reply ? std::string(nsproxy::code_name(reply->error.code)) + ": " + reply->error.message
-                 : std::string(nsproxy::code_name(reply.error().code)) + ": " + reply.error().message;
+    last = reply
+               ? std::string(nsproxy::code_name(reply->error.code)) + ": " + reply->error.message
+               : std::string(nsproxy::code_name(reply.error().code)) + ": " + reply.error().message;
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(20ms);
   }

@@ -8,10 +8,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <memory>
-#include <thread>
 #include <chrono>
 #include <cstdio>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "fixture.h"
@@ -119,7 +119,8 @@ TEST_F(FairnessTest, QuietTenantIsServedWhileNeighbourFloods) {
   std::string wrk_summary;
   for (const auto& line : {std::string("Requests/sec")}) {
     auto pos = flood.out().find(line);
-    if (pos != std::string::npos) wrk_summary = flood.out().substr(pos, flood.out().find('\n', pos) - pos);
+    if (pos != std::string::npos)
+      wrk_summary = flood.out().substr(pos, flood.out().find('\n', pos) - pos);
   }
   double p50a = alone.pct(50), p99a = alone.pct(99), p50l = loaded.pct(50), p99l = loaded.pct(99);
   std::printf(
@@ -129,7 +130,6 @@ TEST_F(FairnessTest, QuietTenantIsServedWhileNeighbourFloods) {
   RecordProperty("quiet_p99_alone_ms", std::to_string(p99a));
   RecordProperty("quiet_p99_loaded_ms", std::to_string(p99l));
 }
-
 
 // Control work runs on the loop thread one request per wakeup (namespace switch,
 // listeners, journal fsync), so data traffic is interleaved between requests. This
@@ -179,11 +179,12 @@ TEST_F(FairnessTest, TenantIsServedDuringARegistrationStorm) {
   EXPECT_EQ(loaded.failures, 0) << "the tenant was refused during the registration storm: "
                                 << loaded.first_failure;
   EXPECT_GT(batches_during_storm, 0)
-      << "no batch of the tenant's requests was answered while the storm ran ("
-      << loaded.ms.size() << " requests answered in all)";
+      << "no batch of the tenant's requests was answered while the storm ran (" << loaded.ms.size()
+      << " requests answered in all)";
   EXPECT_EQ(d.list().size(), 201u);
   std::printf(
-      "[ FIGURES  ] tenant requests during a 200-ADD storm (%zu requests): p50 %.2f ms, p99 %.2f ms, "
+      "[ FIGURES  ] tenant requests during a 200-ADD storm (%zu requests): p50 %.2f ms, p99 %.2f "
+      "ms, "
       "max %.2f ms; alone: p50 %.2f ms, p99 %.2f ms\n",
       loaded.ms.size(), loaded.pct(50), loaded.pct(99), loaded.pct(100), alone.pct(50),
       alone.pct(99));

@@ -127,7 +127,8 @@ Result<HttpResponse> HttpConn::read_head(Millis timeout) {
   // "HTTP/1.1 200 OK"
   size_t sp1 = status_line.find(' ');
   if (sp1 == std::string_view::npos || status_line.substr(0, 5) != "HTTP/") {
-    return make_error(nsproxy::Code::kProtocol, "bad status line: \"" + printable(status_line) + "\"");
+    return make_error(nsproxy::Code::kProtocol,
+                      "bad status line: \"" + printable(status_line) + "\"");
   }
   r.version = std::string(status_line.substr(0, sp1));
   size_t sp2 = status_line.find(' ', sp1 + 1);
@@ -136,7 +137,8 @@ Result<HttpResponse> HttpConn::read_head(Millis timeout) {
   if (code.size() != 3 || !std::isdigit(static_cast<unsigned char>(code[0])) ||
       !std::isdigit(static_cast<unsigned char>(code[1])) ||
       !std::isdigit(static_cast<unsigned char>(code[2]))) {
-    return make_error(nsproxy::Code::kProtocol, "bad status code in \"" + printable(status_line) + "\"");
+    return make_error(nsproxy::Code::kProtocol,
+                      "bad status code in \"" + printable(status_line) + "\"");
   }
   r.status = std::stoi(code);
   if (sp2 != std::string_view::npos) r.reason = std::string(status_line.substr(sp2 + 1));
@@ -198,8 +200,9 @@ Result<HttpResponse> HttpConn::read_response(Millis timeout, bool head_request) 
       char* endp = nullptr;
       unsigned long long size = std::strtoull(hex.c_str(), &endp, 16);
       if (hex.empty() || *endp != '\0') {
-        return make_error(nsproxy::Code::kProtocol, "bad chunk size line \"" + printable(line) + "\" after " +
-                                              std::to_string(r.body.size()) + " body bytes");
+        return make_error(nsproxy::Code::kProtocol,
+                          "bad chunk size line \"" + printable(line) + "\" after " +
+                              std::to_string(r.body.size()) + " body bytes");
       }
       if (size == 0) {
         // Trailers, then an empty line.
@@ -220,8 +223,9 @@ Result<HttpResponse> HttpConn::read_response(Millis timeout, bool head_request) 
                                                  std::to_string(r.body.size()) + " body bytes");
       }
       if (data->compare(size, 2, "\r\n") != 0) {
-        return make_error(nsproxy::Code::kProtocol, "chunk not followed by CRLF after " +
-                                              std::to_string(r.body.size()) + " body bytes");
+        return make_error(
+            nsproxy::Code::kProtocol,
+            "chunk not followed by CRLF after " + std::to_string(r.body.size()) + " body bytes");
       }
       r.body.append(*data, 0, static_cast<size_t>(size));
     }

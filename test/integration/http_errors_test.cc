@@ -215,8 +215,7 @@ TEST_F(HttpErrorsTest, SilentUpstreamGets504AfterTheResponseTimeout) {
   auto c = conn();
   // Bounded: the 1 s response timeout must fire (kTimeoutFires), not measured.
   auto r = c.request(http_request("GET", "/silent"), kTimeoutFires);
-  ASSERT_TRUE(r.ok()) << "no answer although the response timeout is 1 s: "
-                      << r.error().message;
+  ASSERT_TRUE(r.ok()) << "no answer although the response timeout is 1 s: " << r.error().message;
   EXPECT_EQ(r->status, 504) << r->describe();
   // The response timeout (the upstream took the request), not a connect timeout.
   EXPECT_EQ(r->body, "504 Gateway Timeout: upstream did not answer in time\n") << r->describe();

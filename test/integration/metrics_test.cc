@@ -132,14 +132,19 @@ TEST_F(MetricsTest, EveryTenantHasItsOwnSeriesAndTheyVanishWithTheRegistration) 
   EXPECT_EQ(sample(e, "nsproxy_tenant_requests_total{tenant=\"tenant-a\",code=\"2xx\"}"), 6);
   EXPECT_EQ(sample(e, "nsproxy_tenant_requests_total{tenant=\"tenant-b\",code=\"2xx\"}"), 3);
   EXPECT_EQ(sample(e, "nsproxy_tenant_requests_total{tenant=\"tenant-b\",code=\"4xx\"}"), 1);
-  EXPECT_EQ(sample(e, "nsproxy_tenant_refused_total{tenant=\"tenant-b\",reason=\"method_not_allowed\"}"), 1);
+  EXPECT_EQ(
+      sample(e, "nsproxy_tenant_refused_total{tenant=\"tenant-b\",reason=\"method_not_allowed\"}"),
+      1);
   EXPECT_EQ(sample(e, "nsproxy_tenant_requests_total{tenant=\"tenant-c\",code=\"5xx\"}"), 2);
-  EXPECT_EQ(sample(e, "nsproxy_upstream_errors_total{tenant=\"tenant-c\",kind=\"connect_refused\"}"), 2);
+  EXPECT_EQ(
+      sample(e, "nsproxy_upstream_errors_total{tenant=\"tenant-c\",kind=\"connect_refused\"}"), 2);
   EXPECT_EQ(sample(e, "nsproxy_tenant_connections{tenant=\"tenant-a\"}"), 1);
   EXPECT_EQ(sample(e, "nsproxy_tenant_at_connection_limit{tenant=\"tenant-a\"}"), 0);
   EXPECT_EQ(sample(e, "nsproxy_tenant_connections_total{tenant=\"tenant-a\"}"), 6);
   EXPECT_EQ(sample(e, "nsproxy_tenant_request_duration_seconds_count{tenant=\"tenant-a\"}"), 6);
-  EXPECT_EQ(sample(e, "nsproxy_tenant_request_duration_seconds_bucket{tenant=\"tenant-a\",le=\"+Inf\"}"), 6);
+  EXPECT_EQ(
+      sample(e, "nsproxy_tenant_request_duration_seconds_bucket{tenant=\"tenant-a\",le=\"+Inf\"}"),
+      6);
   EXPECT_GT(sample(e, "nsproxy_tenant_received_bytes_total{tenant=\"tenant-a\"}"), 6 * 30);
   EXPECT_GT(sample(e, "nsproxy_tenant_sent_bytes_total{tenant=\"tenant-a\"}"), 6 * 100);
   EXPECT_EQ(sample(e, "nsproxy_control_requests_total{op=\"add\",result=\"ok\"}"), 3);
@@ -171,9 +176,12 @@ TEST_F(MetricsTest, EveryTenantHasItsOwnSeriesAndTheyVanishWithTheRegistration) 
   EXPECT_TRUE(std::regex_search(table.out, std::regex(R"(tenant-c .* 0 +2 +2 +-)"))) << table.out;
   auto status = run({binary("nsproxyctl"), "--socket", daemon_->socket_path(), "status"});
   EXPECT_NE(status.out.find("requests 12, errors 3"), std::string::npos) << status.describe();
-  EXPECT_NE(status.out.find("refused: method_not_allowed 1"), std::string::npos) << status.describe();
-  EXPECT_NE(status.out.find("upstream errors: connect_refused 2"), std::string::npos) << status.describe();
-  EXPECT_NE(status.out.find("tenants at their connection limit: 0"), std::string::npos) << status.describe();
+  EXPECT_NE(status.out.find("refused: method_not_allowed 1"), std::string::npos)
+      << status.describe();
+  EXPECT_NE(status.out.find("upstream errors: connect_refused 2"), std::string::npos)
+      << status.describe();
+  EXPECT_NE(status.out.find("tenants at their connection limit: 0"), std::string::npos)
+      << status.describe();
 
   // Deleted tenants leave nothing behind.
   open.close();
@@ -236,7 +244,8 @@ TEST_F(MetricsTest, ARealPrometheusScrapesTheTenantsRequests) {
   std::string config = tmp_.write("prometheus.yml",
                                   "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                                   "scrape_configs:\n  - job_name: nsproxy\n    static_configs:\n"
-                                  "      - targets: ['" + metrics_addr_ + "']\n");
+                                  "      - targets: ['" +
+                                      metrics_addr_ + "']\n");
   Process prom({"prometheus", "--config.file=" + config, "--storage.tsdb.path=" + tmp_.file("tsdb"),
                 "--web.listen-address=" + web, "--log.level=warn"});
   ASSERT_TRUE(prom.started()) << prom.start_error();
@@ -282,7 +291,8 @@ TEST_F(MetricsTest, SighupReopensTheAccessLogWithoutLosingALine) {
   ASSERT_NO_FATAL_FAILURE(send_requests(ns, 2));  // still into the renamed file
   daemon_->process()->signal(SIGHUP);
   auto deadline = Clock::now() + 5s;
-  while (daemon_->log().find("reopened the access log") == std::string::npos && Clock::now() < deadline) {
+  while (daemon_->log().find("reopened the access log") == std::string::npos &&
+         Clock::now() < deadline) {
     std::this_thread::sleep_for(20ms);
   }
   ASSERT_NE(daemon_->log().find("reopened the access log"), std::string::npos) << daemon_->log();
@@ -297,10 +307,12 @@ TEST_F(MetricsTest, SighupReopensTheAccessLogWithoutLosingALine) {
   ASSERT_EQ(::mkdir(log.c_str(), 0700), 0);  // a directory where the file was
   daemon_->process()->signal(SIGHUP);
   deadline = Clock::now() + 5s;
-  while (daemon_->log().find("still writing to the old file") == std::string::npos && Clock::now() < deadline) {
+  while (daemon_->log().find("still writing to the old file") == std::string::npos &&
+         Clock::now() < deadline) {
     std::this_thread::sleep_for(20ms);
   }
-  EXPECT_NE(daemon_->log().find("still writing to the old file"), std::string::npos) << daemon_->log();
+  EXPECT_NE(daemon_->log().find("still writing to the old file"), std::string::npos)
+      << daemon_->log();
   ASSERT_NO_FATAL_FAILURE(send_requests(ns, 1));
   EXPECT_EQ(count_lines(read_file(log + ".2")), 4u);
 }
@@ -327,7 +339,8 @@ TEST_F(MetricsTest, JsonLogLinesCarryTheTenantAndTheError) {
     if (j.value("msg", "").rfind("add ", 0) == 0) {
       saw_add = j.value("netns", "") == ns.path();
     }
-    if (j.contains("upstream") && j.value("error", "") == "Connection refused") saw_upstream_error = true;
+    if (j.contains("upstream") && j.value("error", "") == "Connection refused")
+      saw_upstream_error = true;
   }
   EXPECT_GT(lines, 2);
   EXPECT_TRUE(saw_add) << daemon_->log();

@@ -23,8 +23,8 @@ TEST_F(LifecycleTest, StormOf200ConcurrentPluginAddsAndDelsLosesNothing) {
   ASSERT_TRUE(d.start());
   const std::string network = unique_name();
   auto config_for = [&](int i) {
-    json listeners = json::array({listener("127.0.0.1:" + std::to_string(20000 + i),
-                                           echo.address(), "tcp")});
+    json listeners =
+        json::array({listener("127.0.0.1:" + std::to_string(20000 + i), echo.address(), "tcp")});
     return plugin_config(network, d.socket_path(), listeners, 20000).dump();
   };
   auto cid = [](int i) { return "storm" + std::to_string(i); };
@@ -40,8 +40,8 @@ TEST_F(LifecycleTest, StormOf200ConcurrentPluginAddsAndDelsLosesNothing) {
     for (size_t k = 0; k < procs.size(); ++k) {
       auto code = procs[k]->wait(60000ms);
       ASSERT_TRUE(code.has_value()) << jobs[k].first << " " << jobs[k].second << " hung";
-      EXPECT_EQ(*code, 0) << jobs[k].first << " " << cid(jobs[k].second) << ": "
-                          << procs[k]->out() << procs[k]->err();
+      EXPECT_EQ(*code, 0) << jobs[k].first << " " << cid(jobs[k].second) << ": " << procs[k]->out()
+                          << procs[k]->err();
     }
   };
   auto registered_ids = [&]() {

@@ -186,8 +186,10 @@ TEST_F(LifecycleTest, KillNineDuringAnAddStormKeepsEveryAcknowledgedAdd) {
     auto got = roundtrip_in_netns(ns.path(), "127.0.0.1:" + std::to_string(21000 + i), "k");
     EXPECT_TRUE(got.ok() && *got == "k") << "k" << i << " not serving";
   }
-  std::printf("[ FIGURES  ] kill -9 mid-storm: %zu of %d ADDs acknowledged, %zu registrations after restart\n",
-              acked.size(), kAdds, present.size());
+  std::printf(
+      "[ FIGURES  ] kill -9 mid-storm: %zu of %d ADDs acknowledged, %zu registrations after "
+      "restart\n",
+      acked.size(), kAdds, present.size());
 }
 
 }  // namespace

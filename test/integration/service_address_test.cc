@@ -75,8 +75,7 @@ TEST_F(ServiceAddressTest, PluginAddAddsTheAddressToLoAndDelRemovesIt) {
   auto del = run_plugin(cni_env("DEL", container, ns_->path()), cfg.dump());
   ASSERT_EQ(del.exit_code, 0) << del.describe();
   EXPECT_FALSE(lo_has("169.254.169.254/32")) << lo_addresses();
-  EXPECT_NE(daemon_->log().find("removed 1 address(es) nsproxy had added to lo"),
-            std::string::npos)
+  EXPECT_NE(daemon_->log().find("removed 1 address(es) nsproxy had added to lo"), std::string::npos)
       << daemon_->log();
   auto after = connect_in_netns(ns_->path(), kService, 1000ms);
   EXPECT_FALSE(after.ok()) << "the service address still answers after DEL";
@@ -94,8 +93,8 @@ TEST_F(ServiceAddressTest, AnAddressTheTenantAlreadyHadStaysAfterDel) {
 
   auto del = ctl({"del", "--id", id});
   ASSERT_EQ(del.exit_code, 0) << del.describe();
-  EXPECT_TRUE(lo_has("169.254.169.254/32"))
-      << "nsproxy removed an address it had not added:\n" << lo_addresses();
+  EXPECT_TRUE(lo_has("169.254.169.254/32")) << "nsproxy removed an address it had not added:\n"
+                                            << lo_addresses();
 }
 
 TEST_F(ServiceAddressTest, OwnershipSurvivesADaemonRestart) {
@@ -114,7 +113,8 @@ TEST_F(ServiceAddressTest, OwnershipSurvivesADaemonRestart) {
   auto del = ctl({"del", "--id", id});
   ASSERT_EQ(del.exit_code, 0) << del.describe();
   EXPECT_FALSE(lo_has("169.254.169.254/32"))
-      << "the restarted daemon forgot that it had added the address:\n" << lo_addresses();
+      << "the restarted daemon forgot that it had added the address:\n"
+      << lo_addresses();
 }
 
 TEST_F(ServiceAddressTest, OwnershipPassesToTheDaemonThatTakesOver) {
@@ -136,7 +136,8 @@ TEST_F(ServiceAddressTest, OwnershipPassesToTheDaemonThatTakesOver) {
   auto del = ctl({"del", "--id", id});
   ASSERT_EQ(del.exit_code, 0) << del.describe();
   EXPECT_FALSE(lo_has("169.254.169.254/32"))
-      << "the new daemon did not learn that the address was nsproxy's:\n" << lo_addresses();
+      << "the new daemon did not learn that the address was nsproxy's:\n"
+      << lo_addresses();
   EXPECT_EQ(successor.stop(), 0) << successor.log();
   daemon_->stop();
 }
@@ -196,9 +197,9 @@ TEST_F(ServiceAddressTest, OtherAddressesAreRefusedWithTheFieldNamed) {
 
 TEST_F(ServiceAddressTest, WithoutAddAddressAMissingAddressIsAClearPerListenerError) {
   std::string id = unique_name();
-  auto add = ctl({"add", "--id", id, "--netns", ns_->path(), "--listen", "127.0.0.1:8080",
-                  "--upstream", echo_->address(), "--listen", kService, "--upstream",
-                  echo_->address()});
+  auto add =
+      ctl({"add", "--id", id, "--netns", ns_->path(), "--listen", "127.0.0.1:8080", "--upstream",
+           echo_->address(), "--listen", kService, "--upstream", echo_->address()});
   EXPECT_NE(add.exit_code, 0) << add.describe();
   EXPECT_NE(add.err.find("listen 169.254.169.254:80 in " + ns_->path() +
                          ": Cannot assign requested address"),
@@ -206,8 +207,7 @@ TEST_F(ServiceAddressTest, WithoutAddAddressAMissingAddressIsAClearPerListenerEr
       << add.describe();
   // All or nothing: the first listener was undone and nothing is registered.
   auto list = ctl({"list", "--json"});
-  EXPECT_EQ(json::parse(list.out, nullptr, false).value("registrations", json::array()).size(),
-            0u)
+  EXPECT_EQ(json::parse(list.out, nullptr, false).value("registrations", json::array()).size(), 0u)
       << list.out;
   EXPECT_FALSE(connect_in_netns(ns_->path(), "127.0.0.1:8080", 1000ms).ok());
 }

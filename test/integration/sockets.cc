@@ -127,11 +127,13 @@ Status send_all(int fd, std::string_view data, Millis timeout) {
       sent += static_cast<size_t>(n);
       continue;
     }
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return nsproxy::errno_error(nsproxy::Code::kIo, "send");
+    if (n < 0 && errno != EAGAIN && errno != EINTR)
+      return nsproxy::errno_error(nsproxy::Code::kIo, "send");
     pollfd p{fd, POLLOUT, 0};
     if (::poll(&p, 1, remaining_ms(deadline)) == 0) {
-      return make_error(nsproxy::Code::kTimeout, "send timed out after " + std::to_string(sent) + " of " +
-                                       std::to_string(data.size()) + " bytes");
+      return make_error(nsproxy::Code::kTimeout, "send timed out after " + std::to_string(sent) +
+                                                     " of " + std::to_string(data.size()) +
+                                                     " bytes");
     }
   }
   return {};
@@ -149,13 +151,14 @@ Result<std::string> recv_until_eof(int fd, Millis timeout) {
     }
     if (n == 0) return got;
     if (errno != EAGAIN && errno != EINTR) {
-      return nsproxy::errno_error(nsproxy::Code::kIo, "recv after " + std::to_string(got.size()) + " bytes");
+      return nsproxy::errno_error(nsproxy::Code::kIo,
+                                  "recv after " + std::to_string(got.size()) + " bytes");
     }
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, remaining_ms(deadline)) == 0) {
-      return make_error(nsproxy::Code::kTimeout, "no EOF within " + std::to_string(timeout.count()) +
-                                       " ms; received " + std::to_string(got.size()) +
-                                       " bytes: " + tail(got, 200));
+      return make_error(nsproxy::Code::kTimeout,
+                        "no EOF within " + std::to_string(timeout.count()) + " ms; received " +
+                            std::to_string(got.size()) + " bytes: " + tail(got, 200));
     }
   }
 }
@@ -174,10 +177,11 @@ Result<std::string> exchange(int fd, std::string_view payload, Millis timeout) {
     pollfd p{fd, static_cast<short>(POLLIN | (shut ? 0 : POLLOUT)), 0};
     int r = ::poll(&p, 1, remaining_ms(deadline));
     if (r == 0) {
-      return make_error(nsproxy::Code::kTimeout, "exchange timed out after " + std::to_string(timeout.count()) +
-                                       " ms: sent " + std::to_string(sent) + " of " +
-                                       std::to_string(payload.size()) + ", received " +
-                                       std::to_string(got.size()));
+      return make_error(nsproxy::Code::kTimeout, "exchange timed out after " +
+                                                     std::to_string(timeout.count()) +
+                                                     " ms: sent " + std::to_string(sent) + " of " +
+                                                     std::to_string(payload.size()) +
+                                                     ", received " + std::to_string(got.size()));
     }
     if (!shut && (p.revents & POLLOUT)) {
       ssize_t n =
@@ -185,7 +189,8 @@ Result<std::string> exchange(int fd, std::string_view payload, Millis timeout) {
       if (n > 0) {
         sent += static_cast<size_t>(n);
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        return nsproxy::errno_error(nsproxy::Code::kIo, "send after " + std::to_string(sent) + " bytes");
+        return nsproxy::errno_error(nsproxy::Code::kIo,
+                                    "send after " + std::to_string(sent) + " bytes");
       }
     }
     if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -194,14 +199,16 @@ Result<std::string> exchange(int fd, std::string_view payload, Millis timeout) {
         got.append(buf, static_cast<size_t>(n));
       } else if (n == 0) {
         if (!shut) {
-          return make_error(nsproxy::Code::kIo, "peer closed after we sent " + std::to_string(sent) +
-                                             " of " + std::to_string(payload.size()) +
-                                             " bytes; received " + std::to_string(got.size()));
+          return make_error(nsproxy::Code::kIo,
+                            "peer closed after we sent " + std::to_string(sent) + " of " +
+                                std::to_string(payload.size()) + " bytes; received " +
+                                std::to_string(got.size()));
         }
         return got;
       } else if (errno != EAGAIN && errno != EINTR) {
         return nsproxy::errno_error(nsproxy::Code::kIo, "recv after " + std::to_string(got.size()) +
-                                                " bytes (sent " + std::to_string(sent) + ")");
+                                                            " bytes (sent " + std::to_string(sent) +
+                                                            ")");
       }
     }
   }

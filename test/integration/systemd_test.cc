@@ -83,7 +83,8 @@ class NotifySocket {
       size_t end = msg.find('\n', pos);
       if (end == std::string::npos) end = msg.size();
       std::string_view line(msg.data() + pos, end - pos);
-      if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == '=') {
+      if (line.size() > key.size() && line.substr(0, key.size()) == key &&
+          line[key.size()] == '=') {
         return std::string(line.substr(key.size() + 1));
       }
       pos = end + 1;
@@ -244,12 +245,14 @@ TEST_F(SystemdTest, AnAddSentWhileNoDaemonRunsCompletesOnceThePassedSocketIsServ
     EXPECT_TRUE(log_has(first, "passed by socket activation")) << first.log();
     ASSERT_EQ(first.stop(), 0);
   }
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(sock.c_str(), &st), 0) << "the daemon removed the socket file systemd owns";
 
   // ADD while no daemon runs: it waits in the backlog instead of failing with code 11.
-  nlohmann::json conf = plugin_config("sdnet", sock, nlohmann::json::array({listener("127.0.0.1:8080", upstream.address(), "http")}),
-                                      /*timeout_ms=*/15000);
+  nlohmann::json conf =
+      plugin_config("sdnet", sock,
+                    nlohmann::json::array({listener("127.0.0.1:8080", upstream.address(), "http")}),
+                    /*timeout_ms=*/15000);
   Env env = cni_env("ADD", "ctr-activated", ns.path());
   std::vector<std::string> argv = {binary("nsproxy")};
   Process plugin(argv, env, conf.dump());
@@ -285,7 +288,7 @@ TEST_F(SystemdTest, ATakenOverPassedSocketKeepsItsFileWhenTheNewDaemonStops) {
   EXPECT_EQ(*code, 0);
   old_daemon.stop();
   ASSERT_EQ(new_daemon.stop(), 0);
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(::stat(sock.c_str(), &st), 0) << "the socket file systemd owns was removed";
   // And the socket still works: the next daemon it is passed to serves it.
   Daemon next(tmp_.path(), socket_activation_prefix(listening.get()));
@@ -303,9 +306,11 @@ TEST_F(SystemdTest, SystemdSocketActivateStartsTheDaemonOnTheFirstAdd) {
   Daemon d(tmp_.path(), {"systemd-socket-activate", "--seqpacket", "-l", sock});
   ASSERT_TRUE(d.start(10000ms));
   EXPECT_TRUE(log_has(d, "passed by socket activation")) << d.log();
-  auto add = run_plugin(cni_env("ADD", "ctr-sd", ns.path()),
-                        plugin_config("sdnet", sock, nlohmann::json::array({listener("127.0.0.1:8080", upstream.address(), "http")}))
-                            .dump());
+  auto add = run_plugin(
+      cni_env("ADD", "ctr-sd", ns.path()),
+      plugin_config("sdnet", sock,
+                    nlohmann::json::array({listener("127.0.0.1:8080", upstream.address(), "http")}))
+          .dump());
   ASSERT_EQ(add.exit_code, 0) << add.describe();
   auto r = get_from(ns);
   ASSERT_TRUE(r.ok()) << r.error().message;
@@ -323,7 +328,8 @@ TEST_F(SystemdTest, APassedSocketOfTheWrongKindIsRefusedWithAClearError) {
   ASSERT_EQ(::listen(fd.get(), 8), 0);
   auto prefix = socket_activation_prefix(fd.get());
   std::vector<std::string> argv = prefix;
-  argv.insert(argv.end(), {binary("nsproxyd"), "--socket", sock, "--state-dir", tmp_.file("state")});
+  argv.insert(argv.end(),
+              {binary("nsproxyd"), "--socket", sock, "--state-dir", tmp_.file("state")});
   auto r = run(argv, 10000ms);
   EXPECT_EQ(r.exit_code, 1) << r.describe();
   EXPECT_NE(r.err.find("is not a listening AF_UNIX SOCK_SEQPACKET socket bound to " + sock),
@@ -385,7 +391,8 @@ TEST_F(SystemdTest, DetachReportsAChildThatCouldNotStart) {
                 tmp_.file("other-state")},
                10000ms);
   EXPECT_EQ(r.exit_code, 1) << r.describe();
-  EXPECT_NE(r.err.find("another nsproxyd is already serving on"), std::string::npos) << r.describe();
+  EXPECT_NE(r.err.find("another nsproxyd is already serving on"), std::string::npos)
+      << r.describe();
 }
 
 }  // namespace

@@ -163,8 +163,9 @@ TEST_F(TenantLimitsTest, RegistrationLimitsOverrideTheDefaultsAndSurviveARestart
   const std::string id = "own-limits-" + short_token();
   const Netns& ns = tenant(id, limits(5, 10, 2));
   auto reg = registration(id);
-  EXPECT_EQ(reg["limits"], nlohmann::json({{"rate", 5.0}, {"burst", 10.0}, {"connections", 2},
-                                           {"in_flight", 256}}))
+  EXPECT_EQ(
+      reg["limits"],
+      nlohmann::json({{"rate", 5.0}, {"burst", 10.0}, {"connections", 2}, {"in_flight", 256}}))
       << reg.dump();
 
   // Two connections are its limit: the third waits until one ends.
@@ -220,7 +221,8 @@ class SlowUpstream {
             std::lock_guard<std::mutex> lock(mu_);
             --current_[tenant];
           }
-          write_all_blocking(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+          write_all_blocking(fd,
+                             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }) {}
   bool ok() const { return raw_.ok(); }
   const std::string& address() const { return raw_.address(); }
@@ -279,8 +281,8 @@ TEST_F(TenantLimitsTest, InFlightCapQueuesATenantsRequestsAndLeavesOthersAlone) 
   ASSERT_TRUE(rb.ok()) << rb.error().message;
   EXPECT_EQ(rb->status, 200) << rb->describe();
   EXPECT_LT(b_took.count(), 1000) << "tenant B waited behind tenant A's line";
-  EXPECT_EQ(ok.load(), 6) << failures[0] << failures[1] << failures[2] << failures[3]
-                          << failures[4] << failures[5];
+  EXPECT_EQ(ok.load(), 6) << failures[0] << failures[1] << failures[2] << failures[3] << failures[4]
+                          << failures[5];
   EXPECT_EQ(upstream.max_at_once(a_id), 2) << "tenant A's requests at the upstream at once";
 }
 
@@ -319,7 +321,8 @@ TEST_F(TenantLimitsTest, FairShareReclaimsTheLargestHoldersOldestIdleConnection)
   for (int i = 0; i < 10; ++i) {
     idle.push_back(HttpConn::open(a.path(), kListen));
     auto r = idle.back().request(http_request("GET", "/idle" + std::to_string(i)));
-    ASSERT_TRUE(r.ok() && r->status == 200) << i << ": " << (r.ok() ? r->describe() : r.error().message);
+    ASSERT_TRUE(r.ok() && r->status == 200)
+        << i << ": " << (r.ok() ? r->describe() : r.error().message);
     std::this_thread::sleep_for(20ms);  // distinct ages
   }
   EXPECT_EQ(status().value("connections", 0), 10);
@@ -392,7 +395,8 @@ TEST_F(TenantLimitsTest, NothingToReclaimAnswers503AtOnce) {
   // A's uploads were not cut.
   for (auto& u : uploads) {
     auto done = u.request(std::string(996, 'x'), 3000ms);
-    EXPECT_TRUE(done.ok() && done->status == 200) << (done.ok() ? done->describe() : done.error().message);
+    EXPECT_TRUE(done.ok() && done->status == 200)
+        << (done.ok() ? done->describe() : done.error().message);
   }
 }
 
@@ -401,7 +405,8 @@ TEST_F(TenantLimitsTest, NothingToReclaimAnswers503AtOnce) {
 // opening keep-alive connections and each is served; so is every request of B.
 TEST_F(TenantLimitsTest, OutOfFdsClosesIdleKeepAlivesFirst) {
   // prlimit execs nsproxyd in place: the pid is the daemon's.
-  ASSERT_NO_FATAL_FAILURE(start_daemon({"--max-connections", "1000"}, {"prlimit", "--nofile=64:64"}));
+  ASSERT_NO_FATAL_FAILURE(
+      start_daemon({"--max-connections", "1000"}, {"prlimit", "--nofile=64:64"}));
   const std::string a_id = "fds-a-" + short_token(), b_id = "fds-b-" + short_token();
   const Netns& a = tenant(a_id, limits(std::nullopt, std::nullopt, 1000));
   const Netns& b = tenant(b_id);

@@ -908,7 +908,8 @@ nlohmann::json report(Run* r, uint64_t open_at_end, uint64_t idle_at_end) {
 nsproxy::Status enter_netns(const std::string& path) {
   auto fd = nsproxy::open_netns(path);
   if (!fd) return fd.error();
-  if (::setns(fd->get(), CLONE_NEWNET) < 0) return nsproxy::errno_error(nsproxy::Code::kNotNetns, "setns " + path);
+  if (::setns(fd->get(), CLONE_NEWNET) < 0)
+    return nsproxy::errno_error(nsproxy::Code::kNotNetns, "setns " + path);
   return {};
 }
 
@@ -974,7 +975,9 @@ nsproxy::Result<Config> parse_args(int argc, char** argv) {
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
-  auto bad = [](const std::string& msg) { return nsproxy::make_error(nsproxy::Code::kBadRequest, msg); };
+  auto bad = [](const std::string& msg) {
+    return nsproxy::make_error(nsproxy::Code::kBadRequest, msg);
+  };
   Config cfg;
   std::string target;
   unsigned given = 0;            // OptionBits seen

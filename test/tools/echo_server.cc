@@ -27,9 +27,8 @@
 #include <getopt.h>
 #include <http_parser.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -628,7 +627,8 @@ nsproxy::Result<nsproxy::UniqueFd> listen_on(const nsproxy::Address& addr) {
   }
   if (::bind(fd.get(), addr.sa(), addr.length) < 0)
     return nsproxy::errno_error(nsproxy::Code::kSocket, "bind " + addr.text);
-  if (::listen(fd.get(), 4096) < 0) return nsproxy::errno_error(nsproxy::Code::kSocket, "listen " + addr.text);
+  if (::listen(fd.get(), 4096) < 0)
+    return nsproxy::errno_error(nsproxy::Code::kSocket, "listen " + addr.text);
   return fd;
 }
 

@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
       auto p0 = std::chrono::steady_clock::now();
       bool more = renderer.next(&piece);
       max_piece = std::max(
-          max_piece, std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - p0).count());
+          max_piece,
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - p0).count());
       if (!more) break;
       out += piece;
       piece.clear();
@@ -67,8 +68,9 @@ int main(int argc, char** argv) {
   }
   std::sort(us.begin(), us.end());
   std::sort(longest.begin(), longest.end());
-  std::printf("{\"tenants\": %zu, \"render_us_median\": %.0f, \"longest_piece_us_median\": %.0f, "
-              "\"bytes\": %zu}\n",
-              n, us[us.size() / 2], longest[longest.size() / 2], size);
+  std::printf(
+      "{\"tenants\": %zu, \"render_us_median\": %.0f, \"longest_piece_us_median\": %.0f, "
+      "\"bytes\": %zu}\n",
+      n, us[us.size() / 2], longest[longest.size() / 2], size);
   return 0;
 }

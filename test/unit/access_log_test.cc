@@ -1,14 +1,14 @@
 // The access log line is written by hand (no heap allocation per request); it must be
 // byte for byte what nlohmann::json::dump(-1, ' ', false, replace) wrote before, for any
 // input: invalid UTF-8, control characters, quotes, any duration.
+#include "forward/http/access_log.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-
-#include "forward/http/access_log.h"
 
 namespace nsproxy {
 namespace {

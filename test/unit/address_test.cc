@@ -28,9 +28,9 @@ TEST(Address, ParsesUnixOnlyWhenAllowed) {
 }
 
 TEST(Address, RefusesBadInputWithReason) {
-  for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
-                          "127.0.0.1:80x", "localhost:80", "::1:80", "[::1]80", "[::1:80",
-                          "300.1.1.1:80", ":80"}) {
+  for (const char* bad :
+       {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:80x",
+        "localhost:80", "::1:80", "[::1]80", "[::1:80", "300.1.1.1:80", ":80"}) {
     auto a = parse_address(bad, true);
     EXPECT_FALSE(a.ok()) << bad;
     if (!a.ok()) {
@@ -43,7 +43,8 @@ TEST(Address, RefusesBadInputWithReason) {
 }
 
 TEST(Address, ServiceAddressesAreLinkLocalV4OrUniqueLocalV6) {
-  for (const char* ok : {"169.254.169.254:80", "169.254.0.1:1", "[fd00:ec2::254]:80", "[fc00::1]:1"}) {
+  for (const char* ok :
+       {"169.254.169.254:80", "169.254.0.1:1", "[fd00:ec2::254]:80", "[fc00::1]:1"}) {
     auto a = parse_address(ok, false);
     ASSERT_TRUE(a.ok()) << ok;
     EXPECT_TRUE(check_service_address(*a)) << ok;

@@ -1,8 +1,6 @@
 // docs/bad-input.md, CNI plugin: the config/environment classes not covered by
 // cni_config_test.cc, cni_env_test.cc and plugin_test.cc. Drives run_plugin directly;
 // where a daemon is needed, a fake one in a temp dir answers with raw bytes.
-#include "plugin.h"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -16,14 +14,14 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "control_protocol.h"
 #include "control_transport.h"
+#include "plugin.h"
 #include "unique_fd.h"
 
 namespace nsproxy::cni {
@@ -108,7 +106,10 @@ TEST_F(BadInputCni, NulInAnyStringFieldIsCode7NamingTheField) {
       {"listeners[0].mode", [](ordered_json& c) { c["listeners"][0]["mode"] = "tcp" + kNul; }},
       {"listeners[0].proxyProtocol",
        [](ordered_json& c) { c["listeners"][0]["proxyProtocol"] = kNul; }},
-      {"headers.tenantId", [](ordered_json& c) { c["headers"] = {{"tenantId", kNul}}; }},
+      {"headers.tenantId",
+       [](ordered_json& c) {
+         c["headers"] = {{"tenantId", kNul}};
+       }},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.path);
@@ -142,21 +143,18 @@ TEST_F(BadInputCni, ValidAttachmentEntryTooLongOrTooManyIsCode7) {
   ordered_json conf = config();
   conf["cni.dev/valid-attachments"] =
       json::array({{{"containerID", std::string(257, 'c')}, {"ifname", "eth0"}}});
-  expect_error(run(gc_env, conf.dump()), 7,
-               "cni.dev/valid-attachments[0]: longer than 256 bytes");
-  conf["cni.dev/valid-attachments"] = json::array(
-      {{{"containerID", "c1"}, {"ifname", "eth0"}},
-       {{"containerID", "c2"}, {"ifname", std::string(257, 'i')}}});
-  expect_error(run(gc_env, conf.dump()), 7,
-               "cni.dev/valid-attachments[1]: longer than 256 bytes");
+  expect_error(run(gc_env, conf.dump()), 7, "cni.dev/valid-attachments[0]: longer than 256 bytes");
+  conf["cni.dev/valid-attachments"] =
+      json::array({{{"containerID", "c1"}, {"ifname", "eth0"}},
+                   {{"containerID", "c2"}, {"ifname", std::string(257, 'i')}}});
+  expect_error(run(gc_env, conf.dump()), 7, "cni.dev/valid-attachments[1]: longer than 256 bytes");
 
   json many = json::array();
   for (int i = 0; i < 30001; ++i) {
     many.push_back({{"containerID", "c" + std::to_string(i)}, {"ifname", "eth0"}});
   }
   conf["cni.dev/valid-attachments"] = many;
-  expect_error(run(gc_env, conf.dump()), 7,
-               "cni.dev/valid-attachments: more than 30000 entries");
+  expect_error(run(gc_env, conf.dump()), 7, "cni.dev/valid-attachments: more than 30000 entries");
 }
 
 // Every entry valid on its own, the whole list too large for one 4 MiB datagram: 999,

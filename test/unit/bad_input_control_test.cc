@@ -1,19 +1,20 @@
 // docs/bad-input.md, control messages: every decode error of decode_request that the
 // table lists, each with its exact code and message.
-#include "control_protocol.h"
-
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 
-#include <nlohmann/json.hpp>
+#include "control_protocol.h"
 
 namespace nsproxy {
 namespace {
 
 using nlohmann::json;
 
-json listener() { return {{"listen", "127.0.0.1:8080"}, {"upstream", "127.0.0.1:1"}}; }
+json listener() {
+  return {{"listen", "127.0.0.1:8080"}, {"upstream", "127.0.0.1:1"}};
+}
 
 // A valid add request; each case breaks one thing.
 json valid_add() {
@@ -90,12 +91,10 @@ std::vector<Case> cases() {
        "missing field \"id\""},
       {"AddIdEmpty", with(valid_add(), P("/attachment/id"), ""), "bad_request",
        "field \"id\" must not be empty"},
-      {"DelIdMissing",
-       json{{"version", 1}, {"op", "del"}, {"attachment", {{"network", "n"}}}}, "bad_request",
-       "missing field \"id\""},
-      {"CheckIdEmpty",
-       json{{"version", 1}, {"op", "check"}, {"attachment", {{"id", ""}}}}, "bad_request",
-       "field \"id\" must not be empty"},
+      {"DelIdMissing", json{{"version", 1}, {"op", "del"}, {"attachment", {{"network", "n"}}}},
+       "bad_request", "missing field \"id\""},
+      {"CheckIdEmpty", json{{"version", 1}, {"op", "check"}, {"attachment", {{"id", ""}}}},
+       "bad_request", "field \"id\" must not be empty"},
       // string bounds
       {"IdTooLong", with(valid_add(), P("/attachment/id"), std::string(257, 'a')), "bad_request",
        "field \"id\" is longer than 256"},
@@ -103,8 +102,8 @@ std::vector<Case> cases() {
        "bad_request", "field \"network\" is longer than 256"},
       {"IfnameTooLong", with(valid_add(), P("/attachment/ifname"), std::string(257, 'i')),
        "bad_request", "field \"ifname\" is longer than 256"},
-      {"NetnsTooLong", with(valid_add(), P("/netns"), "/" + std::string(4096, 'x')),
-       "bad_request", "field \"netns\" is longer than 4096"},
+      {"NetnsTooLong", with(valid_add(), P("/netns"), "/" + std::string(4096, 'x')), "bad_request",
+       "field \"netns\" is longer than 4096"},
       {"ListenTooLong", with(valid_add(), P("/listeners/0/listen"), std::string(257, '1')),
        "bad_request", "listeners[0]: field \"listen\" is longer than 256"},
       {"UpstreamTooLong",
@@ -122,17 +121,17 @@ std::vector<Case> cases() {
        "field \"id\" contains NUL"},
       {"OpNul", with(valid_add(), P("/op"), "add" + kNul), "bad_request",
        "field \"op\" contains NUL"},
-      {"UpstreamNul", with(valid_add(), P("/listeners/0/upstream"), "unix:/" + kNul),
-       "bad_request", "listeners[0]: field \"upstream\" contains NUL"},
+      {"UpstreamNul", with(valid_add(), P("/listeners/0/upstream"), "unix:/" + kNul), "bad_request",
+       "listeners[0]: field \"upstream\" contains NUL"},
       // listeners
       {"ListenersNotArray", with(valid_add(), P("/listeners"), listener()), "bad_request",
        "\"listeners\" must be an array"},
-      {"ListenerNotObject", with(valid_add(), P("/listeners/0"), "127.0.0.1:8080"),
-       "bad_request", "listeners[0] must be an object"},
+      {"ListenerNotObject", with(valid_add(), P("/listeners/0"), "127.0.0.1:8080"), "bad_request",
+       "listeners[0] must be an object"},
       {"SecondListenerNotObject", with(valid_add(), P("/listeners/1"), 1), "bad_request",
        "listeners[1] must be an object"},
-      {"ProxyProtocolV3", with(valid_add(), P("/listeners/0/proxy_protocol"), "v3"),
-       "bad_request", "listeners[0].proxy_protocol: must be \"none\" or \"v2\", got \"v3\""},
+      {"ProxyProtocolV3", with(valid_add(), P("/listeners/0/proxy_protocol"), "v3"), "bad_request",
+       "listeners[0].proxy_protocol: must be \"none\" or \"v2\", got \"v3\""},
       {"ProxyProtocolV2OnHttp",
        with(with(valid_add(), P("/listeners/0/proxy_protocol"), "v2"), P("/listeners/0/mode"),
             "http"),
@@ -169,12 +168,11 @@ std::vector<Case> cases() {
       {"HeadersLabelPrefixNotString",
        with(valid_add(), P("/headers"), json{{"label_prefix", json::array()}}), "bad_request",
        "headers.label_prefix must be a string"},
-      {"HeadersTenantIdNotHeaderName",
-       with(valid_add(), P("/headers"), json{{"tenant_id", "a b"}}), "bad_request",
+      {"HeadersTenantIdNotHeaderName", with(valid_add(), P("/headers"), json{{"tenant_id", "a b"}}),
+       "bad_request",
        "headers.tenant_id: \"a b\" is not a valid header name (1-64 token characters)"},
       {"HeadersTenantIdEmpty", with(valid_add(), P("/headers"), json{{"tenant_id", ""}}),
-       "bad_request",
-       "headers.tenant_id: \"\" is not a valid header name (1-64 token characters)"},
+       "bad_request", "headers.tenant_id: \"\" is not a valid header name (1-64 token characters)"},
       {"HeadersLabelPrefixTooLong",
        with(valid_add(), P("/headers"), json{{"label_prefix", std::string(65, 'X')}}),
        "bad_request",
@@ -209,14 +207,13 @@ std::vector<Case> cases() {
       {"ValidAttachmentWithoutId",
        with(valid_gc(), P("/valid_attachments/1"), json{{"ifname", "eth0"}}), "bad_request",
        "missing field \"id\""},
-      {"ValidAttachmentEmptyId", with(valid_gc(), P("/valid_attachments/0/id"), ""),
-       "bad_request", "field \"id\" must not be empty"},
+      {"ValidAttachmentEmptyId", with(valid_gc(), P("/valid_attachments/0/id"), ""), "bad_request",
+       "field \"id\" must not be empty"},
       // An entry that is not an object is reported with the word "attachment".
-      {"ValidAttachmentNotObject", with(valid_gc(), P("/valid_attachments/0"), "a"),
-       "bad_request", "\"attachment\" must be an object"},
-      {"ValidAttachmentsOnAdd",
-       with(valid_add(), P("/valid_attachments"), json::array()), "bad_request",
-       "\"valid_attachments\" belongs to gc requests only"},
+      {"ValidAttachmentNotObject", with(valid_gc(), P("/valid_attachments/0"), "a"), "bad_request",
+       "\"attachment\" must be an object"},
+      {"ValidAttachmentsOnAdd", with(valid_add(), P("/valid_attachments"), json::array()),
+       "bad_request", "\"valid_attachments\" belongs to gc requests only"},
   };
 }
 

@@ -100,24 +100,28 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"UnknownOp", R"({"version":1,"op":"explode"})", "bad_request", "explode"},
         BadRequest{"AddWithoutKey", R"({"version":1,"op":"add","listeners":)" + kListener + "}",
                    "bad_request", "attachment"},
-        BadRequest{"AddWithoutListeners",
-                   R"({"version":1,"op":"add","attachment":{"id":"x"}})", "bad_request",
-                   "listener"},
-        BadRequest{"BadListenAddress",
-                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"nonsense","upstream":"127.0.0.1:1"}]})",
-                   "bad_request", "listeners[0].listen"},
-        BadRequest{"UnixListen",
-                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"unix:/x","upstream":"127.0.0.1:1"}]})",
-                   "bad_request", "listeners[0].listen"},
-        BadRequest{"BadMode",
-                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"127.0.0.1:1","upstream":"127.0.0.1:1","mode":"udp"}]})",
-                   "bad_request", "udp"},
-        BadRequest{"AddAddressNotLinkLocal",
-                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"10.0.0.1:80","upstream":"127.0.0.1:1","add_address":true}]})",
-                   "bad_request", "listeners[0].add_address: 10.0.0.1 is not a link-local"},
-        BadRequest{"AddAddressNotBool",
-                   R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"169.254.1.1:80","upstream":"127.0.0.1:1","add_address":1}]})",
-                   "bad_request", "listeners[0].add_address: must be true or false"},
+        BadRequest{"AddWithoutListeners", R"({"version":1,"op":"add","attachment":{"id":"x"}})",
+                   "bad_request", "listener"},
+        BadRequest{
+            "BadListenAddress",
+            R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"nonsense","upstream":"127.0.0.1:1"}]})",
+            "bad_request", "listeners[0].listen"},
+        BadRequest{
+            "UnixListen",
+            R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"unix:/x","upstream":"127.0.0.1:1"}]})",
+            "bad_request", "listeners[0].listen"},
+        BadRequest{
+            "BadMode",
+            R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"127.0.0.1:1","upstream":"127.0.0.1:1","mode":"udp"}]})",
+            "bad_request", "udp"},
+        BadRequest{
+            "AddAddressNotLinkLocal",
+            R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"10.0.0.1:80","upstream":"127.0.0.1:1","add_address":true}]})",
+            "bad_request", "listeners[0].add_address: 10.0.0.1 is not a link-local"},
+        BadRequest{
+            "AddAddressNotBool",
+            R"({"version":1,"op":"add","attachment":{"id":"x"},"listeners":[{"listen":"169.254.1.1:80","upstream":"127.0.0.1:1","add_address":1}]})",
+            "bad_request", "listeners[0].add_address: must be true or false"},
         BadRequest{"IdNotString", R"({"version":1,"op":"del","attachment":{"id":5}})",
                    "bad_request", "id"},
         BadRequest{"LabelNameBad",
@@ -263,9 +267,11 @@ TEST(ControlProtocol, LimitsJsonHasOnlyTheSetFields) {
 TEST(ControlProtocol, TooManyListenersIsRefused) {
   nlohmann::json ls = nlohmann::json::array();
   for (size_t i = 0; i <= kMaxListeners; ++i) {
-    ls.push_back({{"listen", "127.0.0.1:" + std::to_string(8000 + i)}, {"upstream", "127.0.0.1:1"}});
+    ls.push_back(
+        {{"listen", "127.0.0.1:" + std::to_string(8000 + i)}, {"upstream", "127.0.0.1:1"}});
   }
-  nlohmann::json j = {{"version", 1}, {"op", "add"}, {"attachment", {{"id", "x"}}}, {"listeners", ls}};
+  nlohmann::json j = {
+      {"version", 1}, {"op", "add"}, {"attachment", {{"id", "x"}}}, {"listeners", ls}};
   auto r = decode_request(j.dump());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("too many listeners"), std::string::npos);
@@ -277,8 +283,8 @@ TEST(ControlProtocol, RepliesRoundTrip) {
   EXPECT_TRUE(ok->ok);
   EXPECT_EQ(ok->data["deleted"], true);
 
-  auto err = decode_reply(
-      encode_reply(error_reply(make_error(nsproxy::Code::kListenerFailed, "listen 127.0.0.1:8080 in /x: busy"))));
+  auto err = decode_reply(encode_reply(error_reply(
+      make_error(nsproxy::Code::kListenerFailed, "listen 127.0.0.1:8080 in /x: busy"))));
   ASSERT_TRUE(err.ok());
   EXPECT_FALSE(err->ok);
   EXPECT_EQ(err->error.code, nsproxy::Code::kListenerFailed);
@@ -308,7 +314,8 @@ TEST(ErrorCodes, AReplyWithAnUnknownCodeKeepsItInTheMessage) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->error.code, nsproxy::Code::kUnknown);
   EXPECT_EQ(r->error.message, "no (code \"shiny_new\")");
-  auto back = decode_reply(encode_reply(error_reply(nsproxy::make_error(nsproxy::Code::kNotServing, "x"))));
+  auto back =
+      decode_reply(encode_reply(error_reply(nsproxy::make_error(nsproxy::Code::kNotServing, "x"))));
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->error.code, nsproxy::Code::kNotServing);
   EXPECT_NE(encode_reply(error_reply(nsproxy::make_error(nsproxy::Code::kNotServing, "x")))

@@ -5,12 +5,11 @@
 #include "forward/http/http_session.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cerrno>
 #include <chrono>
@@ -42,7 +41,9 @@ UniqueFd listening_socket(sockaddr_in* addr) {
   return fd;
 }
 
-std::string text_of(const sockaddr_in& a) { return "127.0.0.1:" + std::to_string(ntohs(a.sin_port)); }
+std::string text_of(const sockaddr_in& a) {
+  return "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+}
 
 class HttpSessionTest : public ::testing::Test {
  protected:
@@ -118,7 +119,8 @@ class HttpSessionTest : public ::testing::Test {
   UniqueFd accept_upstream() {
     UniqueFd u;
     run_until([&] {
-      u = UniqueFd(::accept4(upstream_listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      u = UniqueFd(
+          ::accept4(upstream_listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
       return static_cast<bool>(u);
     });
     return u;
@@ -159,7 +161,8 @@ TEST_F(HttpSessionTest, TheUpstreamGetsTheTenantsIdentityAndNoForgedOneAndTheAns
 TEST_F(HttpSessionTest, AChunkedBodyIsReframedAndAChunkedResponseReachesAnHttp10TenantRaw) {
   UniqueFd c = connect_tenant();
   send_all(c.get(),
-           "POST /up HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n");
+           "POST /up HTTP/1.0\r\nTransfer-Encoding: "
+           "chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n");
   UniqueFd u = accept_upstream();
   ASSERT_TRUE(u);
   std::string req = read_until(u.get(), "0\r\n\r\n");
@@ -197,13 +200,16 @@ TEST_F(HttpSessionTest, PipelinedRequestsAreAnsweredInOrderOnOneUpstreamConnecti
   ASSERT_TRUE(u);
   std::string first = read_until(u.get(), "\r\n\r\n");
   EXPECT_EQ(first.rfind("GET /1 ", 0), 0u) << first;
-  EXPECT_EQ(first.find("GET /2"), std::string::npos) << "the second request went before the first's answer";
+  EXPECT_EQ(first.find("GET /2"), std::string::npos)
+      << "the second request went before the first's answer";
   send_all(u.get(), "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
   std::string second = read_until(u.get(), "\r\n\r\n");
   EXPECT_EQ(second.rfind("GET /2 ", 0), 0u) << second;
   send_all(u.get(), "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2");
   std::string resp = read_until(c.get(), "\r\n\r\n2");
-  EXPECT_EQ(resp, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2");
+  EXPECT_EQ(
+      resp,
+      "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // The metrics pieces without root: the exposition's label escaping and histograms, the
 // per-tenant counters, and the metrics HTTP server on a loop of its own (readiness
 // false -> 503, which the daemon shows only before restore or after a handover).
+#include "control/metrics.h"
+
 #include <arpa/inet.h>
 #include <ev.h>
 #include <gtest/gtest.h>
@@ -11,15 +13,14 @@
 
 #include <algorithm>
 #include <atomic>
-#include <memory>
 #include <cerrno>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "address.h"
-#include "forward/histogram.h"
-#include "control/metrics.h"
 #include "control/metrics_server.h"
+#include "forward/histogram.h"
 #include "forward/tenant_stats.h"
 #include "unique_fd.h"
 
@@ -155,7 +156,8 @@ class ServerOnALoop {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons(static_cast<uint16_t>(port_));
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "connect failed";
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      return "connect failed";
     (void)!::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL);
     std::string got;
     for (;;) {
@@ -191,7 +193,8 @@ TEST(MetricsServer, AnswersEveryShapeOfRequestAndCloses) {
   EXPECT_EQ(m.substr(0, 12), "HTTP/1.1 200") << m;
   EXPECT_NE(m.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << m;
   // The body is rendered piece by piece as it is sent, delimited by the close.
-  EXPECT_NE(m.find("\r\n\r\nnsproxy_registrations 0\nnsproxy_listeners 0\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("\r\n\r\nnsproxy_registrations 0\nnsproxy_listeners 0\n"), std::string::npos)
+      << m;
   EXPECT_EQ(m.find("Content-Length"), std::string::npos) << m;
   std::string head = s.exchange("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(head.substr(0, 12), "HTTP/1.1 200");
@@ -201,7 +204,8 @@ TEST(MetricsServer, AnswersEveryShapeOfRequestAndCloses) {
   EXPECT_EQ(s.exchange("GET /" + std::string(2000, 'u') + " HTTP/1.1\r\n\r\n").substr(0, 12),
             "HTTP/1.1 400");  // URL over 1024 bytes
   EXPECT_EQ(s.exchange("\r\n\r\nGARBAGE\x7f\r\n\r\n").substr(0, 12), "HTTP/1.1 400");
-  EXPECT_EQ(s.exchange("GET /metrics HTTP/1.1\r\nA: " + std::string(9000, 'a') + "\r\n\r\n").substr(0, 12),
+  EXPECT_EQ(s.exchange("GET /metrics HTTP/1.1\r\nA: " + std::string(9000, 'a') + "\r\n\r\n")
+                .substr(0, 12),
             "HTTP/1.1 431");
 }
 

@@ -360,7 +360,8 @@ TEST_F(PluginTest, AddWithoutPrevResultPrintsAnEmptyResult) {
 
 TEST_F(PluginTest, AddDaemonErrorIsCode100WithTheDaemonMessage) {
   FakeDaemon daemon(socket_path(), [](const Request&) {
-    return error_reply(make_error(nsproxy::Code::kListenerFailed, "listen 127.0.0.1:8080: Address in use"));
+    return error_reply(
+        make_error(nsproxy::Code::kListenerFailed, "listen 127.0.0.1:8080: Address in use"));
   });
   auto r = run(env("ADD"), config().dump());
   expect_error(r, 100, "listen 127.0.0.1:8080: Address in use");

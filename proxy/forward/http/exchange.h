@@ -31,12 +31,12 @@ struct Exchange {
 
   // The response.
   int status = 0;
-  bool resp_started = false;   // a response head was queued to the tenant
+  bool resp_started = false;  // a response head was queued to the tenant
   bool resp_complete = false;
-  bool chunked_out = false;    // chunked framing towards the tenant
-  bool interim = false;        // the message being parsed is a 1xx
-  bool tunnel_next = false;    // 101 accepted: a tunnel after the head
-  bool keep_alive = true;      // the tenant connection stays open after this response
+  bool chunked_out = false;  // chunked framing towards the tenant
+  bool interim = false;      // the message being parsed is a 1xx
+  bool tunnel_next = false;  // 101 accepted: a tunnel after the head
+  bool keep_alive = true;    // the tenant connection stays open after this response
   uint64_t bytes_out = 0;
 };
 

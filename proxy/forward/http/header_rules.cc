@@ -50,9 +50,9 @@ bool cgi_starts_with(std::string_view s, std::string_view prefix) {
 }
 
 bool hop_by_hop(std::string_view name) {
-  static constexpr std::string_view kNames[] = {
-      "connection", "keep-alive",        "te",           "trailer", "proxy-connection",
-      "upgrade",    "transfer-encoding", "content-length"};
+  static constexpr std::string_view kNames[] = {"connection",        "keep-alive",       "te",
+                                                "trailer",           "proxy-connection", "upgrade",
+                                                "transfer-encoding", "content-length"};
   for (auto n : kNames) {
     if (iequals(name, n)) return true;
   }
@@ -79,7 +79,8 @@ bool listed_in_connection(const HeadFields& h, std::string_view name) {
 bool valid_header_name_piece(std::string_view piece) {
   for (char ch : piece) {
     auto c = static_cast<unsigned char>(ch);
-    if (!std::isalnum(c) && std::string_view("!#$%&'*+-.^_`|~").find(ch) == std::string_view::npos) {
+    if (!std::isalnum(c) &&
+        std::string_view("!#$%&'*+-.^_`|~").find(ch) == std::string_view::npos) {
       return false;
     }
   }

@@ -1,10 +1,9 @@
 // HttpSession, what nsproxyd answers itself (errors, refusals with their counters and
 // rate-limited log lines, the keep-alive 429) and the tenant's in-flight line.
-#include "forward/http/http_session.h"
-
 #include <cerrno>
 #include <cstring>
 
+#include "forward/http/http_session.h"
 #include "forward/listener.h"
 #include "log.h"
 
@@ -47,7 +46,8 @@ bool HttpSession::respond_error(int status, const char* reason, const std::strin
   std::string_view url = req_fields_.start().substr(0, 200);
   if (log) {
     size_t quiet = listener_->tenant().refusal_log.suppressed;
-    LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
+    LOG_INFO_F(({{"tenant", listener_->tenant().id},
+                 {"listen", listener_->spec().listen},
                  {"error", why}}),
                "tenant %s: %d %s: %s%s%s%s%.*s%s%s", listener_->tenant_name().c_str(), status,
                reason, why.c_str(), m ? " (" : "", m ? ex_.method : "", m ? " " : "",
@@ -75,7 +75,8 @@ bool HttpSession::respond_error(int status, const char* reason, const std::strin
 bool HttpSession::answer_and_continue(int status, const char* reason, const std::string& why,
                                       long retry_after, bool log) {
   if (log) {
-    LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
+    LOG_INFO_F(({{"tenant", listener_->tenant().id},
+                 {"listen", listener_->spec().listen},
                  {"error", why}}),
                "tenant %s: %d %s: %s", listener_->tenant_name().c_str(), status, reason,
                why.c_str());
@@ -89,12 +90,11 @@ bool HttpSession::answer_and_continue(int status, const char* reason, const std:
 void HttpSession::queue_own_response(int status, const char* reason, const std::string& why,
                                      long retry_after, bool close) {
   std::string body = std::to_string(status) + " " + reason + ": " + why + "\n";
-  to_client_.append(std::string(ex_.http10 ? "HTTP/1.0 " : "HTTP/1.1 ") +
-                    std::to_string(status) + " " + reason +
-                    "\r\nContent-Type: text/plain\r\nContent-Length: " +
-                    std::to_string(body.size()) +
-                    (retry_after > 0 ? "\r\nRetry-After: " + std::to_string(retry_after) : "") +
-                    (close ? "\r\nConnection: close" : "") + "\r\n\r\n" + body);
+  to_client_.append(
+      std::string(ex_.http10 ? "HTTP/1.0 " : "HTTP/1.1 ") + std::to_string(status) + " " + reason +
+      "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+      (retry_after > 0 ? "\r\nRetry-After: " + std::to_string(retry_after) : "") +
+      (close ? "\r\nConnection: close" : "") + "\r\n\r\n" + body);
   ex_.resp_started = true;
 }
 

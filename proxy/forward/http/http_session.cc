@@ -10,16 +10,18 @@
 #include <cstring>
 #include <string_view>
 
-#include "forward/listener.h"
 #include "forward/http/access_log.h"
 #include "forward/http/header_rules.h"
-#include "log.h"
+#include "forward/listener.h"
 #include "forward/upstream_pool.h"
+#include "log.h"
 
 namespace nsproxy {
 namespace {
 
-HttpSession* self(http_parser* p) { return static_cast<HttpSession*>(p->data); }
+HttpSession* self(http_parser* p) {
+  return static_cast<HttpSession*>(p->data);
+}
 
 const http_parser_settings kRequestSettings = [] {
   http_parser_settings s;
@@ -38,7 +40,6 @@ const http_parser_settings kRequestSettings = [] {
   return s;
 }();
 
-
 template <bool (HttpSession::*Handler)()>
 void io_cb(struct ev_loop*, ev_io* w, int) {
   auto* s = static_cast<HttpSession*>(w->data);
@@ -51,7 +52,9 @@ void timer_cb(struct ev_loop*, ev_timer* w, int) {
   if (!(s->*Handler)()) delete s;
 }
 
-void linger_cb(struct ev_loop*, ev_timer* w, int) { delete static_cast<HttpSession*>(w->data); }
+void linger_cb(struct ev_loop*, ev_timer* w, int) {
+  delete static_cast<HttpSession*>(w->data);
+}
 
 std::string peer_ip_of(int fd) {
   sockaddr_storage ss{};
@@ -72,8 +75,7 @@ std::string peer_ip_of(int fd) {
 
 // ---- HttpSession -----------------------------------------------------------------------
 
-std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client,
-                                           bool over_limit) {
+std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client, bool over_limit) {
   return std::make_unique<HttpSession>(listener, std::move(client), over_limit);
 }
 
@@ -221,15 +223,16 @@ bool HttpSession::process_client_input() {
     if (err != HPE_OK) {
       if (ex_.head_error == HeadError::kTooLarge || err == HPE_HEADER_OVERFLOW) {
         return refuse(Refusal::HeadTooLarge, 431, "Request Header Fields Too Large",
-                             "request head larger than " +
-                                 std::to_string(listener_->worker()->config->max_head_size) +
-                                 " bytes");
+                      "request head larger than " +
+                          std::to_string(listener_->worker()->config->max_head_size) + " bytes");
       }
       if (ex_.head_error == HeadError::kBadTransferEncoding) {
-        return refuse(Refusal::BadRequest, 400, "Bad Request", "Transfer-Encoding other than \"chunked\"");
+        return refuse(Refusal::BadRequest, 400, "Bad Request",
+                      "Transfer-Encoding other than \"chunked\"");
       }
       if (ex_.head_error == HeadError::kBadHeaderName) {
-        return refuse(Refusal::BadRequest, 400, "Bad Request", "invalid character (or whitespace) in a header name");
+        return refuse(Refusal::BadRequest, 400, "Bad Request",
+                      "invalid character (or whitespace) in a header name");
       }
       return refuse(Refusal::BadRequest, 400, "Bad Request",
                     std::string("malformed request: ") + http_errno_description(err));
@@ -248,8 +251,7 @@ bool HttpSession::process_client_input() {
       std::snprintf(why, sizeof why, "request rate limit (%g/s, burst %g) exceeded", t.rate.rate(),
                     t.rate.burst());
       long retry = t.rate.retry_after(ev_now(loop_));
-      if (ex_.req_complete && !ex_.has_body && !ex_.upgrade && !ex_.http10 &&
-          client_in_.empty()) {
+      if (ex_.req_complete && !ex_.has_body && !ex_.upgrade && !ex_.http10 && client_in_.empty()) {
         // Nothing of this request left to read, nothing pipelined behind it (answered
         // here, pipelined requests would recurse without bound): the connection stays
         // for the next one, a rate-limited client need not reconnect.
@@ -311,8 +313,8 @@ int HttpSession::req_headers_complete() {
   ex_.method = http_method_str(static_cast<http_method>(req_parser_.method));
   ex_.http10 = req_parser_.http_major == 1 && req_parser_.http_minor == 0;
   ex_.req_chunked = (req_parser_.flags & F_CHUNKED) != 0;
-  ex_.has_body = ex_.req_chunked || (req_parser_.content_length > 0 &&
-                                     req_parser_.content_length != ULLONG_MAX);
+  ex_.has_body = ex_.req_chunked ||
+                 (req_parser_.content_length > 0 && req_parser_.content_length != ULLONG_MAX);
   ex_.upgrade = req_parser_.upgrade != 0;
   ex_.keep_alive = http_should_keep_alive(&req_parser_) != 0;
   if (ex_.req_chunked && !chunked_only(req_fields_)) {
@@ -395,8 +397,8 @@ bool HttpSession::on_client_timer() {
 bool HttpSession::finish_exchange() {
   complete_response(ex_.status);
   bool fully_sent = to_upstream_.empty();
-  bool reusable = ex_.req_complete && !upstream_eof_ && http_should_keep_alive(&resp_parser_) &&
-                  fully_sent;
+  bool reusable =
+      ex_.req_complete && !upstream_eof_ && http_should_keep_alive(&resp_parser_) && fully_sent;
   release_upstream(reusable);
   end_request();
   // Answered before the whole request was parsed or sent: the rest of this request is
@@ -468,7 +470,7 @@ bool HttpSession::pump() {
   bool reading_request = phase_ == Phase::kHead || phase_ == Phase::kIdle ||
                          (phase_ == Phase::kExchange && !ex_.req_complete);
   client_.want_read(reading_request && !client_eof_ && to_upstream_.size() < kHighWater &&
-                                    client_in_.size() < kHighWater);
+                    client_in_.size() < kHighWater);
   client_.want_write(!to_client_.empty());
   if (upstream_ && !upstream_.connecting()) {
     upstream_.want_read(phase_ == Phase::kExchange && !ex_.resp_complete &&

@@ -28,18 +28,18 @@
 #include <http_parser.h>
 
 #include <chrono>
-#include <optional>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "forward/byte_pump.h"
 #include "forward/byte_queue.h"
+#include "forward/chunk_pool.h"
 #include "forward/connection.h"
 #include "forward/http/exchange.h"
 #include "forward/http/head_fields.h"
-#include "forward/chunk_pool.h"
 #include "forward/session.h"
 #include "forward/tenant_stats.h"
 #include "unique_fd.h"
@@ -87,25 +87,25 @@ class HttpSession : public Session {
   static constexpr size_t kReadSize = 16 * 1024;
   static constexpr double kLingerSeconds = 2.0;
 
-  bool process_client_input();    // parse what the tenant sent; false when over
+  bool process_client_input();                // parse what the tenant sent; false when over
   bool connect_upstream(bool fresh = false);  // pooled (unless fresh) or new; false when over
   bool upstream_connected();
-  bool finish_exchange();         // response complete: log, pool, next request
+  bool finish_exchange();  // response complete: log, pool, next request
   // retry_after > 0: a Retry-After header (seconds). log: one INFO line (refuse() limits
   // them per tenant).
-  bool respond_error(int status, const char* reason, const std::string& why,
-                     long retry_after = 0, bool log = true);
+  bool respond_error(int status, const char* reason, const std::string& why, long retry_after = 0,
+                     bool log = true);
   bool upstream_failed(const char* what, int err);  // 502/504 or close
-  bool pump();                    // watcher interest (the tunnel's pump); false when over
+  bool pump();                           // watcher interest (the tunnel's pump); false when over
   bool client_failed(const char* what);  // a read or write of the tenant's failed: false
   void set_phase(Phase p);
   void release_upstream(bool reusable);
   void restart_upstream_timer(double seconds);
-  void touch_tunnel();         // (re)starts the tunnel's idle timeout
-  void build_request_head();   // into to_upstream_; decides whether a retry is allowed
-  void write_request_head();   // the rewritten request head, into to_upstream_
-  void build_response_head();  // into to_client_
-  void end_request();          // forgets the request (and response) head: no block held
+  void touch_tunnel();                // (re)starts the tunnel's idle timeout
+  void build_request_head();          // into to_upstream_; decides whether a retry is allowed
+  void write_request_head();          // the rewritten request head, into to_upstream_
+  void build_response_head();         // into to_client_
+  void end_request();                 // forgets the request (and response) head: no block held
   bool count_head_bytes(size_t len);  // false: head too large (noted in ex_)
   // A response went to the tenant (or the tunnel began): metrics and access log.
   void complete_response(int status);
@@ -114,12 +114,12 @@ class HttpSession : public Session {
   bool refuse(Refusal why, int status, const char* reason, const std::string& detail,
               long retry_after = 0);
   // nsproxyd's own short text/plain answer, into to_client_ (Retry-After when > 0).
-  void queue_own_response(int status, const char* reason, const std::string& why,
-                          long retry_after, bool close);
+  void queue_own_response(int status, const char* reason, const std::string& why, long retry_after,
+                          bool close);
   // Answers a complete bodiless request itself and goes on with the connection (keep-alive
   // unless the tenant asked to close), as after an upstream's response.
-  bool answer_and_continue(int status, const char* reason, const std::string& why,
-                           long retry_after, bool log);
+  bool answer_and_continue(int status, const char* reason, const std::string& why, long retry_after,
+                           bool log);
   // The tenant's in-flight cap: true when this request may go to its upstream now; false:
   // it waits in the tenant's line (upstream_t_ bounds the wait) until grant_slot().
   bool acquire_slot();
@@ -133,7 +133,7 @@ class HttpSession : public Session {
   ev_timer client_t_, upstream_t_, linger_t_;
   http_parser req_parser_;
   http_parser resp_parser_;
-  ByteQueue client_in_;     // tenant bytes not yet parsed
+  ByteQueue client_in_;  // tenant bytes not yet parsed
   ByteQueue to_upstream_;
   ByteQueue to_client_;
   HeadFields req_fields_;   // URL and headers of the current request
@@ -143,11 +143,11 @@ class HttpSession : public Session {
   Phase phase_ = Phase::kHead;
   bool over_limit_;
   bool upstream_reused_ = false;
-  bool holds_slot_ = false;      // counted in the tenant's in_flight
-  bool slot_granted_ = false;    // handed a slot while waiting: connect on upstream_t_
-  bool client_eof_ = false;    // the tenant ended its stream (before a tunnel)
-  bool upstream_eof_ = false;  // the upstream connection ended (before a tunnel)
-  bool lingering_ = false;     // closing: our write half is shut, draining the tenant's
+  bool holds_slot_ = false;         // counted in the tenant's in_flight
+  bool slot_granted_ = false;       // handed a slot while waiting: connect on upstream_t_
+  bool client_eof_ = false;         // the tenant ended its stream (before a tunnel)
+  bool upstream_eof_ = false;       // the upstream connection ended (before a tunnel)
+  bool lingering_ = false;          // closing: our write half is shut, draining the tenant's
   std::optional<BytePump> tunnel_;  // after 101: the two connections, as tcp mode pumps them
 
   Exchange ex_;  // the current request and its response

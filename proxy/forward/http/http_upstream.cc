@@ -1,12 +1,11 @@
 // HttpSession, the upstream side: connecting (pooled or new), sending the request,
 // parsing and relaying the response, timeouts, and giving the connection back.
-#include "forward/http/http_session.h"
-
 #include <cerrno>
 #include <climits>
 #include <cstring>
 
 #include "forward/http/header_rules.h"
+#include "forward/http/http_session.h"
 #include "forward/listener.h"
 #include "forward/upstream_pool.h"
 #include "log.h"
@@ -14,7 +13,9 @@
 namespace nsproxy {
 namespace {
 
-HttpSession* self(http_parser* p) { return static_cast<HttpSession*>(p->data); }
+HttpSession* self(http_parser* p) {
+  return static_cast<HttpSession*>(p->data);
+}
 
 const http_parser_settings kResponseSettings = [] {
   http_parser_settings s;
@@ -126,11 +127,13 @@ bool HttpSession::on_upstream_readable() {
   http_errno err = HTTP_PARSER_ERRNO(&resp_parser_);
   if (err != HPE_OK && err != HPE_PAUSED) {
     listener_->tenant().stats.upstream_failed(UpstreamError::Malformed);
-    LOG_WARN_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
-                 {"upstream", listener_->upstream().text}, {"error", http_errno_description(err)}}),
+    LOG_WARN_F(({{"tenant", listener_->tenant().id},
+                 {"listen", listener_->spec().listen},
+                 {"upstream", listener_->upstream().text},
+                 {"error", http_errno_description(err)}}),
                "tenant %s: malformed response from upstream %s: %s",
-             listener_->tenant_name().c_str(), listener_->upstream().text.c_str(),
-             http_errno_description(err));
+               listener_->tenant_name().c_str(), listener_->upstream().text.c_str(),
+               http_errno_description(err));
     if (!ex_.resp_started) return respond_error(502, "Bad Gateway", "malformed upstream response");
     return false;
   }
@@ -271,10 +274,12 @@ bool HttpSession::on_upstream_timer() {
 
 bool HttpSession::upstream_failed(const char* what, int err) {
   listener_->tenant().stats.upstream_failed(upstream_error_of(err));
-  LOG_INFO_F(({{"tenant", listener_->tenant().id}, {"listen", listener_->spec().listen},
-               {"upstream", listener_->upstream().text}, {"error", std::strerror(err)}}),
+  LOG_INFO_F(({{"tenant", listener_->tenant().id},
+               {"listen", listener_->spec().listen},
+               {"upstream", listener_->upstream().text},
+               {"error", std::strerror(err)}}),
              "tenant %s: %s %s: %s", listener_->tenant_name().c_str(), what,
-           listener_->upstream().text.c_str(), std::strerror(err));
+             listener_->upstream().text.c_str(), std::strerror(err));
   if (ex_.resp_started || phase_ == Phase::kTunnel) return false;  // too late for a status
   if (err == ETIMEDOUT) return respond_error(504, "Gateway Timeout", "upstream connect timed out");
   return respond_error(502, "Bad Gateway", "upstream unavailable");
