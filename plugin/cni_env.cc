@@ -24,7 +24,42 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF).
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto b = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b < 0x80) {
+      ++i;
+      continue;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      n = 1;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      n = 2;
+      if (b == 0xE0) lo = 0xA0;
+      if (b == 0xED) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      n = 3;
+      if (b == 0xF0) lo = 0x90;
+      if (b == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (s.size() - i - 1 < n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      auto c = static_cast<unsigned char>(s[i + k]);
+      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
 // Label values travel to the daemon, which refuses control characters and long values.
+// They travel as JSON strings: a value that is not UTF-8 would reach the daemon changed
+// (each bad byte replaced by U+FFFD, 3 bytes, so even past the length limit).
 std::string label_value_problem(std::string_view value) {
   if (value.size() > kMaxLabelValueLength) {
     return "longer than " + std::to_string(kMaxLabelValueLength) + " bytes";
@@ -32,6 +67,7 @@ std::string label_value_problem(std::string_view value) {
   for (char c : value) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "contains a control character";
   }
+  if (!valid_utf8(value)) return "is not valid UTF-8";
   return {};
 }
 

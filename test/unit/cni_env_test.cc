@@ -179,5 +179,23 @@ TEST(CniArgs, LabelValuesAreBounded) {
   EXPECT_TRUE(parse_cni_args("K8S_POD_NAME=" + std::string(kMaxLabelValueLength, 'x')).ok());
 }
 
+// Found by fuzz_cni_config: 387 bytes, 326 of them not UTF-8, passed the 1024-byte limit
+// here and became 1039 bytes (U+FFFD each) in the request, which the daemon refused.
+TEST(CniArgs, LabelValuesMustBeUtf8) {
+  for (const char* bad :
+       {"\xff", "a\x80" "b", "\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80"}) {
+    auto r = parse_cni_args(std::string("K8S_POD_NAME=") + bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, code::kInvalidEnvironment);
+    EXPECT_NE(r.error().msg.find("UTF-8"), std::string::npos) << r.error().msg;
+  }
+  for (const char* good : {"caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "plain-pod"}) {
+    auto r = parse_cni_args(std::string("K8S_POD_NAME=") + good);
+    ASSERT_TRUE(r.ok()) << good << ": " << r.error().msg;
+    EXPECT_EQ(r->labels.at("pod-name"), good);
+  }
+  EXPECT_FALSE(parse_cni_args("K8S_POD_NAME=" + std::string(387, '\xff')).ok());
+}
+
 }  // namespace
 }  // namespace nsproxy::cni
