@@ -182,8 +182,10 @@ TEST(CniArgs, LabelValuesAreBounded) {
 // Found by fuzz_cni_config: 387 bytes, 326 of them not UTF-8, passed the 1024-byte limit
 // here and became 1039 bytes (U+FFFD each) in the request, which the daemon refused.
 TEST(CniArgs, LabelValuesMustBeUtf8) {
-  for (const char* bad :
-       {"\xff", "a\x80" "b", "\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80"}) {
+  for (const char* bad : {"\xff",
+                          "a\x80"
+                          "b",
+                          "\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80"}) {
     auto r = parse_cni_args(std::string("K8S_POD_NAME=") + bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, code::kInvalidEnvironment);
