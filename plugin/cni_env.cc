@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "ascii.h"
 #include "control_protocol.h"
 
 namespace nsproxy::cni {
@@ -16,12 +17,6 @@ std::string lookup(const EnvMap& env, const char* name) {
 
 bool is_alnum(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 // Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF).
@@ -189,7 +184,7 @@ CniResult<CniArgs> parse_cni_args(std::string_view text) {
 
     const char* label = nullptr;
     if (key == "IgnoreUnknown") {
-      std::string v = lower(value);
+      std::string v = to_lower(value);
       if (v == "1" || v == "true") {
         out.ignore_unknown = true;
       } else if (v == "0" || v == "false") {

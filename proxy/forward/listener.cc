@@ -173,4 +173,18 @@ void Listener::on_acceptable() {
   }
 }
 
+void Listener::log_upstream_problem(const char* what, int err) const {
+  LOG_INFO_F(({{"tenant", tenant_->id},
+               {"listen", spec_.listen},
+               {"upstream", upstream_.text},
+               {"error", std::strerror(err)}}),
+             "tenant %s: %s %s: %s", tenant_->display.c_str(), what, upstream_.text.c_str(),
+             std::strerror(err));
+}
+
+void Listener::upstream_failed(const char* what, int err) const {
+  tenant_->stats.upstream_failed(upstream_error_of(err));
+  log_upstream_problem(what, err);
+}
+
 }  // namespace nsproxy

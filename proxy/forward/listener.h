@@ -49,6 +49,12 @@ class Listener {
   Tenant& tenant() const { return *tenant_; }
   Worker* worker() const { return worker_; }
 
+  // The one log line (with tenant, listen, upstream and error fields) for a socket call
+  // toward the upstream that failed with err; upstream_failed also counts it in the
+  // tenant's upstream error counters. Both sessions report through these.
+  void log_upstream_problem(const char* what, int err) const;
+  void upstream_failed(const char* what, int err) const;
+
   // Called by Session's constructor and destructor.
   void add_session(Session* s) { sessions_.insert(s); }
   void remove_session(Session* s) { sessions_.erase(s); }

@@ -3,7 +3,6 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "forward/listener.h"
 #include "forward/proxy_protocol.h"
@@ -59,17 +58,12 @@ TcpSession::~TcpSession() {
 }
 
 bool TcpSession::upstream_failed(const char* what, int err) {
-  listener_->tenant().stats.upstream_failed(upstream_error_of(err));
-  return fail(what, err);
+  listener_->upstream_failed(what, err);
+  return false;
 }
 
 bool TcpSession::fail(const char* what, int err) {
-  LOG_INFO_F(({{"tenant", listener_->tenant().id},
-               {"listen", listener_->spec().listen},
-               {"upstream", listener_->upstream().text},
-               {"error", std::strerror(err)}}),
-             "tenant %s: %s %s: %s", listener_->tenant_name().c_str(), what,
-             listener_->upstream().text.c_str(), std::strerror(err));
+  listener_->log_upstream_problem(what, err);
   return false;
 }
 

@@ -22,8 +22,9 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
-TEST(AccessLogTest, DashWritesOneJsonLinePerRequestToStdout) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+class AccessLogTest : public IntegrationTest {};  // root, or a loud skip
+
+TEST_F(AccessLogTest, DashWritesOneJsonLinePerRequestToStdout) {
   ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy-echo"}));
   TempDir tmp;
   EchoServer echo("http");

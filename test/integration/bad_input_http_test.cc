@@ -10,26 +10,11 @@ namespace nspit {
 namespace {
 
 using nlohmann::json;
-constexpr const char* kListen = "127.0.0.1:8080";
+constexpr const char* kListen = kTenantListen;
 
-class BadInputHttpTest : public HttpTest {
+class BadInputHttpTest : public OneTenantTest {
  protected:
-  void start(std::vector<std::string> flags = {}) {
-    daemon_ = std::make_unique<Daemon>(tmp_.path());
-    daemon_->set_extra_args(std::move(flags));
-    ASSERT_TRUE(daemon_->start());
-    echo_ = std::make_unique<EchoServer>("http");
-    ASSERT_TRUE(echo_->start());
-    ASSERT_TRUE(ns_.ok()) << ns_.error();
-    id_ = "bad-" + short_token();
-    ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id_,
-                                {.upstream = echo_->address(), .labels = {{"team", "blue"}}}));
-  }
-  HttpConn conn() {
-    auto c = HttpConn::open(ns_.path(), kListen);
-    EXPECT_TRUE(c.ok()) << c.error();
-    return c;
-  }
+  BadInputHttpTest() : OneTenantTest("bad-", {{"team", "blue"}}) {}
   // Sends bytes on a fresh connection; expects exactly `status` with body
   // "<status> <reason>: <why>\n", then a close with nothing more.
   void expect_error_answer(const std::string& bytes, int status, const std::string& why) {
@@ -63,11 +48,6 @@ class BadInputHttpTest : public HttpTest {
     EXPECT_TRUE(j.is_object()) << r->describe();
     return j.is_object() ? j : json::object();
   }
-
-  Netns ns_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<EchoServer> echo_;
-  std::string id_;
 };
 
 const std::string kSmuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -3,6 +3,7 @@
 // reason, 11 unreachable". The daemon's reason is the CNI error's msg, its error code
 // the details (nsproxy(8): not_found, netns_mismatch, ...).
 #include "fixture.h"
+#include "plugin_fixture.h"
 
 namespace nspit {
 namespace {
@@ -14,38 +15,17 @@ std::string details(const PluginResult& r) {
   return r.json.is_object() ? r.json.value("details", "") : "";
 }
 
-class CheckTest : public IntegrationTest {
+class CheckTest : public PluginFixture {
  protected:
-  void SetUp() override {
-    IntegrationTest::SetUp();
-    if (IsSkipped()) return;
-    ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy", "nsproxy-echo"}));
-    daemon_ = std::make_unique<Daemon>(tmp_.path());
-    ASSERT_TRUE(daemon_->start());
-    ASSERT_TRUE(echo_.start());
-    ASSERT_TRUE(ns_.ok()) << ns_.error();
-    network_ = unique_name();
-    container_ = unique_name();
-  }
-  json config() const {
-    return plugin_config(network_, daemon_->socket_path(),
-                         json::array({listener(kListen, echo_.address())}));
-  }
+  json config() const { return echo_config(kListen); }
   PluginResult cni(const std::string& command, const std::string& netns_path,
                    const json& cfg) const {
-    return run_plugin(cni_env(command, container_, netns_path), cfg.dump());
+    return PluginFixture::cni(command, cfg, netns_path);
   }
-
-  TempDir tmp_;
-  std::unique_ptr<Daemon> daemon_;
-  EchoServer echo_{"echo"};
-  Netns ns_;
-  std::string network_;
-  std::string container_;
 };
 
 TEST_F(CheckTest, ANamespaceOtherThanTheRegisteredOneIsCode100NetnsMismatch) {
-  ASSERT_EQ(cni("ADD", ns_.path(), config()).exit_code, 0);
+  ASSERT_EQ(cni("ADD", ns_->path(), config()).exit_code, 0);
   Netns other;
   ASSERT_TRUE(other.ok()) << other.error();
 
@@ -54,16 +34,16 @@ TEST_F(CheckTest, ANamespaceOtherThanTheRegisteredOneIsCode100NetnsMismatch) {
   EXPECT_EQ(wrong.cni_code(), 100) << wrong.describe();
   EXPECT_EQ(details(wrong), "netns_mismatch") << wrong.describe();
   // The reason names both namespaces.
-  EXPECT_NE(wrong.msg().find(ns_.path()), std::string::npos) << wrong.describe();
+  EXPECT_NE(wrong.msg().find(ns_->path()), std::string::npos) << wrong.describe();
   EXPECT_NE(wrong.msg().find(other.path()), std::string::npos) << wrong.describe();
 
-  auto right = cni("CHECK", ns_.path(), config());
+  auto right = cni("CHECK", ns_->path(), config());
   EXPECT_EQ(right.exit_code, 0) << right.describe();
   EXPECT_EQ(right.out, "") << "CHECK prints nothing on success: " << right.describe();
 }
 
 TEST_F(CheckTest, AnUnknownRegistrationIsCode100NotFound) {
-  auto r = cni("CHECK", ns_.path(), config());
+  auto r = cni("CHECK", ns_->path(), config());
   EXPECT_EQ(r.exit_code, 1) << r.describe();
   EXPECT_EQ(r.cni_code(), 100) << r.describe();
   EXPECT_EQ(details(r), "not_found") << r.describe();
@@ -76,20 +56,20 @@ TEST_F(CheckTest, ATenantAtItsConnectionLimitStillChecksOk) {
   json cfg = config();
   cfg["listeners"][0]["mode"] = "tcp";
   cfg["limits"] = {{"connections", 1}};
-  ASSERT_EQ(cni("ADD", ns_.path(), cfg).exit_code, 0);
-  auto first = connect_in_netns(ns_.path(), kListen);
+  ASSERT_EQ(cni("ADD", ns_->path(), cfg).exit_code, 0);
+  auto first = connect_in_netns(ns_->path(), kListen);
   ASSERT_TRUE(first.ok()) << first.message;
   HttpConn held(std::move(first.fd));
   ASSERT_TRUE(held.send("x").ok());
   ASSERT_TRUE(held.read_exact(1, 5000ms).ok()) << "the first connection was not served";
   // The second one waits in the backlog: nothing comes back.
-  auto second = connect_in_netns(ns_.path(), kListen);
+  auto second = connect_in_netns(ns_->path(), kListen);
   ASSERT_TRUE(second.ok()) << second.message;
   HttpConn waiting(std::move(second.fd));
   ASSERT_TRUE(waiting.send("y").ok());
   ASSERT_FALSE(waiting.read_exact(1, 300ms).ok()) << "the tenant was not at its limit";
 
-  auto r = cni("CHECK", ns_.path(), cfg);
+  auto r = cni("CHECK", ns_->path(), cfg);
   EXPECT_EQ(r.exit_code, 0) << r.describe();
 
   // Ending the first connection lets the waiting one in.
@@ -100,9 +80,9 @@ TEST_F(CheckTest, ATenantAtItsConnectionLimitStillChecksOk) {
 }
 
 TEST_F(CheckTest, AnUnreachableDaemonIsCode11NamingTheSocket) {
-  ASSERT_EQ(cni("ADD", ns_.path(), config()).exit_code, 0);
+  ASSERT_EQ(cni("ADD", ns_->path(), config()).exit_code, 0);
   ASSERT_EQ(daemon_->stop(), 0) << daemon_->log();
-  auto r = cni("CHECK", ns_.path(), config());
+  auto r = cni("CHECK", ns_->path(), config());
   EXPECT_EQ(r.exit_code, 1) << r.describe();
   EXPECT_EQ(r.cni_code(), 11) << r.describe();
   EXPECT_NE(r.msg().find(daemon_->socket_path()), std::string::npos) << r.describe();

@@ -17,6 +17,7 @@
 //   http_client.h  HttpConn, HttpResponse, http_request, nsproxy-echo's headers
 //   cni.h          running the CNI plugin, plugin configs
 //   bases.h        IntegrationTest, HttpTest and the suite fixtures shared by files
+//   one_tenant.h   OneTenantTest: daemon + echo upstream + one registered namespace
 #pragma once
 
 #include "bases.h"
@@ -25,6 +26,7 @@
 #include "daemon.h"
 #include "http_client.h"
 #include "namespaces.h"
+#include "one_tenant.h"
 #include "processes.h"
 #include "programs.h"
 #include "scratch.h"

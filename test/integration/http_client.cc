@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "ascii.h"
 #include "sockets.h"
 #include "text.h"
 
@@ -20,17 +21,6 @@ using nsproxy::make_error;
 using nsproxy::Result;
 using nsproxy::Status;
 
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string trim(std::string_view s) {
   size_t b = 0, e = s.size();
   while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
@@ -42,7 +32,7 @@ std::string trim(std::string_view s) {
 
 std::optional<std::string> HttpResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
-    if (iequal(k, name)) return v;
+    if (nsproxy::iequals(k, name)) return v;
   }
   return std::nullopt;
 }
@@ -50,7 +40,7 @@ std::optional<std::string> HttpResponse::header(std::string_view name) const {
 std::vector<std::string> HttpResponse::all(std::string_view name) const {
   std::vector<std::string> out;
   for (const auto& [k, v] : headers) {
-    if (iequal(k, name)) out.push_back(v);
+    if (nsproxy::iequals(k, name)) out.push_back(v);
   }
   return out;
 }
@@ -181,7 +171,7 @@ Result<HttpResponse> HttpConn::read_response(Millis timeout, bool head_request) 
     return r;
   }
   auto te = r.header("Transfer-Encoding");
-  if (te && te->size() >= 7 && iequal(te->substr(te->size() - 7), "chunked")) {
+  if (te && te->size() >= 7 && nsproxy::iequals(te->substr(te->size() - 7), "chunked")) {
     r.chunked = true;
     for (;;) {
       size_t e;
@@ -291,7 +281,7 @@ std::vector<std::string> echo_headers(const nlohmann::json& echo, std::string_vi
   std::vector<std::string> out;
   if (!echo.is_object() || !echo.contains("headers") || !echo["headers"].is_array()) return out;
   for (const auto& h : echo["headers"]) {
-    if (h.is_array() && h.size() == 2 && iequal(h[0].get<std::string>(), name)) {
+    if (h.is_array() && h.size() == 2 && nsproxy::iequals(h[0].get<std::string>(), name)) {
       out.push_back(h[1].get<std::string>());
     }
   }
@@ -305,7 +295,8 @@ std::vector<std::string> echo_headers_with_prefix(const nlohmann::json& echo,
   for (const auto& h : echo["headers"]) {
     if (!h.is_array() || h.size() != 2) continue;
     auto k = h[0].get<std::string>();
-    if (k.size() >= prefix.size() && iequal(std::string_view(k).substr(0, prefix.size()), prefix)) {
+    if (k.size() >= prefix.size() &&
+        nsproxy::iequals(std::string_view(k).substr(0, prefix.size()), prefix)) {
       out.push_back(k + ": " + h[1].get<std::string>());
     }
   }

@@ -17,7 +17,7 @@ namespace nspit {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr const char* kListen = "127.0.0.1:8080";
+constexpr const char* kListen = kTenantListen;
 // The bound on waiting for a 1 s timeout to fire: fifteen times it, so that it holds
 // under ASan on a loaded 2-core machine. It catches a timeout that never fires.
 constexpr Millis kTimeoutFires = 15000ms;
@@ -37,29 +37,9 @@ void expect_short_text(const HttpResponse& r) {
   EXPECT_LT(r.body.size(), 1024u) << r.describe();
 }
 
-class HttpErrorsTest : public HttpTest {
+class HttpErrorsTest : public OneTenantTest {
  protected:
-  // Daemon (with extra flags), echo upstream of `mode`, one namespace registered.
-  void start(std::vector<std::string> flags = {}, const std::string& echo_mode = "http") {
-    daemon_ = std::make_unique<Daemon>(tmp_.path());
-    daemon_->set_extra_args(std::move(flags));
-    ASSERT_TRUE(daemon_->start());
-    echo_ = std::make_unique<EchoServer>(echo_mode);
-    ASSERT_TRUE(echo_->start());
-    ASSERT_TRUE(ns_.ok()) << ns_.error();
-    id_ = "err-" + short_token();
-    ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id_, {.upstream = echo_->address()}));
-  }
-  HttpConn conn() {
-    auto c = HttpConn::open(ns_.path(), kListen);
-    EXPECT_TRUE(c.ok()) << c.error();
-    return c;
-  }
-
-  Netns ns_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<EchoServer> echo_;
-  std::string id_;
+  HttpErrorsTest() : OneTenantTest("err-") {}
 };
 
 struct BadRequest {

@@ -11,31 +11,11 @@ namespace nspit {
 namespace {
 
 using nlohmann::json;
-constexpr const char* kListen = "127.0.0.1:8080";
+constexpr const char* kListen = kTenantListen;
 
-class HttpProtocolTest : public HttpTest {
+class HttpProtocolTest : public OneTenantTest {
  protected:
-  void start(std::vector<std::string> flags = {}) {
-    daemon_ = std::make_unique<Daemon>(tmp_.path());
-    daemon_->set_extra_args(std::move(flags));
-    ASSERT_TRUE(daemon_->start());
-    echo_ = std::make_unique<EchoServer>("http");
-    ASSERT_TRUE(echo_->start());
-    ASSERT_TRUE(ns_.ok()) << ns_.error();
-    id_ = "proto-" + short_token();
-    ASSERT_TRUE(register_tenant(*daemon_, ns_.path(), id_,
-                                {.upstream = echo_->address(), .labels = {{"team", "blue"}}}));
-  }
-  HttpConn conn(const std::string& listen = kListen) {
-    auto c = HttpConn::open(ns_.path(), listen);
-    EXPECT_TRUE(c.ok()) << c.error();
-    return c;
-  }
-
-  Netns ns_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<EchoServer> echo_;
-  std::string id_;
+  HttpProtocolTest() : OneTenantTest("proto-", {{"team", "blue"}}) {}
 };
 
 // The upstream answers 101 and then echoes every byte: after the 101 the connection is a

@@ -28,8 +28,9 @@ JournalFile read_journal(const std::string& path) {
   return j;
 }
 
-TEST(JournalTest, ChurnIsCompactedAwayAndTheLiveRegistrationSurvivesARestart) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+class JournalTest : public IntegrationTest {};  // root, or a loud skip
+
+TEST_F(JournalTest, ChurnIsCompactedAwayAndTheLiveRegistrationSurvivesARestart) {
   ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy-echo"}));
   TempDir tmp;
   EchoServer echo("echo");

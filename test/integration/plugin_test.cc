@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "fixture.h"
+#include "plugin_fixture.h"
 
 namespace nspit {
 namespace {
@@ -15,45 +16,7 @@ using nlohmann::json;
 constexpr const char* kListen = "127.0.0.1:8080";
 
 // A daemon, an echo upstream and one tenant namespace per test.
-class PluginTest : public IntegrationTest {
- protected:
-  void SetUp() override {
-    IntegrationTest::SetUp();
-    if (IsSkipped()) return;
-    ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy", "nsproxy-echo"}));
-    daemon_ = std::make_unique<Daemon>(tmp_.path());
-    ASSERT_TRUE(daemon_->start());
-    echo_ = std::make_unique<EchoServer>("echo");
-    ASSERT_TRUE(echo_->start());
-    ns_ = std::make_unique<Netns>();
-    ASSERT_TRUE(ns_->ok()) << ns_->error();
-    network_ = unique_name();
-    container_ = unique_name();
-  }
-
-  json config(const json& listeners) const {
-    return plugin_config(network_, daemon_->socket_path(), listeners);
-  }
-  json echo_config() const { return config(json::array({listener(kListen, echo_->address())})); }
-
-  PluginResult add(const json& cfg, const std::string& netns_path,
-                   const std::string& container = "") const {
-    return run_plugin(cni_env("ADD", container.empty() ? container_ : container, netns_path),
-                      cfg.dump());
-  }
-  PluginResult del(const json& cfg, const std::string& netns_path,
-                   const std::string& container = "") const {
-    return run_plugin(cni_env("DEL", container.empty() ? container_ : container, netns_path),
-                      cfg.dump());
-  }
-
-  TempDir tmp_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<EchoServer> echo_;
-  std::unique_ptr<Netns> ns_;
-  std::string network_;
-  std::string container_;
-};
+class PluginTest : public PluginFixture {};
 
 TEST_F(PluginTest, AddThenTrafficFromInsideNamespaceReachesUpstreamAndReturns) {
   auto r = add(echo_config(), ns_->path());

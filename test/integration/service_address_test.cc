@@ -3,6 +3,7 @@
 // to the namespace's lo, and removes it again when the registration goes, but only if
 // nsproxy added it (DESIGN, rule 5).
 #include "fixture.h"
+#include "plugin_fixture.h"
 
 namespace nspit {
 namespace {
@@ -11,18 +12,12 @@ using nlohmann::json;
 
 constexpr const char* kService = "169.254.169.254:80";
 
-class ServiceAddressTest : public IntegrationTest {
+class ServiceAddressTest : public PluginFixture {
  protected:
   void SetUp() override {
-    IntegrationTest::SetUp();
-    if (IsSkipped()) return;
-    ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy", "nsproxyctl", "nsproxy-echo"}));
-    daemon_ = std::make_unique<Daemon>(tmp_.path());
-    ASSERT_TRUE(daemon_->start());
-    echo_ = std::make_unique<EchoServer>("echo");
-    ASSERT_TRUE(echo_->start());
-    ns_ = std::make_unique<Netns>();
-    ASSERT_TRUE(ns_->ok()) << ns_->error();
+    PluginFixture::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ASSERT_TRUE(binaries_exist({"nsproxyctl"}));
   }
 
   ProcessResult ctl(std::vector<std::string> args) const {
@@ -46,11 +41,6 @@ class ServiceAddressTest : public IntegrationTest {
     l["addAddress"] = true;
     return l;
   }
-
-  TempDir tmp_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<EchoServer> echo_;
-  std::unique_ptr<Netns> ns_;
 };
 
 TEST_F(ServiceAddressTest, PluginAddAddsTheAddressToLoAndDelRemovesIt) {

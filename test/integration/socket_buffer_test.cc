@@ -14,8 +14,9 @@ constexpr const char* kListen = "127.0.0.1:8080";
 // kernel doubles the value): a tenant that never reads parks at most that much kernel
 // memory per connection instead of the megabytes autotuning grows to. 0 leaves
 // autotuning on. Read back with ss, as an operator would.
-TEST(SocketBufferTest, TenantConnectionsGetTheConfiguredKernelBuffers) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+class SocketBufferTest : public IntegrationTest {};  // root, or a loud skip
+
+TEST_F(SocketBufferTest, TenantConnectionsGetTheConfiguredKernelBuffers) {
   ASSERT_EQ(run({"sh", "-c", "command -v ss"}).exit_code, 0) << "ss (iproute2) missing";
   for (const char* flag : {"", "0"}) {
     TempDir tmp;

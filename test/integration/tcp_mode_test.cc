@@ -11,18 +11,21 @@
 namespace nspit {
 namespace {
 
-constexpr const char* kListen = "127.0.0.1:8080";
+constexpr const char* kListen = kTenantListen;
 
-TEST_F(DaemonTest, HalfCloseDeliversEchoOfEverythingSent) {
-  ASSERT_TRUE(binaries_exist({"nsproxy-echo"}));
-  Daemon d(tmp_.path());
-  ASSERT_TRUE(d.start());
-  EchoServer echo("echo");
-  ASSERT_TRUE(echo.start());
-  Netns ns;
-  ASSERT_TRUE(ns.ok()) << ns.error();
-  ASSERT_TRUE(register_tenant(d, ns.path(), unique_name(),
-                              {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
+// One tcp tenant whose upstream echoes bytes back.
+class TcpModeTest : public OneTenantTest {
+ protected:
+  TcpModeTest() : OneTenantTest("tcp-", {}, nsproxy::Mode::Tcp) {}
+  void SetUp() override {
+    OneTenantTest::SetUp();
+    if (IsSkipped()) return;
+    ASSERT_NO_FATAL_FAILURE(start({}, "echo"));
+  }
+};
+
+TEST_F(TcpModeTest, HalfCloseDeliversEchoOfEverythingSent) {
+  const Netns& ns = ns_;
 
   // Bigger than every socket buffer on the way, so data is in flight in both directions
   // when the client shuts down its write side.
@@ -45,16 +48,8 @@ TEST_F(DaemonTest, HalfCloseDeliversEchoOfEverythingSent) {
   EXPECT_EQ(*rest, "ping");
 }
 
-TEST_F(DaemonTest, ManyConcurrentConnectionsAreServed) {
-  ASSERT_TRUE(binaries_exist({"nsproxy-echo"}));
-  Daemon d(tmp_.path());
-  ASSERT_TRUE(d.start());
-  EchoServer echo("echo");
-  ASSERT_TRUE(echo.start());
-  Netns ns;
-  ASSERT_TRUE(ns.ok()) << ns.error();
-  ASSERT_TRUE(register_tenant(d, ns.path(), unique_name(),
-                              {.upstream = echo.address(), .mode = nsproxy::Mode::Tcp}));
+TEST_F(TcpModeTest, ManyConcurrentConnectionsAreServed) {
+  const Netns& ns = ns_;
 
   std::vector<Connection> conns;
   for (int i = 0; i < 50; ++i) {

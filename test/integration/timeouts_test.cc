@@ -145,8 +145,9 @@ TEST_F(ConnectTimeoutTest, TcpTenantConnectionIsClosedWhenTheUpstreamDoesNotAcce
 
 // The old daemon of a takeover keeps serving a connection that stays open, and ends it
 // when --drain-timeout runs out: it exits 0 and the tenant sees its connection close.
-TEST(DrainTimeoutTest, OldDaemonEndsOpenConnectionsAfterTheDrainTimeout) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+class DrainTimeoutTest : public IntegrationTest {};  // root, or a loud skip
+
+TEST_F(DrainTimeoutTest, OldDaemonEndsOpenConnectionsAfterTheDrainTimeout) {
   ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy-echo"}));
   TempDir tmp;
   EchoServer echo("echo");

@@ -6,7 +6,7 @@ namespace nsproxy {
 namespace {
 
 char cgi_fold(char c) {
-  return c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return c == '_' ? '-' : ascii_lower(c);
 }
 
 void append_header(ByteQueue* q, std::string_view name, std::string_view value) {
@@ -25,17 +25,6 @@ void append_upgrade(ByteQueue* q, const HeadFields& h) {
 }
 
 }  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 bool cgi_equals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

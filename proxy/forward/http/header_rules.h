@@ -9,13 +9,11 @@
 #include <string>
 #include <string_view>
 
+#include "ascii.h"
 #include "forward/byte_queue.h"
 #include "forward/http/head_fields.h"
 
 namespace nsproxy {
-
-// ASCII case-insensitive equality.
-bool iequals(std::string_view a, std::string_view b);
 
 // Header names as CGI-style upstreams (WSGI, Rack, PHP) see them: case-insensitive and
 // '_' equal to '-' (both become HTTP_X_TENANT_ID). Identity checks use this form, so

@@ -2,7 +2,6 @@
 // parsing and relaying the response, timeouts, and giving the connection back.
 #include <cerrno>
 #include <climits>
-#include <cstring>
 
 #include "forward/http/header_rules.h"
 #include "forward/http/http_session.h"
@@ -273,13 +272,7 @@ bool HttpSession::on_upstream_timer() {
 }
 
 bool HttpSession::upstream_failed(const char* what, int err) {
-  listener_->tenant().stats.upstream_failed(upstream_error_of(err));
-  LOG_INFO_F(({{"tenant", listener_->tenant().id},
-               {"listen", listener_->spec().listen},
-               {"upstream", listener_->upstream().text},
-               {"error", std::strerror(err)}}),
-             "tenant %s: %s %s: %s", listener_->tenant_name().c_str(), what,
-             listener_->upstream().text.c_str(), std::strerror(err));
+  listener_->upstream_failed(what, err);
   if (ex_.resp_started || phase_ == Phase::kTunnel) return false;  // too late for a status
   if (err == ETIMEDOUT) return respond_error(504, "Gateway Timeout", "upstream connect timed out");
   return respond_error(502, "Bad Gateway", "upstream unavailable");
