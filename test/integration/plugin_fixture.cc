@@ -27,8 +27,7 @@ json PluginFixture::echo_config(const std::string& listen) const {
 }
 
 PluginResult PluginFixture::cni(const std::string& command, const json& cfg,
-                                const std::string& netns_path,
-                                const std::string& container) const {
+                                const std::string& netns_path, const std::string& container) const {
   return run_plugin(cni_env(command, container.empty() ? container_ : container, netns_path),
                     cfg.dump());
 }
