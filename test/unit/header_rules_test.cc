@@ -110,6 +110,33 @@ TEST(HeaderRules, HopByHopAndConnectionListedHeadersAreDroppedAndFramingIsThePro
   }
 }
 
+// A head of thousands of headers, several Connection headers listing half of them in
+// other cases and with repeats (the shape a 32 KB hostile head takes): exactly the
+// listed ones are dropped, every other one is kept in order.
+TEST(HeaderRules, EveryHeaderAnyConnectionHeaderListsIsDroppedWhateverItsCase) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string listed_a, listed_b;
+  for (int i = 0; i < 3000; ++i) {
+    headers.emplace_back("X-N" + std::to_string(i), "v");
+    if (i % 2 == 0) {
+      std::string& list = i % 4 == 0 ? listed_a : listed_b;
+      list += (i % 3 == 0 ? "x-n" : "X-N") + std::to_string(i) + " ,\t";
+    }
+  }
+  headers.emplace_back("Connection", listed_a + "keep-alive");
+  headers.emplace_back("connection", listed_b + "X-N0, x-n2");
+  Head h("/many", headers);
+  ByteQueue q(&h.pool);
+  append_request_head(&q, "GET", h.fields, RequestFraming{}, identity());
+  std::string expected = "GET /many HTTP/1.1\r\n";
+  for (int i = 1; i < 3000; i += 2) expected += "X-N" + std::to_string(i) + ": v\r\n";
+  std::string head = drain(q);
+  EXPECT_EQ(head.substr(0, expected.size()), expected);
+  EXPECT_EQ(head.find("X-N0:"), std::string::npos);
+  EXPECT_EQ(head.find("X-N2998:"), std::string::npos);
+  EXPECT_NE(head.find("\r\nX-Tenant-Id: c0ffee\r\n"), std::string::npos);
+}
+
 TEST(HeaderRules, AnUpgradeKeepsItsUpgradeHeaders) {
   Head h("/ws", {{"Connection", "Upgrade"}, {"Upgrade", "websocket"}});
   RequestFraming framing;

@@ -1,5 +1,6 @@
 #include "forward/http/header_rules.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace nsproxy {
@@ -48,21 +49,22 @@ bool hop_by_hop(std::string_view name) {
   return false;
 }
 
-bool has_header(const HeadFields& h, std::string_view name) {
-  for (auto [n, v] : h) {
-    if (iequals(n, name)) return true;
-  }
-  return false;
-}
-
-bool listed_in_connection(const HeadFields& h, std::string_view name) {
+ConnectionListed::ConnectionListed(const HeadFields& h) {
   for (auto [n, value] : h) {
     if (!iequals(n, "connection")) continue;
-    if (any_token(value, [name](std::string_view tok) { return iequals(tok, name); })) {
-      return true;
-    }
+    any_token(value, [this](std::string_view tok) {
+      // "close", "keep-alive", "upgrade": hop-by-hop anyway, the common case costs nothing.
+      if (!hop_by_hop(tok)) names_.push_back(tok);
+      return false;
+    });
   }
-  return false;
+  std::sort(names_.begin(), names_.end(), iless);
+  names_.erase(std::unique(names_.begin(), names_.end(), iequals), names_.end());
+}
+
+bool ConnectionListed::contains(std::string_view name) const {
+  auto it = std::lower_bound(names_.begin(), names_.end(), name, iless);
+  return it != names_.end() && iequals(*it, name);
 }
 
 bool valid_header_name_piece(std::string_view piece) {
@@ -99,13 +101,13 @@ bool identity_header(std::string_view name, const Identity& id) {
 
 void append_request_head(ByteQueue* q, std::string_view method, const HeadFields& request,
                          const RequestFraming& framing, const Identity& id) {
-  const bool has_connection = has_header(request, "connection");
+  const ConnectionListed listed(request);
   q->append(method);
   q->push_back(' ');
   q->append(request.start());
   q->append(" HTTP/1.1\r\n");
   for (auto [name, value] : request) {
-    if (hop_by_hop(name) || (has_connection && listed_in_connection(request, name))) continue;
+    if (hop_by_hop(name) || listed.contains(name)) continue;
     // Identity is the daemon's to state: drop every version the tenant sent.
     if (identity_header(name, id)) continue;
     append_header(q, name, value);
@@ -167,7 +169,7 @@ ResponsePlan plan_response(const ResponseFacts& r, bool keep_alive) {
 
 void append_response_head(ByteQueue* q, const HeadFields& response, const ResponseFacts& r,
                           const ResponsePlan& plan) {
-  const bool has_connection = has_header(response, "connection");
+  const ConnectionListed listed(response);
   const bool no_body = without_body(r);
   q->append(r.http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
   q->append_decimal(static_cast<uint64_t>(r.status));
@@ -180,7 +182,7 @@ void append_response_head(ByteQueue* q, const HeadFields& response, const Respon
       if (no_body && r.status != 101 && r.status != 204) append_header(q, name, value);
       continue;
     }
-    if (hop_by_hop(name) || (has_connection && listed_in_connection(response, name))) continue;
+    if (hop_by_hop(name) || listed.contains(name)) continue;
     append_header(q, name, value);
   }
   if (!no_body) {
