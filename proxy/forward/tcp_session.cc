@@ -105,6 +105,23 @@ bool TcpSession::start() {
   return pump();
 }
 
+bool TcpSession::pump() {
+  size_t sent = 0;
+  BytePump::State state = pump_.update(connected_, &sent);
+  listener_->tenant().stats.sent_bytes += sent;
+  switch (state) {
+    case BytePump::State::kOpen:
+      return true;
+    case BytePump::State::kDone:
+      return false;
+    case BytePump::State::kClientWriteFailed:
+      return fail("write to tenant, upstream", errno);
+    case BytePump::State::kUpstreamWriteFailed:
+      return upstream_failed("write to upstream", errno);
+  }
+  return false;
+}
+
 bool TcpSession::on_connect_timeout() {
   return upstream_failed("connect to upstream", ETIMEDOUT);
 }

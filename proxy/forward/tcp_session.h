@@ -40,7 +40,7 @@ class TcpSession : public Session {
   bool on_connected();  // the upstream connect completed
   // PROXY v2 (listener spec says so): the header into to_upstream_, before any tenant byte.
   bool queue_proxy_header();
-  bool pump() { return pump_.update(connected_); }  // false when both directions are done
+  bool pump();  // writes and interest; false when both directions are done or one failed
   bool fail(const char* what, int err);             // logs; false (the session ends)
   bool upstream_failed(const char* what, int err);  // counts it for /metrics, then fail()
 

@@ -84,8 +84,6 @@ HttpSession::HttpSession(Listener* listener, UniqueFd client, bool over_limit)
       loop_(listener->worker()->loop),
       client_(loop_, this, io_cb<&HttpSession::on_client_readable>,
               io_cb<&HttpSession::on_client_writable>),
-      upstream_(loop_, this, io_cb<&HttpSession::on_upstream_readable>,
-                io_cb<&HttpSession::on_upstream_writable>),
       client_in_(&listener->worker()->pool),
       to_upstream_(&listener->worker()->pool),
       to_client_(&listener->worker()->pool),
@@ -120,6 +118,12 @@ bool HttpSession::start() {
   }
   set_phase(Phase::kHead);
   return pump();
+}
+
+void HttpSession::own_upstream(std::unique_ptr<Connection> conn) {
+  conn->rebind(this, io_cb<&HttpSession::on_upstream_readable>,
+               io_cb<&HttpSession::on_upstream_writable>);
+  upstream_ = std::move(conn);
 }
 
 void HttpSession::join(IntrusiveList<Session>& list) {
@@ -367,7 +371,7 @@ int HttpSession::req_message_complete() {
   if (ex_.req_chunked) to_upstream_.append("0\r\n\r\n", 5);
   ex_.req_complete = true;
   http_parser_pause(&req_parser_, 1);  // the next request waits for this response
-  if (upstream_ && !upstream_.connecting() && !ex_.resp_started) {
+  if (upstream_ && !upstream_->connecting() && !ex_.resp_started) {
     restart_upstream_timer(listener_->worker()->config->response_timeout);
   }
   return 0;
@@ -376,10 +380,7 @@ int HttpSession::req_message_complete() {
 bool HttpSession::on_client_writable() {
   ssize_t n = client_.write_from(&to_client_);
   if (n == Connection::kError) return client_failed("write");
-  if (n > 0) listener_->tenant().stats.sent_bytes += static_cast<uint64_t>(n);
-  if (n > 0 && phase_ == Phase::kExchange && ex_.resp_started) {
-    restart_upstream_timer(listener_->worker()->config->body_timeout);
-  }
+  client_sent(n);
   return pump();
 }
 
@@ -449,9 +450,28 @@ void HttpSession::access_log(int status, std::chrono::steady_clock::duration ela
 // ---- interest, tunnel and closing ---------------------------------------------------
 
 bool HttpSession::pump() {
-  if (phase_ == Phase::kTunnel) return tunnel_->update();
+  if (phase_ == Phase::kTunnel) {
+    size_t sent = 0;
+    BytePump::State state = tunnel_->update(true, &sent);
+    listener_->tenant().stats.sent_bytes += sent;
+    switch (state) {
+      case BytePump::State::kOpen:
+        return true;
+      case BytePump::State::kDone:
+        return false;
+      case BytePump::State::kClientWriteFailed:
+        return client_failed("write");
+      case BytePump::State::kUpstreamWriteFailed:
+        return upstream_failed("write to upstream", errno);
+    }
+    return false;
+  }
+  // What waits for the tenant goes at once; the write watcher is armed only while its
+  // socket is full, so a response that fits costs no epoll_ctl.
+  ssize_t n = client_.flush(&to_client_);
+  if (n == Connection::kError) return client_failed("write");
+  client_sent(n);
   if (phase_ == Phase::kClosing) {
-    client_.want_write(!to_client_.empty());
     if (to_client_.empty()) {
       if (lingering_) return true;
       // All sent: end our side, then read and discard briefly so that unread tenant
@@ -467,17 +487,31 @@ bool HttpSession::pump() {
     }
     return true;
   }
-  bool reading_request = phase_ == Phase::kHead || phase_ == Phase::kIdle ||
-                         (phase_ == Phase::kExchange && !ex_.req_complete);
-  client_.want_read(reading_request && !client_eof_ && to_upstream_.size() < kHighWater &&
+  // Read interest stays on through an exchange too: pipelined bytes and an early close
+  // are read and wait in client_in_ (parsing waits for the response), instead of
+  // stopping and restarting the watcher, two epoll_ctl, per request.
+  client_.want_read(!client_eof_ && to_upstream_.size() < kHighWater &&
                     client_in_.size() < kHighWater);
-  client_.want_write(!to_client_.empty());
-  if (upstream_ && !upstream_.connecting()) {
-    upstream_.want_read(phase_ == Phase::kExchange && !ex_.resp_complete &&
-                        to_client_.size() < kHighWater);
-    upstream_.want_write(!to_upstream_.empty());
+  if (upstream_ && !upstream_->connecting()) {
+    n = upstream_->flush(&to_upstream_);
+    if (n == Connection::kError) return upstream_failed("write to upstream", errno);
+    if (n > 0 && phase_ == Phase::kExchange && !ex_.req_complete) {
+      restart_upstream_timer(listener_->worker()->config->body_timeout);
+      // Room again towards the upstream: parse buffered tenant bytes.
+      if (!client_in_.empty() && to_upstream_.size() < kHighWater) return process_client_input();
+    }
+    upstream_->want_read(phase_ == Phase::kExchange && !ex_.resp_complete &&
+                         to_client_.size() < kHighWater);
   }
   return true;
+}
+
+void HttpSession::client_sent(ssize_t n) {
+  if (n <= 0) return;
+  listener_->tenant().stats.sent_bytes += static_cast<uint64_t>(n);
+  if (phase_ == Phase::kExchange && ex_.resp_started) {
+    restart_upstream_timer(listener_->worker()->config->body_timeout);
+  }
 }
 
 }  // namespace nsproxy
