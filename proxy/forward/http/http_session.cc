@@ -56,15 +56,12 @@ void linger_cb(struct ev_loop*, ev_timer* w, int) {
   delete static_cast<HttpSession*>(w->data);
 }
 
-std::string peer_ip_of(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return "unknown";
+std::string peer_ip_of(const sockaddr_storage& ss) {
   char buf[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET) {
-    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
   } else if (ss.ss_family == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
   } else {
     return "unknown";
   }
@@ -75,11 +72,13 @@ std::string peer_ip_of(int fd) {
 
 // ---- HttpSession -----------------------------------------------------------------------
 
-std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client, bool over_limit) {
-  return std::make_unique<HttpSession>(listener, std::move(client), over_limit);
+std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client,
+                                           const sockaddr_storage& peer, bool over_limit) {
+  return std::make_unique<HttpSession>(listener, std::move(client), peer, over_limit);
 }
 
-HttpSession::HttpSession(Listener* listener, UniqueFd client, bool over_limit)
+HttpSession::HttpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer,
+                         bool over_limit)
     : Session(listener),
       loop_(listener->worker()->loop),
       client_(loop_, this, io_cb<&HttpSession::on_client_readable>,
@@ -89,6 +88,7 @@ HttpSession::HttpSession(Listener* listener, UniqueFd client, bool over_limit)
       to_client_(&listener->worker()->pool),
       req_fields_(&listener->worker()->pool),
       resp_fields_(&listener->worker()->pool),
+      peer_ip_(peer_ip_of(peer)),
       over_limit_(over_limit) {
   client_.attach(std::move(client));
   ev_init(&client_t_, (timer_cb<&HttpSession::on_client_timer>));
@@ -109,7 +109,6 @@ HttpSession::~HttpSession() {
 }
 
 bool HttpSession::start() {
-  peer_ip_ = peer_ip_of(client_.fd());
   if (over_limit_) {
     // The daemon's budget is spent and nothing could be reclaimed for this tenant:
     // answered at once, without holding a slot while a head arrives.
@@ -321,6 +320,7 @@ int HttpSession::req_headers_complete() {
                  (req_parser_.content_length > 0 && req_parser_.content_length != ULLONG_MAX);
   ex_.upgrade = req_parser_.upgrade != 0;
   ex_.keep_alive = http_should_keep_alive(&req_parser_) != 0;
+  ex_.tenant_closes = !ex_.keep_alive;
   if (ex_.req_chunked && !chunked_only(req_fields_)) {
     ex_.head_error = HeadError::kBadTransferEncoding;
     return -1;
@@ -474,6 +474,13 @@ bool HttpSession::pump() {
   if (phase_ == Phase::kClosing) {
     if (to_client_.empty()) {
       if (lingering_) return true;
+      // The tenant said this request was its last and sent it whole, and nothing came
+      // after it: no tenant byte can arrive to turn the close into a reset, so close
+      // now (the kernel still delivers what is queued, then FIN), as nginx does,
+      // without the half-close, the lingering read and their three system calls.
+      if (ex_.tenant_closes && ex_.req_complete && client_in_.empty() && !client_eof_) {
+        return false;
+      }
       // All sent: end our side, then read and discard briefly so that unread tenant
       // bytes do not turn the close into a reset that destroys the response in flight.
       client_.shutdown_write();

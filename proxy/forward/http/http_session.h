@@ -48,11 +48,12 @@
 namespace nsproxy {
 
 // SessionFactory of http mode.
-std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client, bool over_limit);
+std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client,
+                                           const sockaddr_storage& peer, bool over_limit);
 
 class HttpSession : public Session {
  public:
-  HttpSession(Listener* listener, UniqueFd client, bool over_limit);
+  HttpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer, bool over_limit);
   ~HttpSession() override;
 
   bool start() override;
