@@ -8,7 +8,6 @@
 #include <netlink/errno.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
-#include <netlink/route/link.h>
 #include <netlink/socket.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -24,9 +23,6 @@ namespace {
 
 struct SockDeleter {
   void operator()(nl_sock* s) const { nl_socket_free(s); }
-};
-struct LinkDeleter {
-  void operator()(rtnl_link* l) const { rtnl_link_put(l); }
 };
 
 struct AddrDeleter {
@@ -80,39 +76,21 @@ Result<std::unique_ptr<rtnl_addr, AddrDeleter>> lo_host_address(const Address& a
   return a;
 }
 
-// lo's flags through an ioctl on a socket of the current namespace: one cheap check
-// that lets the usual case (lo already up) skip the netlink round trips.
-bool loopback_already_up() {
-  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!s) return false;
-  ifreq ifr{};
-  std::memcpy(ifr.ifr_name, "lo", 3);
-  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0) return false;
-  return (ifr.ifr_flags & IFF_UP) != 0;
-}
-
 }  // namespace
 
 Status ensure_loopback_up() {
-  if (loopback_already_up()) return {};
-  // The netlink socket belongs to the namespace current at creation: the caller's.
-  std::unique_ptr<nl_sock, SockDeleter> sock(nl_socket_alloc());
-  if (!sock) return make_error(Code::kLoopback, "bring lo up: out of memory");
-  if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0) {
-    return nl_error("bring lo up: netlink connect", err);
+  // A socket made here belongs to the current namespace: its interface ioctls act on
+  // this namespace's lo. Two ioctls, no netlink socket: read the flags, set IFF_UP.
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return errno_error(Code::kLoopback, "bring lo up: socket");
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, "lo", 3);
+  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0) {
+    return errno_error(Code::kLoopback, "bring lo up: read its flags");
   }
-  rtnl_link* raw = nullptr;
-  if (int err = rtnl_link_get_kernel(sock.get(), 0, "lo", &raw); err < 0) {
-    return nl_error("bring lo up: get lo", err);
-  }
-  std::unique_ptr<rtnl_link, LinkDeleter> link(raw);
-  if (rtnl_link_get_flags(link.get()) & IFF_UP) return {};
-  std::unique_ptr<rtnl_link, LinkDeleter> change(rtnl_link_alloc());
-  if (!change) return make_error(Code::kLoopback, "bring lo up: out of memory");
-  rtnl_link_set_flags(change.get(), IFF_UP);
-  if (int err = rtnl_link_change(sock.get(), link.get(), change.get(), 0); err < 0) {
-    return nl_error("bring lo up", err);
-  }
+  if ((ifr.ifr_flags & IFF_UP) != 0) return {};
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) < 0) return errno_error(Code::kLoopback, "bring lo up");
   return {};
 }
 

@@ -1,6 +1,6 @@
-// The loopback interface of the CURRENT network namespace, with libnl: bring it up, add
-// and remove service addresses. A fresh namespace has `lo` down; listeners on 127.0.0.1
-// would bind but never work.
+// The loopback interface of the CURRENT network namespace: bring it up (interface
+// ioctls on a socket of the namespace), add and remove service addresses (libnl). A
+// fresh namespace has `lo` down; listeners on 127.0.0.1 would bind but never work.
 #pragma once
 
 #include "address.h"
@@ -8,10 +8,9 @@
 
 namespace nsproxy {
 
-// Returns ok when lo is up (already, or after this call). The usual case, lo already up,
-// costs one SIOCGIFFLAGS ioctl; only a down lo takes the netlink round trips (they kept
-// the loop thread in the tenant's namespace for 90-290 us per ADD, docs/benchmarks.md).
-// Errors: code "loopback".
+// Returns ok when lo is up (already, or after this call): SIOCGIFFLAGS, and SIOCSIFFLAGS
+// when it was down. (The netlink round trips this replaced kept the loop thread in the
+// tenant's namespace for 90-290 us per ADD, docs/benchmarks.md.) Errors: code "loopback".
 Status ensure_loopback_up();
 
 // Adds the IP of `addr` to lo of the CURRENT namespace as a host address (/32 or /128,

@@ -13,7 +13,15 @@ ssize_t BytePump::pull(Connection* from, ByteQueue* into, bool* eof) {
   return n;
 }
 
-bool BytePump::update(bool upstream_ready) {
+BytePump::State BytePump::update(bool upstream_ready, size_t* to_client_sent) {
+  assert(*client_);
+  ssize_t n = client_->flush(to_client_);
+  if (n == Connection::kError) return State::kClientWriteFailed;
+  if (to_client_sent != nullptr) *to_client_sent = static_cast<size_t>(n);
+  if (upstream_ready) {
+    assert(*upstream_);
+    if (upstream_->flush(to_upstream_) == Connection::kError) return State::kUpstreamWriteFailed;
+  }
   if (upstream_ready && client_eof_ && to_upstream_->empty() && !upstream_shut_) {
     upstream_->shutdown_write();
     upstream_shut_ = true;
@@ -22,16 +30,12 @@ bool BytePump::update(bool upstream_ready) {
     client_->shutdown_write();
     client_shut_ = true;
   }
-  if (upstream_shut_ && client_shut_) return false;  // both directions finished
-  assert(*client_);
+  if (upstream_shut_ && client_shut_) return State::kDone;  // both directions finished
   client_->want_read(!client_eof_ && to_upstream_->size() < high_water_);
-  client_->want_write(!to_client_->empty());
   if (upstream_ready) {
-    assert(*upstream_);
     upstream_->want_read(!upstream_eof_ && to_client_->size() < high_water_);
-    upstream_->want_write(!to_upstream_->empty());
   }
-  return true;
+  return State::kOpen;
 }
 
 }  // namespace nsproxy

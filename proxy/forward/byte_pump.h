@@ -1,7 +1,8 @@
 // A two-way byte stream between a session's two connections: tcp mode, and http mode
 // after 101 Switching Protocols. sniproxy's rules, in one place:
 //   - interest comes from the queues: a side is read only while the queue towards the
-//     other side is below the high-water mark, and written only while bytes for it wait;
+//     other side is below the high-water mark; bytes for a side are written at once,
+//     and its write watcher is armed only while its socket is full (Connection::flush);
 //   - half-close: when one side ends its stream, the other side's write half is shut
 //     only after everything the first side sent has been delivered;
 //   - the stream is over when both directions are finished.
@@ -41,9 +42,11 @@ class BytePump {
   void client_ended() { client_eof_ = true; }
   void upstream_ended() { upstream_eof_ = true; }
 
-  // Shuts write halves that are due, then sets every watcher's interest; the upstream's
-  // only once upstream_ready (connected). false: both directions are finished.
-  bool update(bool upstream_ready = true);
+  // Writes what waits for each side (the upstream once upstream_ready: connected), shuts
+  // write halves that are due, then sets every watcher's interest. *to_client_sent (when
+  // given) gets the bytes written to the tenant. A failed write returns at once, errno set.
+  enum class State { kOpen, kDone, kClientWriteFailed, kUpstreamWriteFailed };
+  State update(bool upstream_ready = true, size_t* to_client_sent = nullptr);
 
   bool client_eof() const { return client_eof_; }
   bool upstream_eof() const { return upstream_eof_; }

@@ -32,6 +32,12 @@ Connection::Connection(struct ev_loop* loop, void* owner, Callback on_readable,
   read_w_.data = write_w_.data = owner;
 }
 
+void Connection::rebind(void* owner, Callback on_readable, Callback on_writable) {
+  ev_set_cb(&read_w_, on_readable);
+  ev_set_cb(&write_w_, on_writable);
+  read_w_.data = write_w_.data = owner;
+}
+
 void Connection::attach(UniqueFd fd) {
   close();
   fd_ = std::move(fd);
@@ -85,6 +91,16 @@ ssize_t Connection::write_from(ByteQueue* q) {
   ssize_t n = q->write_to(fd_.get());
   if (n >= 0) return n;
   return would_block(errno) ? 0 : kError;
+}
+
+ssize_t Connection::flush(ByteQueue* q) {
+  ssize_t n = 0;
+  if (!q->empty() && !write_armed()) {
+    n = write_from(q);
+    if (n == kError) return n;
+  }
+  want_write(!q->empty());
+  return n;
 }
 
 void Connection::shutdown_write() {

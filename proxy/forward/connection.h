@@ -32,6 +32,11 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
+  // A new owner for the callbacks (the upstream pool parking the connection, a session
+  // taking it back). The watchers stay as they are, active or not: a parked connection
+  // keeps its registration in epoll, and handing it over costs no system call.
+  void rebind(void* owner, Callback on_readable, Callback on_writable);
+
   // Takes fd (watchers stopped, pointed at it); an empty fd leaves it closed.
   void attach(UniqueFd fd);
   // Stops both watchers and gives the fd back (to the upstream pool): closed after.
@@ -52,6 +57,13 @@ class Connection {
   ssize_t read_into(ByteQueue* q);
   // One write of what q holds (the bytes written leave q).
   ssize_t write_from(ByteQueue* q);
+  // Writes what q holds now unless the write watcher already waits for room, then arms
+  // the write watcher only if bytes are left (the socket is full) and disarms it once q
+  // is empty: while writes complete at once, the watcher stays off and costs no
+  // epoll_ctl. Returns what write_from returns (0 also when it waited for the watcher).
+  ssize_t flush(ByteQueue* q);
+  bool write_armed() const { return ev_is_active(&write_w_); }
+  bool read_armed() const { return ev_is_active(&read_w_); }
   // Ends our sending half (the peer reads end of stream after what was written).
   void shutdown_write();
 

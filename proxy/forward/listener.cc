@@ -132,7 +132,10 @@ void Listener::on_acceptable() {
       worker_->budget.hold(*tenant_);
       return;
     }
-    int cfd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof peer;
+    int cfd = ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_len,
+                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -161,7 +164,7 @@ void Listener::on_acceptable() {
           tenant_name().c_str(), spec_.listen.c_str());
       continue;  // closes it
     }
-    std::unique_ptr<Session> s = make_session_(this, std::move(client), over_limit);
+    std::unique_ptr<Session> s = make_session_(this, std::move(client), peer, over_limit);
     if (s->start()) {
       s.release();  // the session owns itself from here on
     } else if (worker_->out_of_fds) {

@@ -8,6 +8,8 @@
 // by whoever creates it, so that forward/ never includes the modes built on top of it.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <memory>
 
 #include "forward/intrusive_list.h"
@@ -18,11 +20,12 @@ namespace nsproxy {
 class Listener;
 class Session;
 
-// The session for a connection the listener just accepted. over_limit: the daemon-wide
-// connection budget is spent and nothing could be reclaimed (http mode still reads the
-// request to answer 503; tcp mode closes).
+// The session for a connection the listener just accepted from `peer` (the tenant's
+// address in its namespace, as accept4 reported it: no getpeername per connection).
+// over_limit: the daemon-wide connection budget is spent and nothing could be reclaimed
+// (http mode still reads the request to answer 503; tcp mode closes).
 using SessionFactory = std::unique_ptr<Session> (*)(Listener* listener, UniqueFd client,
-                                                    bool over_limit);
+                                                    const sockaddr_storage& peer, bool over_limit);
 
 class Session {
  public:

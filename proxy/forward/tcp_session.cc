@@ -35,12 +35,14 @@ void connect_t_cb(struct ev_loop*, ev_timer* w, int) {
 
 }  // namespace
 
-std::unique_ptr<Session> make_tcp_session(Listener* listener, UniqueFd client, bool) {
-  return std::make_unique<TcpSession>(listener, std::move(client));
+std::unique_ptr<Session> make_tcp_session(Listener* listener, UniqueFd client,
+                                          const sockaddr_storage& peer, bool) {
+  return std::make_unique<TcpSession>(listener, std::move(client), peer);
 }
 
-TcpSession::TcpSession(Listener* listener, UniqueFd client)
+TcpSession::TcpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer)
     : Session(listener),
+      peer_(peer),
       loop_(listener->worker()->loop),
       client_(loop_, this, client_r_cb, client_w_cb),
       upstream_(loop_, this, upstream_r_cb, upstream_w_cb),
@@ -68,14 +70,13 @@ bool TcpSession::fail(const char* what, int err) {
 }
 
 bool TcpSession::queue_proxy_header() {
-  sockaddr_storage peer{}, local{};
-  socklen_t plen = sizeof peer, llen = sizeof local;
-  if (::getpeername(client_.fd(), reinterpret_cast<sockaddr*>(&peer), &plen) < 0 ||
-      ::getsockname(client_.fd(), reinterpret_cast<sockaddr*>(&local), &llen) < 0) {
+  sockaddr_storage local{};
+  socklen_t llen = sizeof local;
+  if (::getsockname(client_.fd(), reinterpret_cast<sockaddr*>(&local), &llen) < 0) {
     return fail("addresses of tenant connection, upstream", errno);
   }
   const Tenant& t = listener_->tenant();
-  auto header = encode_proxy_v2(reinterpret_cast<const sockaddr*>(&peer),
+  auto header = encode_proxy_v2(reinterpret_cast<const sockaddr*>(&peer_),
                                 reinterpret_cast<const sockaddr*>(&local), t.id, t.labels);
   if (!header) {
     LOG_WARN("tenant %s: not forwarding to %s: %s", t.display.c_str(),
@@ -103,6 +104,23 @@ bool TcpSession::start() {
   ev_timer_start(loop_, &connect_t_);
   // Read the tenant's first bytes while connecting (up to one chunk).
   return pump();
+}
+
+bool TcpSession::pump() {
+  size_t sent = 0;
+  BytePump::State state = pump_.update(connected_, &sent);
+  listener_->tenant().stats.sent_bytes += sent;
+  switch (state) {
+    case BytePump::State::kOpen:
+      return true;
+    case BytePump::State::kDone:
+      return false;
+    case BytePump::State::kClientWriteFailed:
+      return fail("write to tenant, upstream", errno);
+    case BytePump::State::kUpstreamWriteFailed:
+      return upstream_failed("write to upstream", errno);
+  }
+  return false;
 }
 
 bool TcpSession::on_connect_timeout() {

@@ -20,11 +20,12 @@
 namespace nsproxy {
 
 // SessionFactory of tcp mode (over_limit does not reach it: the listener closes those).
-std::unique_ptr<Session> make_tcp_session(Listener* listener, UniqueFd client, bool over_limit);
+std::unique_ptr<Session> make_tcp_session(Listener* listener, UniqueFd client,
+                                          const sockaddr_storage& peer, bool over_limit);
 
 class TcpSession : public Session {
  public:
-  TcpSession(Listener* listener, UniqueFd client);
+  TcpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer);
   ~TcpSession() override;
 
   bool start() override;
@@ -40,10 +41,11 @@ class TcpSession : public Session {
   bool on_connected();  // the upstream connect completed
   // PROXY v2 (listener spec says so): the header into to_upstream_, before any tenant byte.
   bool queue_proxy_header();
-  bool pump() { return pump_.update(connected_); }  // false when both directions are done
+  bool pump();  // writes and interest; false when both directions are done or one failed
   bool fail(const char* what, int err);             // logs; false (the session ends)
   bool upstream_failed(const char* what, int err);  // counts it for /metrics, then fail()
 
+  sockaddr_storage peer_;  // the tenant's address (for the PROXY v2 header)
   struct ev_loop* loop_;
   Connection client_;
   Connection upstream_;

@@ -34,7 +34,6 @@ UpstreamPool::~UpstreamPool() {
 }
 
 void UpstreamPool::unlink(Idle* idle) {
-  ev_io_stop(loop_, &idle->read_w);
   ev_timer_stop(loop_, &idle->timer);
   Bucket* b = idle->bucket;
   (idle->prev != nullptr ? idle->prev->next : b->oldest) = idle->next;
@@ -43,7 +42,7 @@ void UpstreamPool::unlink(Idle* idle) {
   idle->bucket = nullptr;
   --b->count;
   --idle_count_;
-  idle->fd.reset();
+  idle->conn.reset();
 }
 
 void UpstreamPool::recycle(Idle* idle) {
@@ -63,22 +62,22 @@ void UpstreamPool::sweep_empty_buckets() {
   empty_buckets_ = 0;
 }
 
-UniqueFd UpstreamPool::take(const std::string& key) {
+std::unique_ptr<Connection> UpstreamPool::take(const std::string& key) {
   auto it = buckets_.find(key);
-  if (it == buckets_.end() || it->second.count == 0) return UniqueFd();
+  if (it == buckets_.end() || it->second.count == 0) return nullptr;
   // Most recently parked first: the least likely to have been closed by the upstream.
   Idle* idle = it->second.newest;
-  UniqueFd fd = std::move(idle->fd);
+  std::unique_ptr<Connection> conn = std::move(idle->conn);
   unlink(idle);
   recycle(idle);
   ++reused_;
   // The entry stays for the connection's return; too many empty ones are swept.
   if (it->second.count == 0 && ++empty_buckets_ > kMaxEmptyBuckets) sweep_empty_buckets();
-  return fd;
+  return conn;
 }
 
-void UpstreamPool::put(const std::string& key, UniqueFd fd) {
-  if (idle_max_ == 0) return;  // closes fd
+void UpstreamPool::put(const std::string& key, std::unique_ptr<Connection> conn) {
+  if (idle_max_ == 0) return;  // closes it
   auto [it, inserted] = buckets_.try_emplace(key);
   Bucket* b = &it->second;
   if (inserted) {
@@ -101,12 +100,12 @@ void UpstreamPool::put(const std::string& key, UniqueFd fd) {
   }
   idle->pool = this;
   idle->bucket = b;
-  idle->fd = std::move(fd);
-  ev_io_init(&idle->read_w, idle_event_cb, idle->fd.get(), EV_READ);
-  idle->read_w.data = idle;
+  idle->conn = std::move(conn);
+  idle->conn->rebind(idle, idle_event_cb, nullptr);
+  idle->conn->want_write(false);
+  idle->conn->want_read(true);  // on already after a response: no system call
   ev_timer_init(&idle->timer, idle_timer_cb, idle_timeout_, 0.);
   idle->timer.data = idle;
-  ev_io_start(loop_, &idle->read_w);
   ev_timer_start(loop_, &idle->timer);
   idle->prev = b->newest;
   (b->newest != nullptr ? b->newest->next : b->oldest) = idle;

@@ -3,6 +3,11 @@
 // dropped; it is also closed after the idle timeout, and at most `idle_max` are kept per
 // upstream. Counters say how often a request reused a pooled connection.
 //
+// The pool holds the sessions' Connection objects themselves, read watcher and all: it
+// re-points the callbacks at itself while the connection is parked and the session that
+// takes it re-points them at itself, and the watcher stays active throughout, so parking
+// and reusing a connection never changes its registration in epoll (no epoll_ctl).
+//
 // Parking and taking a connection costs no heap allocation in steady state: the
 // per-upstream entry stays while its connections come and go (it is removed when its
 // last connection is dropped, or swept once many entries stand empty), and the records
@@ -12,10 +17,11 @@
 #include <ev.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 
-#include "unique_fd.h"
+#include "forward/connection.h"
 
 namespace nsproxy {
 
@@ -27,10 +33,12 @@ class UpstreamPool {
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
-  // An idle connection to `key` (the upstream's address text), or an empty fd.
-  UniqueFd take(const std::string& key);
-  // Parks a connection that finished a response cleanly and may be reused.
-  void put(const std::string& key, UniqueFd fd);
+  // An idle connection to `key` (the upstream's address text), or null. Its read watcher
+  // is still active: the taker rebinds it to itself before the loop runs again.
+  std::unique_ptr<Connection> take(const std::string& key);
+  // Parks a connection that finished a response cleanly and may be reused (nothing left
+  // to write): its callbacks now lead here, its read watcher is (kept) on.
+  void put(const std::string& key, std::unique_ptr<Connection> conn);
 
   size_t idle() const { return idle_count_; }
   uint64_t reused() const { return reused_; }
@@ -42,8 +50,7 @@ class UpstreamPool {
     Bucket* bucket = nullptr;
     Idle* prev = nullptr;
     Idle* next = nullptr;
-    UniqueFd fd;
-    ev_io read_w;
+    std::unique_ptr<Connection> conn;
     ev_timer timer;
   };
   struct Bucket {
@@ -58,7 +65,7 @@ class UpstreamPool {
   static constexpr size_t kMaxSpareIdle = 256;    // recycled Idle records kept
   static constexpr size_t kMaxEmptyBuckets = 64;  // empty entries tolerated before a sweep
 
-  void unlink(Idle* idle);   // out of its bucket, watchers stopped, fd closed
+  void unlink(Idle* idle);   // out of its bucket, timer stopped, connection closed (if held)
   void recycle(Idle* idle);  // onto the free list (or deleted)
   void sweep_empty_buckets();
 

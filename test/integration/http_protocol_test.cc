@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "fixture.h"
 
@@ -219,6 +220,24 @@ TEST_F(HttpProtocolTest, Expect100ContinueGetsInterimResponseThen200) {
   auto next = c.request(http_request("GET", "/after-expect"));
   ASSERT_TRUE(next.ok()) << next.error().message;
   EXPECT_EQ(next->status, 200) << next->describe();
+}
+
+// A tenant that asked to close gets its connection closed as soon as the last byte is
+// queued in the kernel (no half-close, no lingering read): what is queued still
+// arrives whole, however late the tenant reads it, and then the end of the stream.
+TEST_F(HttpProtocolTest, ALargeResponseToAClosingRequestArrivesWholeWhenReadLate) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto c = conn();
+  ASSERT_TRUE(c.send(http_request("GET", "/bytes/3000000", "Connection: close\r\n")).ok());
+  std::this_thread::sleep_for(500ms);  // the daemon has queued what the sockets take
+  auto r = c.read_response(10000ms);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, 200) << r->describe();
+  EXPECT_EQ(r->body.size(), 3000000u);
+  EXPECT_EQ(r->body.find_first_not_of('x'), std::string::npos);
+  auto rest = c.wait_closed(3000ms);
+  ASSERT_TRUE(rest.ok()) << rest.error().message;
+  EXPECT_EQ(*rest, "");
 }
 
 // Connection: close from the tenant: the proxy closes after the response. From the

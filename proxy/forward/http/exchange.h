@@ -24,6 +24,9 @@ struct Exchange {
   bool has_body = false;
   bool http10 = false;
   bool upgrade = false;
+  // The request said it is the tenant's last (Connection: close, or HTTP/1.0 without
+  // keep-alive): the tenant sends nothing after it (RFC 9112 9.6).
+  bool tenant_closes = false;
   // A bodiless idempotent request: may be replayed once on a fresh connection when a
   // pooled one turns out closed (its head is rebuilt from the parsed fields).
   bool retry_ok = false;

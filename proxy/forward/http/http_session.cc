@@ -56,15 +56,12 @@ void linger_cb(struct ev_loop*, ev_timer* w, int) {
   delete static_cast<HttpSession*>(w->data);
 }
 
-std::string peer_ip_of(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return "unknown";
+std::string peer_ip_of(const sockaddr_storage& ss) {
   char buf[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET) {
-    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
   } else if (ss.ss_family == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
   } else {
     return "unknown";
   }
@@ -75,22 +72,23 @@ std::string peer_ip_of(int fd) {
 
 // ---- HttpSession -----------------------------------------------------------------------
 
-std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client, bool over_limit) {
-  return std::make_unique<HttpSession>(listener, std::move(client), over_limit);
+std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client,
+                                           const sockaddr_storage& peer, bool over_limit) {
+  return std::make_unique<HttpSession>(listener, std::move(client), peer, over_limit);
 }
 
-HttpSession::HttpSession(Listener* listener, UniqueFd client, bool over_limit)
+HttpSession::HttpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer,
+                         bool over_limit)
     : Session(listener),
       loop_(listener->worker()->loop),
       client_(loop_, this, io_cb<&HttpSession::on_client_readable>,
               io_cb<&HttpSession::on_client_writable>),
-      upstream_(loop_, this, io_cb<&HttpSession::on_upstream_readable>,
-                io_cb<&HttpSession::on_upstream_writable>),
       client_in_(&listener->worker()->pool),
       to_upstream_(&listener->worker()->pool),
       to_client_(&listener->worker()->pool),
       req_fields_(&listener->worker()->pool),
       resp_fields_(&listener->worker()->pool),
+      peer_ip_(peer_ip_of(peer)),
       over_limit_(over_limit) {
   client_.attach(std::move(client));
   ev_init(&client_t_, (timer_cb<&HttpSession::on_client_timer>));
@@ -111,7 +109,6 @@ HttpSession::~HttpSession() {
 }
 
 bool HttpSession::start() {
-  peer_ip_ = peer_ip_of(client_.fd());
   if (over_limit_) {
     // The daemon's budget is spent and nothing could be reclaimed for this tenant:
     // answered at once, without holding a slot while a head arrives.
@@ -120,6 +117,12 @@ bool HttpSession::start() {
   }
   set_phase(Phase::kHead);
   return pump();
+}
+
+void HttpSession::own_upstream(std::unique_ptr<Connection> conn) {
+  conn->rebind(this, io_cb<&HttpSession::on_upstream_readable>,
+               io_cb<&HttpSession::on_upstream_writable>);
+  upstream_ = std::move(conn);
 }
 
 void HttpSession::join(IntrusiveList<Session>& list) {
@@ -317,6 +320,7 @@ int HttpSession::req_headers_complete() {
                  (req_parser_.content_length > 0 && req_parser_.content_length != ULLONG_MAX);
   ex_.upgrade = req_parser_.upgrade != 0;
   ex_.keep_alive = http_should_keep_alive(&req_parser_) != 0;
+  ex_.tenant_closes = !ex_.keep_alive;
   if (ex_.req_chunked && !chunked_only(req_fields_)) {
     ex_.head_error = HeadError::kBadTransferEncoding;
     return -1;
@@ -367,7 +371,7 @@ int HttpSession::req_message_complete() {
   if (ex_.req_chunked) to_upstream_.append("0\r\n\r\n", 5);
   ex_.req_complete = true;
   http_parser_pause(&req_parser_, 1);  // the next request waits for this response
-  if (upstream_ && !upstream_.connecting() && !ex_.resp_started) {
+  if (upstream_ && !upstream_->connecting() && !ex_.resp_started) {
     restart_upstream_timer(listener_->worker()->config->response_timeout);
   }
   return 0;
@@ -376,10 +380,7 @@ int HttpSession::req_message_complete() {
 bool HttpSession::on_client_writable() {
   ssize_t n = client_.write_from(&to_client_);
   if (n == Connection::kError) return client_failed("write");
-  if (n > 0) listener_->tenant().stats.sent_bytes += static_cast<uint64_t>(n);
-  if (n > 0 && phase_ == Phase::kExchange && ex_.resp_started) {
-    restart_upstream_timer(listener_->worker()->config->body_timeout);
-  }
+  client_sent(n);
   return pump();
 }
 
@@ -449,11 +450,37 @@ void HttpSession::access_log(int status, std::chrono::steady_clock::duration ela
 // ---- interest, tunnel and closing ---------------------------------------------------
 
 bool HttpSession::pump() {
-  if (phase_ == Phase::kTunnel) return tunnel_->update();
+  if (phase_ == Phase::kTunnel) {
+    size_t sent = 0;
+    BytePump::State state = tunnel_->update(true, &sent);
+    listener_->tenant().stats.sent_bytes += sent;
+    switch (state) {
+      case BytePump::State::kOpen:
+        return true;
+      case BytePump::State::kDone:
+        return false;
+      case BytePump::State::kClientWriteFailed:
+        return client_failed("write");
+      case BytePump::State::kUpstreamWriteFailed:
+        return upstream_failed("write to upstream", errno);
+    }
+    return false;
+  }
+  // What waits for the tenant goes at once; the write watcher is armed only while its
+  // socket is full, so a response that fits costs no epoll_ctl.
+  ssize_t n = client_.flush(&to_client_);
+  if (n == Connection::kError) return client_failed("write");
+  client_sent(n);
   if (phase_ == Phase::kClosing) {
-    client_.want_write(!to_client_.empty());
     if (to_client_.empty()) {
       if (lingering_) return true;
+      // The tenant said this request was its last and sent it whole, and nothing came
+      // after it: no tenant byte can arrive to turn the close into a reset, so close
+      // now (the kernel still delivers what is queued, then FIN), as nginx does,
+      // without the half-close, the lingering read and their three system calls.
+      if (ex_.tenant_closes && ex_.req_complete && client_in_.empty() && !client_eof_) {
+        return false;
+      }
       // All sent: end our side, then read and discard briefly so that unread tenant
       // bytes do not turn the close into a reset that destroys the response in flight.
       client_.shutdown_write();
@@ -467,17 +494,31 @@ bool HttpSession::pump() {
     }
     return true;
   }
-  bool reading_request = phase_ == Phase::kHead || phase_ == Phase::kIdle ||
-                         (phase_ == Phase::kExchange && !ex_.req_complete);
-  client_.want_read(reading_request && !client_eof_ && to_upstream_.size() < kHighWater &&
+  // Read interest stays on through an exchange too: pipelined bytes and an early close
+  // are read and wait in client_in_ (parsing waits for the response), instead of
+  // stopping and restarting the watcher, two epoll_ctl, per request.
+  client_.want_read(!client_eof_ && to_upstream_.size() < kHighWater &&
                     client_in_.size() < kHighWater);
-  client_.want_write(!to_client_.empty());
-  if (upstream_ && !upstream_.connecting()) {
-    upstream_.want_read(phase_ == Phase::kExchange && !ex_.resp_complete &&
-                        to_client_.size() < kHighWater);
-    upstream_.want_write(!to_upstream_.empty());
+  if (upstream_ && !upstream_->connecting()) {
+    n = upstream_->flush(&to_upstream_);
+    if (n == Connection::kError) return upstream_failed("write to upstream", errno);
+    if (n > 0 && phase_ == Phase::kExchange && !ex_.req_complete) {
+      restart_upstream_timer(listener_->worker()->config->body_timeout);
+      // Room again towards the upstream: parse buffered tenant bytes.
+      if (!client_in_.empty() && to_upstream_.size() < kHighWater) return process_client_input();
+    }
+    upstream_->want_read(phase_ == Phase::kExchange && !ex_.resp_complete &&
+                         to_client_.size() < kHighWater);
   }
   return true;
+}
+
+void HttpSession::client_sent(ssize_t n) {
+  if (n <= 0) return;
+  listener_->tenant().stats.sent_bytes += static_cast<uint64_t>(n);
+  if (phase_ == Phase::kExchange && ex_.resp_started) {
+    restart_upstream_timer(listener_->worker()->config->body_timeout);
+  }
 }
 
 }  // namespace nsproxy

@@ -29,6 +29,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,11 +48,12 @@
 namespace nsproxy {
 
 // SessionFactory of http mode.
-std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client, bool over_limit);
+std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client,
+                                           const sockaddr_storage& peer, bool over_limit);
 
 class HttpSession : public Session {
  public:
-  HttpSession(Listener* listener, UniqueFd client, bool over_limit);
+  HttpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer, bool over_limit);
   ~HttpSession() override;
 
   bool start() override;
@@ -90,6 +92,9 @@ class HttpSession : public Session {
   bool process_client_input();                // parse what the tenant sent; false when over
   bool connect_upstream(bool fresh = false);  // pooled (unless fresh) or new; false when over
   bool upstream_connected();
+  // The upstream connection becomes this session's: its callbacks lead here.
+  void own_upstream(std::unique_ptr<Connection> conn);
+  bool upstream_connecting() const { return upstream_ && upstream_->connecting(); }
   bool finish_exchange();  // response complete: log, pool, next request
   // retry_after > 0: a Retry-After header (seconds). log: one INFO line (refuse() limits
   // them per tenant).
@@ -98,6 +103,7 @@ class HttpSession : public Session {
   bool upstream_failed(const char* what, int err);  // 502/504 or close
   bool pump();                           // watcher interest (the tunnel's pump); false when over
   bool client_failed(const char* what);  // a read or write of the tenant's failed: false
+  void client_sent(ssize_t n);           // n bytes went to the tenant: counters, body timeout
   void set_phase(Phase p);
   void release_upstream(bool reusable);
   void restart_upstream_timer(double seconds);
@@ -129,7 +135,9 @@ class HttpSession : public Session {
 
   struct ev_loop* loop_;
   Connection client_;
-  Connection upstream_;
+  // The upstream connection, while there is one: made for a new connect, or taken from
+  // the worker's upstream pool and given back to it, watchers and all (upstream_pool.h).
+  std::unique_ptr<Connection> upstream_;
   ev_timer client_t_, upstream_t_, linger_t_;
   http_parser req_parser_;
   http_parser resp_parser_;

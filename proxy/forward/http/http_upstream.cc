@@ -2,6 +2,7 @@
 // parsing and relaying the response, timeouts, and giving the connection back.
 #include <cerrno>
 #include <climits>
+#include <memory>
 
 #include "forward/http/header_rules.h"
 #include "forward/http/http_session.h"
@@ -42,18 +43,19 @@ bool HttpSession::connect_upstream(bool fresh) {
   UpstreamPool* pool = listener_->worker()->upstreams;
   upstream_reused_ = false;
   if (pool != nullptr && !fresh) {
-    if (UniqueFd idle = pool->take(up.text)) {
-      upstream_.attach(std::move(idle));
+    if (std::unique_ptr<Connection> idle = pool->take(up.text)) {
+      own_upstream(std::move(idle));
       upstream_reused_ = true;
       return upstream_connected();
     }
   }
+  own_upstream(std::make_unique<Connection>(loop_, nullptr, nullptr, nullptr));
   int err = 0;
-  switch (upstream_.connect(listener_->worker(), up, &err)) {
+  switch (upstream_->connect(listener_->worker(), up, &err)) {
     case Connection::Connect::kConnected:
       return upstream_connected();
     case Connection::Connect::kFailed:  // 502
-      return upstream_failed(upstream_ ? "connect to upstream" : "upstream socket for", err);
+      return upstream_failed(*upstream_ ? "connect to upstream" : "upstream socket for", err);
     case Connection::Connect::kInProgress:
       break;
   }
@@ -68,12 +70,12 @@ bool HttpSession::upstream_connected() {
 }
 
 bool HttpSession::on_upstream_writable() {
-  if (upstream_.connecting()) {
-    int err = upstream_.finish_connect();
+  if (upstream_->connecting()) {
+    int err = upstream_->finish_connect();
     if (err != 0) return upstream_failed("connect to upstream", err);
     return upstream_connected();
   }
-  ssize_t n = upstream_.write_from(&to_upstream_);
+  ssize_t n = upstream_->write_from(&to_upstream_);
   if (n == Connection::kError) return upstream_failed("write to upstream", errno);
   if (n > 0 && phase_ == Phase::kExchange && !ex_.req_complete) {
     restart_upstream_timer(listener_->worker()->config->body_timeout);
@@ -93,7 +95,7 @@ bool HttpSession::on_upstream_readable() {
     return pump();
   }
   char buf[kReadSize];
-  ssize_t n = upstream_.read(buf, sizeof buf);
+  ssize_t n = upstream_->read(buf, sizeof buf);
   if (n == 0) return true;  // nothing to read now
   if (n == Connection::kError && errno != ECONNRESET) {
     return upstream_failed("read from upstream", errno);
@@ -107,7 +109,7 @@ bool HttpSession::on_upstream_readable() {
       // replay the (bodiless) request once on a fresh connection.
       LOG_DEBUG("tenant %s: pooled upstream connection was closed; retrying",
                 listener_->tenant_name().c_str());
-      upstream_.close();
+      upstream_.reset();
       upstream_eof_ = false;
       to_upstream_.clear();
       write_request_head();
@@ -147,7 +149,7 @@ bool HttpSession::on_upstream_readable() {
     to_client_.append(buf + done, static_cast<size_t>(n) - done);
     to_upstream_.splice(client_in_);
     end_request();
-    tunnel_.emplace(&client_, &upstream_, &to_upstream_, &to_client_, kHighWater);
+    tunnel_.emplace(&client_, upstream_.get(), &to_upstream_, &to_client_, kHighWater);
     if (client_eof_) tunnel_->client_ended();
     return pump();
   }
@@ -255,7 +257,7 @@ bool HttpSession::on_upstream_timer() {
     return refuse(Refusal::InFlightLimit, 503, "Service Unavailable",
                   "too many requests of this tenant in flight to upstreams", 1);
   }
-  if (upstream_.connecting()) return upstream_failed("connect to upstream", ETIMEDOUT);
+  if (upstream_connecting()) return upstream_failed("connect to upstream", ETIMEDOUT);
   if (!ex_.resp_started) {
     if (!ex_.req_complete) {
       return refuse(Refusal::BodyTimeout, 408, "Request Timeout", "request body stalled");
@@ -287,10 +289,10 @@ void HttpSession::release_upstream(bool reusable) {
   // must never be sent in front of the next request.
   to_upstream_.clear();
   UpstreamPool* pool = listener_->worker()->upstreams;
-  if (reusable && pool != nullptr && upstream_ && ex_.status != 101) {
-    pool->put(listener_->upstream().text, upstream_.detach());
+  if (reusable && pool != nullptr && upstream_ && *upstream_ && ex_.status != 101) {
+    pool->put(listener_->upstream().text, std::move(upstream_));
   }
-  upstream_.close();
+  upstream_.reset();
   upstream_eof_ = false;
 }
 
