@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -21,18 +22,43 @@ namespace {
 
 constexpr double kStatusSeconds = 1.0;
 
-// Tenants' connections need fds: take the hard limit (rule 4 of DESIGN.md). Returns
-// the limit in effect.
+// The kernel's ceiling for RLIMIT_NOFILE (fs.nr_open); 0 when unreadable.
+rlim_t nr_open() {
+  FILE* f = std::fopen("/proc/sys/fs/nr_open", "re");
+  if (f == nullptr) return 0;
+  unsigned long long v = 0;
+  if (std::fscanf(f, "%llu", &v) != 1) v = 0;
+  std::fclose(f);
+  return static_cast<rlim_t>(v);
+}
+
+// Tenants' connections and listeners need fds (rule 4 of DESIGN.md): take as many as the
+// process may. With CAP_SYS_RESOURCE that is fs.nr_open, above the inherited hard limit;
+// without it, the hard limit. Returns the limit in effect.
 size_t raise_fd_limit() {
   rlimit rl;
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  const rlim_t inherited_soft = rl.rlim_cur;
+  const rlim_t inherited_hard = rl.rlim_max;
+  rlim_t ceiling = nr_open();
+  if (rl.rlim_max != RLIM_INFINITY && ceiling > rl.rlim_max) {
+    rlimit up{ceiling, ceiling};
+    if (::setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;  // EPERM without CAP_SYS_RESOURCE
+  }
   if (rl.rlim_cur < rl.rlim_max) {
-    rlim_t old = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-      LOG_WARN("cannot raise RLIMIT_NOFILE");
-      rl.rlim_cur = old;
+    rlimit up{rl.rlim_max, rl.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &up) == 0) {
+      rl = up;
+    } else {
+      LOG_WARN("cannot raise RLIMIT_NOFILE from %ju to its hard limit %ju: %s",
+               static_cast<uintmax_t>(rl.rlim_cur), static_cast<uintmax_t>(rl.rlim_max),
+               std::strerror(errno));
     }
+  }
+  if (rl.rlim_cur != inherited_soft) {
+    LOG_INFO("file descriptor limit %ju (inherited %ju, hard %ju, fs.nr_open %ju)",
+             static_cast<uintmax_t>(rl.rlim_cur), static_cast<uintmax_t>(inherited_soft),
+             static_cast<uintmax_t>(inherited_hard), static_cast<uintmax_t>(ceiling));
   }
   return rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : static_cast<size_t>(rl.rlim_cur);
 }
@@ -178,7 +204,7 @@ int Daemon::run() {
   size_t fd_limit = raise_fd_limit();
   if (opts_.proxy.max_connections == 0) {
     // Each tenant connection costs two fds (tenant and upstream); keep room for
-    // listeners, control clients and namespace fds.
+    // listeners and control clients.
     opts_.proxy.max_connections = fd_limit > 512 ? (fd_limit - 256) / 2 : 128;
   }
 

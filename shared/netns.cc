@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/nsfs.h>
+#include <linux/sockios.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -17,6 +18,12 @@ Result<UniqueFd> open_netns(const std::string& path) {
   }
   auto id = netns_identity(fd.get());
   if (!id) return make_error(id.error().code, path + ": " + id.error().message);
+  return fd;
+}
+
+Result<UniqueFd> netns_of_socket(int sock) {
+  UniqueFd fd(::ioctl(sock, SIOCGSKNS));  // the kernel opens it O_CLOEXEC
+  if (!fd) return errno_error(Code::kNetnsOpenFailed, "namespace of socket (SIOCGSKNS)");
   return fd;
 }
 

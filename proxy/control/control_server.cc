@@ -111,7 +111,7 @@ bool ControlServer::Client::on_readable() {
   if (msg->fds_lost) {
     LOG_ERROR(
         "control: a request's file descriptor could not be received: nsproxyd is out of "
-        "file descriptors (each registration holds its namespace fd plus one per listener)");
+        "file descriptors (each registration holds one per listener)");
     return reply(error_reply(
         make_error(Code::kLimit,
                    "nsproxyd is out of file descriptors and could not receive the namespace fd; "

@@ -84,8 +84,8 @@ Result<UniqueFd> receive_handover(const std::string& socket_path, Registry* regi
     NetnsId id;
     id.dev = static_cast<dev_t>(j.value("dev", uint64_t{0}));
     id.ino = static_cast<ino_t>(j.value("ino", uint64_t{0}));
-    Reply r = registry->take_over(*req, id, std::move(msg->fd), std::move(msg->more_fds),
-                                  added_addresses_from(j));
+    // msg->fd is the namespace: the listeners keep it alive, so it is closed here.
+    Reply r = registry->take_over(*req, id, std::move(msg->more_fds), added_addresses_from(j));
     if (!r.ok) {
       LOG_ERROR("handover: %s: %s", req->attachment.display().c_str(), r.error.message.c_str());
       continue;

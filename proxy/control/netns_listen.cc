@@ -51,6 +51,17 @@ void return_home(int home_fd) {
   }
 }
 
+// A listener that could not be made. Out of file descriptors is the daemon's limit, not
+// the tenant's fault: code "limit", with what to do about it.
+Error listen_error(std::string message, int err) {
+  if (err == EMFILE || err == ENFILE) {
+    return make_error(Code::kLimit, "nsproxyd is out of file descriptors (" + message +
+                                        "); raise its RLIMIT_NOFILE (LimitNOFILE= in its "
+                                        "unit) or lower --max-registrations");
+  }
+  return make_error(Code::kListenerFailed, std::move(message));
+}
+
 }  // namespace
 
 Result<NetnsListenerFactory> NetnsListenerFactory::open_home() {
@@ -68,7 +79,7 @@ Result<NetnsListeners> NetnsListenerFactory::listen_all(
   NetnsListeners out;
   std::optional<Error> failure;
   if (Status lo = ensure_loopback_up(); !lo) {
-    failure = make_error(Code::kListenerFailed, lo.error().message + " in " + netns_path);
+    failure = listen_error(lo.error().message + " in " + netns_path, errno);
   } else {
     for (const ListenTarget& t : targets) {
       if (t.add_address) {
@@ -83,12 +94,12 @@ Result<NetnsListeners> NetnsListenerFactory::listen_all(
       }
       auto fd = make_listener(t.addr, backlog_, socket_buffer_);
       if (!fd) {
+        const int err = errno;  // of the failed step (closing the socket keeps errno)
         // make_listener's message is "<step>: <errno text>"; keep only the errno text.
         const std::string& m = fd.error().message;
         auto colon = m.find(": ");
         std::string reason = colon == std::string::npos ? m : m.substr(colon + 2);
-        failure = make_error(Code::kListenerFailed,
-                             "listen " + t.addr.text + " in " + netns_path + ": " + reason);
+        failure = listen_error("listen " + t.addr.text + " in " + netns_path + ": " + reason, err);
         break;
       }
       out.fds.push_back(std::move(*fd));

@@ -46,4 +46,11 @@ json Registration::to_json() const {
           {"stats", tenant ? tenant->stats.to_json() : json::object()}};
 }
 
+Result<UniqueFd> Registration::netns_fd() const {
+  for (const auto& l : listeners) {
+    if (l->fd() >= 0) return netns_of_socket(l->fd());
+  }
+  return make_error(Code::kNetnsOpenFailed, "no open listener left in " + netns_path);
+}
+
 }  // namespace nsproxy

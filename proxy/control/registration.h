@@ -1,6 +1,6 @@
-// One registration: a tenant's namespace (held open by its fd for as long as the
-// registration lives, with its identity st_dev/st_ino), the add request it came from, its
-// tenant state and its listeners. Owned by the Registry, one per attachment key.
+// One registration: a tenant's namespace (kept alive by its listening sockets, which live
+// in it; identified by st_dev/st_ino), the add request it came from, its tenant state and
+// its listeners. Owned by the Registry, one per attachment key.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +20,6 @@ namespace nsproxy {
 
 struct Registration {
   AttachmentKey key;
-  UniqueFd netns;
   NetnsId netns_id;
   std::string netns_path;
   std::map<std::string, std::string> labels;
@@ -36,6 +35,10 @@ struct Registration {
   std::vector<std::unique_ptr<Listener>> listeners;
 
   nlohmann::json to_json() const;
+  // A new fd of the namespace, from its first listener that is still open (one fd per
+  // listener is all a tenant costs; the namespace needs none of its own). Fails once
+  // every listener was handed over.
+  Result<UniqueFd> netns_fd() const;
 };
 
 // {"network", "id", "ifname"}: how replies name an attachment.

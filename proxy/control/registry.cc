@@ -146,8 +146,8 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
     LOG_INFO("add %s: %s on lo in %s is nsproxy's (removed with the registration)", who.c_str(),
              ip.c_str(), req.netns_path.c_str());
   }
-  return install(req, *id, std::move(netns_fd), std::move(made->fds), std::move(upstreams),
-                 std::move(added), record);
+  // netns_fd closes here: the listeners keep the namespace alive.
+  return install(req, *id, std::move(made->fds), std::move(upstreams), std::move(added), record);
 }
 
 void Registry::release_addresses(Registration& reg, Record record) {
@@ -165,7 +165,10 @@ void Registry::release_addresses(Registration& reg, Record record) {
   }
   reg.added_addresses.clear();
   if (plan.remove.empty()) return;
-  if (Status s = factory_->remove_addresses(reg.netns.get(), reg.netns_path, plan.remove); !s) {
+  auto netns = reg.netns_fd();
+  Status s = netns ? factory_->remove_addresses(netns->get(), reg.netns_path, plan.remove)
+                   : Status(netns.error());
+  if (!s) {
     LOG_WARN("%s: %s", reg.key.display().c_str(), s.error().message.c_str());
   } else {
     LOG_INFO("%s: removed %zu address(es) nsproxy had added to lo in %s", reg.key.display().c_str(),
@@ -173,14 +176,13 @@ void Registry::release_addresses(Registration& reg, Record record) {
   }
 }
 
-Reply Registry::install(const Request& req, NetnsId id, UniqueFd netns_fd,
-                        std::vector<UniqueFd> fds_in, std::vector<Address> upstreams,
-                        std::vector<std::string> added_addresses, Record record) {
+Reply Registry::install(const Request& req, NetnsId id, std::vector<UniqueFd> fds_in,
+                        std::vector<Address> upstreams, std::vector<std::string> added_addresses,
+                        Record record) {
   const std::string who = req.attachment.display();
   auto* fds = &fds_in;
   auto reg = std::make_unique<Registration>();
   reg->key = req.attachment;
-  reg->netns = std::move(netns_fd);
   reg->netns_id = id;
   reg->netns_path = req.netns_path;
   reg->labels = req.labels;
@@ -418,7 +420,16 @@ std::vector<Registry::HandoverItem> Registry::handover_items() const {
                         {"ino", static_cast<uint64_t>(reg->netns_id.ino)},
                         {"added_addresses", reg->added_addresses}}
                        .dump(-1, ' ', false, json::error_handler_t::replace);
-    item.fds.push_back(reg->netns.get());
+    // The namespace fd first (what the handover protocol has always sent; a receiving
+    // daemon of this version closes it again), then the listeners.
+    auto netns = reg->netns_fd();
+    if (!netns) {
+      LOG_ERROR("handover: %s: %s; not handed over", reg->key.display().c_str(),
+                netns.error().message.c_str());
+      continue;
+    }
+    item.netns = std::move(*netns);
+    item.fds.push_back(item.netns.get());
     for (const auto& l : reg->listeners) item.fds.push_back(l->fd());
     items.push_back(std::move(item));
   }
@@ -431,8 +442,7 @@ void Registry::stop_accepting_all() {
   }
 }
 
-Reply Registry::take_over(const Request& req, NetnsId id, UniqueFd netns,
-                          std::vector<UniqueFd> listeners,
+Reply Registry::take_over(const Request& req, NetnsId id, std::vector<UniqueFd> listeners,
                           std::vector<std::string> added_addresses) {
   if (listeners.size() != req.listeners.size()) {
     return error_reply(make_error(Code::kBadRequest, "handover: listener count mismatch"));
@@ -444,8 +454,8 @@ Reply Registry::take_over(const Request& req, NetnsId id, UniqueFd netns,
     upstreams.push_back(std::move(*up));
   }
   // Already in the journal (the old daemon's, handed over with the state directory).
-  return install(req, id, std::move(netns), std::move(listeners), std::move(upstreams),
-                 std::move(added_addresses), Record::kSkip);
+  return install(req, id, std::move(listeners), std::move(upstreams), std::move(added_addresses),
+                 Record::kSkip);
 }
 
 std::vector<SavedRegistration> Registry::saved() const {

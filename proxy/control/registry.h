@@ -1,6 +1,6 @@
 // The daemon's registrations: one per attachment (CNI network, container id, ifname) or
-// manual id. Each holds its network namespace fd for as long as it lives, the
-// namespace identity (st_dev, st_ino), and its listeners.
+// manual id. Each holds the namespace identity (st_dev, st_ino) and its listeners, whose
+// sockets keep the namespace alive (no namespace fd is held).
 //
 // add    same key, same namespace, same listeners and labels: idempotent (created=false).
 //        same key, anything else different: the old registration is removed first, then
@@ -64,12 +64,13 @@ class Registry {
   // identity as JSON; fds: the namespace, then each listener in order).
   struct HandoverItem {
     std::string payload;
-    std::vector<int> fds;
+    UniqueFd netns;        // opened for the handover; fds[0]
+    std::vector<int> fds;  // the namespace, then each listener
   };
   std::vector<HandoverItem> handover_items() const;
   void stop_accepting_all();
   // Handover, new daemon: takes over a registration with its open sockets.
-  Reply take_over(const Request& req, NetnsId id, UniqueFd netns, std::vector<UniqueFd> listeners,
+  Reply take_over(const Request& req, NetnsId id, std::vector<UniqueFd> listeners,
                   std::vector<std::string> added_addresses = {});
   // The live registrations, as the journal stores them.
   std::vector<SavedRegistration> saved() const;
@@ -88,7 +89,7 @@ class Registry {
   void forget(Registrations::iterator it, const char* why, Record record);
   void maybe_compact();
   // Creates the registration from ready listening sockets (start accepting, journal).
-  Reply install(const Request& req, NetnsId id, UniqueFd netns_fd, std::vector<UniqueFd> fds,
+  Reply install(const Request& req, NetnsId id, std::vector<UniqueFd> fds,
                 std::vector<Address> upstreams, std::vector<std::string> added_addresses,
                 Record record);
   // prior_added: IPs a restored registration had added before (still ours if lo has them).
