@@ -11,6 +11,7 @@ json attachment_json(const AttachmentKey& k) {
 
 json Registration::to_json() const {
   json ls = json::array();
+  const auto& specs = request.listeners;
   for (size_t i = 0; i < specs.size(); ++i) {
     const Listener* l = i < listeners.size() ? listeners[i].get() : nullptr;
     json lj = {{"listen", specs[i].listen},
@@ -28,12 +29,12 @@ json Registration::to_json() const {
     const Tenant& t = listeners.front()->tenant();
     h = {{"tenant_id", t.tenant_header}, {"label_prefix", t.label_header_prefix}};
   }
-  return {{"attachment", attachment_json(key)},
+  return {{"attachment", attachment_json(key())},
           {"headers", h},
-          {"netns", netns_path},
+          {"netns", netns_path()},
           {"netns_dev", static_cast<uint64_t>(netns_id.dev)},
           {"netns_inode", static_cast<uint64_t>(netns_id.ino)},
-          {"labels", labels},
+          {"labels", labels()},
           {"created_at", created_at},
           {"added_addresses", added_addresses},
           {"listeners", ls},
@@ -50,7 +51,7 @@ Result<UniqueFd> Registration::netns_fd() const {
   for (const auto& l : listeners) {
     if (l->fd() >= 0) return netns_of_socket(l->fd());
   }
-  return make_error(Code::kNetnsOpenFailed, "no open listener left in " + netns_path);
+  return make_error(Code::kNetnsOpenFailed, "no open listener left in " + netns_path());
 }
 
 }  // namespace nsproxy

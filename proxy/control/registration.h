@@ -19,20 +19,21 @@
 namespace nsproxy {
 
 struct Registration {
-  AttachmentKey key;
+  Request request;  // the add request, as persisted: attachment, namespace path, listeners
   NetnsId netns_id;
-  std::string netns_path;
-  std::map<std::string, std::string> labels;
-  IdentityHeaders headers;  // as requested (empty: daemon defaults)
-  std::vector<ListenerSpec> specs;
   // IPs nsproxy added to the namespace's lo for listeners with add_address: removed when
   // the registration goes, or handed to another registration of the same namespace that
   // also asked for them. IPs lo already had are not ours and stay.
   std::vector<std::string> added_addresses;
-  Request request;  // the add request, as persisted
   int64_t created_at = 0;
   std::shared_ptr<Tenant> tenant;  // shared by its listeners: identity, counters
   std::vector<std::unique_ptr<Listener>> listeners;
+
+  const AttachmentKey& key() const { return request.attachment; }
+  const std::string& netns_path() const { return request.netns_path; }
+  const std::vector<ListenerSpec>& specs() const { return request.listeners; }
+  const std::map<std::string, std::string>& labels() const { return request.labels; }
+  const IdentityHeaders& headers() const { return request.headers; }  // empty: defaults
 
   nlohmann::json to_json() const;
   // A new fd of the namespace, from its first listener that is still open (one fd per

@@ -81,7 +81,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
   }
 
   std::vector<ListenTarget> targets;
-  std::vector<Address> upstreams;
+  std::vector<std::shared_ptr<const Address>> upstreams;
   for (size_t i = 0; i < req.listeners.size(); ++i) {
     const ListenerSpec& spec = req.listeners[i];
     std::string where = "listeners[" + std::to_string(i) + "]";
@@ -107,18 +107,18 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
       }
     }
     targets.push_back({std::move(*listen), spec.add_address});
-    upstreams.push_back(std::move(*upstream));
+    upstreams.push_back(shared_upstream(std::move(*upstream)));
   }
 
   if (auto it = regs_.find(req.attachment); it != regs_.end()) {
     const Registration& old = *it->second;
-    if (old.netns_id == *id && old.specs == req.listeners && old.labels == req.labels &&
-        old.headers == req.headers && old.request.limits == req.limits) {
+    if (old.netns_id == *id && old.specs() == req.listeners && old.labels() == req.labels &&
+        old.headers() == req.headers && old.request.limits == req.limits) {
       LOG_DEBUG("add %s: already registered, nothing to do", who.c_str());
       return ok_reply({{"registration", old.to_json()}, {"created", false}});
     }
     LOG_INFO("add %s: replacing the registration for %s (inode %ju) with %s (inode %ju)",
-             who.c_str(), old.netns_path.c_str(), static_cast<uintmax_t>(old.netns_id.ino),
+             who.c_str(), old.netns_path().c_str(), static_cast<uintmax_t>(old.netns_id.ino),
              req.netns_path.c_str(), static_cast<uintmax_t>(id->ino));
     forget(it, nullptr,
            record);  // closes the old listeners first: the new ones may need their ports
@@ -153,59 +153,55 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
 void Registry::release_addresses(Registration& reg, Record record) {
   AddressRelease plan = plan_release(reg, regs_);
   for (auto& [heir, ip] : plan.inherited) {
-    LOG_INFO("%s: %s on lo stays for %s", reg.key.display().c_str(), ip.c_str(),
-             heir->key.display().c_str());
+    LOG_INFO("%s: %s on lo stays for %s", reg.key().display().c_str(), ip.c_str(),
+             heir->key().display().c_str());
     heir->added_addresses.push_back(ip);
     if (record == Record::kYes) {
       if (Status s = journal_->record_add(heir->request, heir->netns_id, heir->added_addresses);
           !s) {
-        LOG_ERROR("%s: %s", heir->key.display().c_str(), s.error().message.c_str());
+        LOG_ERROR("%s: %s", heir->key().display().c_str(), s.error().message.c_str());
       }
     }
   }
   reg.added_addresses.clear();
   if (plan.remove.empty()) return;
   auto netns = reg.netns_fd();
-  Status s = netns ? factory_->remove_addresses(netns->get(), reg.netns_path, plan.remove)
+  Status s = netns ? factory_->remove_addresses(netns->get(), reg.netns_path(), plan.remove)
                    : Status(netns.error());
   if (!s) {
-    LOG_WARN("%s: %s", reg.key.display().c_str(), s.error().message.c_str());
+    LOG_WARN("%s: %s", reg.key().display().c_str(), s.error().message.c_str());
   } else {
-    LOG_INFO("%s: removed %zu address(es) nsproxy had added to lo in %s", reg.key.display().c_str(),
-             plan.remove.size(), reg.netns_path.c_str());
+    LOG_INFO("%s: removed %zu address(es) nsproxy had added to lo in %s",
+             reg.key().display().c_str(), plan.remove.size(), reg.netns_path().c_str());
   }
 }
 
 Reply Registry::install(const Request& req, NetnsId id, std::vector<UniqueFd> fds_in,
-                        std::vector<Address> upstreams, std::vector<std::string> added_addresses,
-                        Record record) {
+                        std::vector<std::shared_ptr<const Address>> upstreams,
+                        std::vector<std::string> added_addresses, Record record) {
   const std::string who = req.attachment.display();
   auto* fds = &fds_in;
   auto reg = std::make_unique<Registration>();
-  reg->key = req.attachment;
-  reg->netns_id = id;
-  reg->netns_path = req.netns_path;
-  reg->labels = req.labels;
-  reg->headers = req.headers;
-  reg->specs = req.listeners;
-  reg->added_addresses = std::move(added_addresses);
   reg->request = req;
+  reg->netns_id = id;
+  reg->added_addresses = std::move(added_addresses);
   reg->created_at = now_seconds();
   auto tenant = std::make_shared<Tenant>();
   tenant->id = req.attachment.id;
   tenant->display = who;
-  tenant->labels = req.labels;
+  const Request& own = reg->request;  // the tenant's views point into it
+  tenant->labels = &own.labels;
   tenant->tenant_header =
-      req.headers.tenant_id.empty() ? worker_->config->tenant_header : req.headers.tenant_id;
-  tenant->label_header_prefix = req.headers.label_prefix.empty()
+      own.headers.tenant_id.empty() ? worker_->config->tenant_header : own.headers.tenant_id;
+  tenant->label_header_prefix = own.headers.label_prefix.empty()
                                     ? worker_->config->label_header_prefix
-                                    : req.headers.label_prefix;
+                                    : own.headers.label_prefix;
   tenant->apply_limits(*worker_->config, req.limits,
                        worker_->loop != nullptr ? ev_now(worker_->loop) : 0);
   reg->tenant = tenant;
   for (size_t i = 0; i < fds->size(); ++i) {
     auto l = std::make_unique<Listener>(
-        worker_, std::move((*fds)[i]), req.listeners[i], std::move(upstreams[i]), tenant,
+        worker_, std::move((*fds)[i]), reg->request.listeners[i], std::move(upstreams[i]), tenant,
         req.listeners[i].mode == Mode::Http ? make_http_session : make_tcp_session);
     l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
     reg->listeners.push_back(std::move(l));
@@ -252,7 +248,7 @@ Reply Registry::check(const Request& req, UniqueFd netns_fd) {
       return error_reply(make_error(Code::kNotNetns, req.netns_path + ": " + id.error().message));
     if (!(*id == reg.netns_id)) {
       return error_reply(make_error(
-          Code::kNetnsMismatch, who + " is registered for network namespace " + reg.netns_path +
+          Code::kNetnsMismatch, who + " is registered for network namespace " + reg.netns_path() +
                                     " (inode " + std::to_string(reg.netns_id.ino) + "), not " +
                                     req.netns_path + " (inode " + std::to_string(id->ino) + ")"));
     }
@@ -327,7 +323,7 @@ void Registry::forget(Registrations::iterator it, const char* why, Record record
   if (why != nullptr) {
     LOG_WARN_F(({{"tenant", key.id},
                  {"attachment", key.display()},
-                 {"netns", it->second->netns_path},
+                 {"netns", it->second->netns_path()},
                  {"error", why}}),
                "%s: %s; dropping the registration (%zu listener(s))", key.display().c_str(), why,
                it->second->listeners.size());
@@ -341,6 +337,17 @@ void Registry::forget(Registrations::iterator it, const char* why, Record record
     }
     maybe_compact();
   }
+}
+
+std::shared_ptr<const Address> Registry::shared_upstream(Address a) {
+  if (upstreams_.size() > 64 && upstreams_.size() > 2 * regs_.size()) {
+    std::erase_if(upstreams_, [](const auto& e) { return e.second.expired(); });
+  }
+  std::weak_ptr<const Address>& slot = upstreams_[a.text];
+  if (auto held = slot.lock()) return held;
+  auto made = std::make_shared<const Address>(std::move(a));
+  slot = made;
+  return made;
 }
 
 void Registry::maybe_compact() {
@@ -397,14 +404,14 @@ void Registry::reconcile() {
     auto next = std::next(it);
     const Registration& reg = *it->second;
     struct stat st;
-    if (::stat(reg.netns_path.c_str(), &st) < 0) {
+    if (::stat(reg.netns_path().c_str(), &st) < 0) {
       if (errno == ENOENT || errno == ENOTDIR) {
         ++reclaimed_;
-        forget(it, ("namespace path " + reg.netns_path + " is gone").c_str(), recording());
+        forget(it, ("namespace path " + reg.netns_path() + " is gone").c_str(), recording());
       }
     } else if (st.st_ino != reg.netns_id.ino || st.st_dev != reg.netns_id.dev) {
       ++reclaimed_;
-      forget(it, ("namespace path " + reg.netns_path + " now names another namespace").c_str(),
+      forget(it, ("namespace path " + reg.netns_path() + " now names another namespace").c_str(),
              recording());
     }
     it = next;
@@ -424,7 +431,7 @@ std::vector<Registry::HandoverItem> Registry::handover_items() const {
     // daemon of this version closes it again), then the listeners.
     auto netns = reg->netns_fd();
     if (!netns) {
-      LOG_ERROR("handover: %s: %s; not handed over", reg->key.display().c_str(),
+      LOG_ERROR("handover: %s: %s; not handed over", reg->key().display().c_str(),
                 netns.error().message.c_str());
       continue;
     }
@@ -447,11 +454,11 @@ Reply Registry::take_over(const Request& req, NetnsId id, std::vector<UniqueFd> 
   if (listeners.size() != req.listeners.size()) {
     return error_reply(make_error(Code::kBadRequest, "handover: listener count mismatch"));
   }
-  std::vector<Address> upstreams;
+  std::vector<std::shared_ptr<const Address>> upstreams;
   for (const auto& spec : req.listeners) {
     auto up = parse_address(spec.upstream, true);
     if (!up) return error_reply(up.error());
-    upstreams.push_back(std::move(*up));
+    upstreams.push_back(shared_upstream(std::move(*up)));
   }
   // Already in the journal (the old daemon's, handed over with the state directory).
   return install(req, id, std::move(listeners), std::move(upstreams), std::move(added_addresses),

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "control/netns_listen.h"
@@ -90,8 +91,12 @@ class Registry {
   void maybe_compact();
   // Creates the registration from ready listening sockets (start accepting, journal).
   Reply install(const Request& req, NetnsId id, std::vector<UniqueFd> fds,
-                std::vector<Address> upstreams, std::vector<std::string> added_addresses,
-                Record record);
+                std::vector<std::shared_ptr<const Address>> upstreams,
+                std::vector<std::string> added_addresses, Record record);
+  // One Address per upstream, shared by every listener toward it (hundreds of tenants
+  // usually share a handful of upstreams); freed with its last listener, its entry swept
+  // once the table holds twice as many entries as there are registrations.
+  std::shared_ptr<const Address> shared_upstream(Address a);
   // prior_added: IPs a restored registration had added before (still ours if lo has them).
   Reply add(const Request& req, UniqueFd netns_fd, const std::vector<std::string>& prior_added,
             Record record);
@@ -109,6 +114,7 @@ class Registry {
   int64_t started_at_;
   StateJournal* journal_ = nullptr;
   bool allow_host_netns_ = false;
+  std::unordered_map<std::string, std::weak_ptr<const Address>> upstreams_;  // by text
   uint64_t reclaimed_ = 0;  // dropped by reconcile (namespace gone or replaced)
   Histogram listener_setup_{kListenerSetupBounds};
   Registrations regs_;

@@ -11,7 +11,7 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
 
 // Whether a listener of reg asked for ip on lo.
 bool asks_for(const Registration& reg, const std::string& ip) {
-  for (const auto& spec : reg.specs) {
+  for (const auto& spec : reg.specs()) {
     auto a = parse_address(spec.listen, false);
     if (spec.add_address && a && address_ip(*a) == ip) return true;
   }
@@ -47,7 +47,7 @@ AddressRelease plan_release(const Registration& reg, const Registrations& all) {
       plan.inherited.emplace_back(heir, ip);
       continue;
     }
-    for (const auto& spec : reg.specs) {
+    for (const auto& spec : reg.specs()) {
       auto a = parse_address(spec.listen, false);
       if (a && address_ip(*a) == ip) {
         plan.remove.push_back(std::move(*a));

@@ -2,37 +2,41 @@
 // count. observe() is a few comparisons and additions; no allocation, no lock.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <span>
 
 namespace nsproxy {
 
 // Bucket bounds of nsproxy_listener_setup_duration_seconds: creating a listener takes
-// tens of microseconds; bringing lo up by netlink, milliseconds.
+// tens of microseconds; bringing lo up (an ioctl, with the kernel adding 127.0.0.1 and ::1) about
+// a hundred; adding a service address by netlink, up to milliseconds.
 inline constexpr double kListenerSetupBounds[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025,
                                                   0.0005,  0.001,    0.0025,  0.01,   0.1};
 
 class Histogram {
  public:
-  static constexpr size_t kMaxBuckets = 16;
+  // The most bounds a histogram here has (kRequestDurationBounds): every tenant holds one,
+  // so the counts are sized to it, not rounded up.
+  static constexpr size_t kMaxBuckets = 11;
 
   // bounds: strictly increasing upper bounds (seconds), at most kMaxBuckets; must outlive
   // the histogram (a static array).
-  explicit Histogram(std::span<const double> bounds) : bounds_(bounds) {}
+  explicit Histogram(std::span<const double> bounds)
+      : bounds_(bounds.first(std::min(bounds.size(), kMaxBuckets))) {}
 
   void observe(double v) {
     size_t i = 0;
     while (i < bounds_.size() && v > bounds_[i]) ++i;
     ++counts_[i];  // counts_[bounds_.size()]: above the last bound (+Inf only)
     sum_ += v;
-    ++count_;
   }
   void add(const Histogram& o) {  // same bounds
     for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i] += o.counts_[i];
     sum_ += o.sum_;
-    count_ += o.count_;
   }
 
   std::span<const double> bounds() const { return bounds_; }
@@ -43,13 +47,14 @@ class Histogram {
     return n;
   }
   double sum() const { return sum_; }
-  uint64_t count() const { return count_; }
+  uint64_t count() const { return cumulative(bounds_.size()); }
 
  private:
   std::span<const double> bounds_;
   std::array<uint64_t, kMaxBuckets + 1> counts_{};
   double sum_ = 0;
-  uint64_t count_ = 0;
 };
+
+static_assert(std::size(kListenerSetupBounds) <= Histogram::kMaxBuckets);
 
 }  // namespace nsproxy

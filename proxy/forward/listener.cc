@@ -56,11 +56,12 @@ void Listener::update_tenant(Tenant& t) {
   }
 }
 
-Listener::Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstream,
-                   std::shared_ptr<Tenant> tenant, SessionFactory make_session)
+Listener::Listener(Worker* worker, UniqueFd fd, const ListenerSpec& spec,
+                   std::shared_ptr<const Address> upstream, std::shared_ptr<Tenant> tenant,
+                   SessionFactory make_session)
     : worker_(worker),
       fd_(std::move(fd)),
-      spec_(std::move(spec)),
+      spec_(&spec),
       upstream_(std::move(upstream)),
       tenant_(std::move(tenant)),
       make_session_(make_session) {
@@ -84,9 +85,9 @@ Listener::~Listener() {
 }
 
 void Listener::pause(const char* why) {
-  LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_.listen}, {"error", why}}),
+  LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_->listen}, {"error", why}}),
              "tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_name().c_str(),
-             spec_.listen.c_str(), why, kPauseSeconds * 1000);
+             spec_->listen.c_str(), why, kPauseSeconds * 1000);
   ev_io_stop(worker_->loop, &accept_w_);
   ev_timer_stop(worker_->loop, &pause_t_);
   ev_timer_set(&pause_t_, kPauseSeconds, 0.);
@@ -145,7 +146,7 @@ void Listener::on_acceptable() {
         pause(std::strerror(errno));
         return;
       }
-      LOG_WARN("tenant %s: accept on %s: %s", tenant_name().c_str(), spec_.listen.c_str(),
+      LOG_WARN("tenant %s: accept on %s: %s", tenant_name().c_str(), spec_->listen.c_str(),
                std::strerror(errno));
       return;
     }
@@ -156,12 +157,12 @@ void Listener::on_acceptable() {
     // tenant below its fair share gets a slot reclaimed from the largest holder.
     bool over_limit = cfg.max_connections > 0 && worker_->connections >= cfg.max_connections &&
                       !worker_->budget.reclaim_for(*tenant_, cfg.max_connections);
-    if (over_limit && spec_.mode == Mode::Tcp) {
+    if (over_limit && spec_->mode == Mode::Tcp) {
       tenant_->stats.refuse(Refusal::ConnectionLimit);
       LOG_WARN_F(
-          ({{"tenant", tenant_->id}, {"listen", spec_.listen}, {"error", "connection limit"}}),
+          ({{"tenant", tenant_->id}, {"listen", spec_->listen}, {"error", "connection limit"}}),
           "tenant %s: daemon connection limit reached; refusing a connection on %s",
-          tenant_name().c_str(), spec_.listen.c_str());
+          tenant_name().c_str(), spec_->listen.c_str());
       continue;  // closes it
     }
     std::unique_ptr<Session> s = make_session_(this, std::move(client), peer, over_limit);
@@ -178,10 +179,10 @@ void Listener::on_acceptable() {
 
 void Listener::log_upstream_problem(const char* what, int err) const {
   LOG_INFO_F(({{"tenant", tenant_->id},
-               {"listen", spec_.listen},
-               {"upstream", upstream_.text},
+               {"listen", spec_->listen},
+               {"upstream", upstream_->text},
                {"error", std::strerror(err)}}),
-             "tenant %s: %s %s: %s", tenant_->display.c_str(), what, upstream_.text.c_str(),
+             "tenant %s: %s %s: %s", tenant_->display.c_str(), what, upstream_->text.c_str(),
              std::strerror(err));
 }
 

@@ -20,10 +20,12 @@ namespace nsproxy {
 
 class Listener {
  public:
-  // fd: a bound, listening, non-blocking socket.
+  // fd: a bound, listening, non-blocking socket. spec: outlives the listener (its
+  // registration's). upstream: shared by the listeners toward the same address.
   // make_session: the session of spec.mode for each accepted connection.
-  Listener(Worker* worker, UniqueFd fd, ListenerSpec spec, Address upstream,
-           std::shared_ptr<Tenant> tenant, SessionFactory make_session);
+  Listener(Worker* worker, UniqueFd fd, const ListenerSpec& spec,
+           std::shared_ptr<const Address> upstream, std::shared_ptr<Tenant> tenant,
+           SessionFactory make_session);
   ~Listener();  // stops accepting and closes every session it accepted
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
@@ -43,8 +45,8 @@ class Listener {
   static void update_tenant(Tenant& t);
   size_t connections() const { return sessions_.size(); }
 
-  const ListenerSpec& spec() const { return spec_; }
-  const Address& upstream() const { return upstream_; }
+  const ListenerSpec& spec() const { return *spec_; }
+  const Address& upstream() const { return *upstream_; }
   const std::string& tenant_name() const { return tenant_->display; }
   Tenant& tenant() const { return *tenant_; }
   Worker* worker() const { return worker_; }
@@ -71,8 +73,8 @@ class Listener {
 
   Worker* worker_;
   UniqueFd fd_;
-  ListenerSpec spec_;
-  Address upstream_;
+  const ListenerSpec* spec_;
+  std::shared_ptr<const Address> upstream_;
   std::shared_ptr<Tenant> tenant_;
   SessionFactory make_session_;
   ev_io accept_w_;

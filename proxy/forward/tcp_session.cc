@@ -77,7 +77,7 @@ bool TcpSession::queue_proxy_header() {
   }
   const Tenant& t = listener_->tenant();
   auto header = encode_proxy_v2(reinterpret_cast<const sockaddr*>(&peer_),
-                                reinterpret_cast<const sockaddr*>(&local), t.id, t.labels);
+                                reinterpret_cast<const sockaddr*>(&local), t.id, *t.labels);
   if (!header) {
     LOG_WARN("tenant %s: not forwarding to %s: %s", t.display.c_str(),
              listener_->upstream().text.c_str(), header.error().message.c_str());

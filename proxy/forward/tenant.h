@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "control_protocol.h"
@@ -16,13 +17,18 @@
 
 namespace nsproxy {
 
+inline const std::map<std::string, std::string> kNoLabels;
+
 struct Tenant {
   std::string id;       // container id (CNI) or the manual --id
   std::string display;  // "net/cid/eth0" or the manual id, for logs
-  std::map<std::string, std::string> labels;
-  std::string tenant_header;        // resolved: registration's or the daemon's default
-  std::string label_header_prefix;  // resolved
-  size_t connections = 0;           // open connections over all its listeners
+  // The registration's labels and header names (they outlive the tenant: it lives as long
+  // as the listeners of its registration), resolved to the daemon's defaults when the
+  // registration names none. Views, so a tenant does not hold copies of them.
+  const std::map<std::string, std::string>* labels = &kNoLabels;
+  std::string_view tenant_header;
+  std::string_view label_header_prefix;
+  size_t connections = 0;  // open connections over all its listeners
   // Its listeners (they add and remove themselves). While the tenant is at its
   // connection limit none of them accepts: the excess waits in their backlogs, held by
   // the kernel, and costs the daemon nothing (no fd, no session, no budget).

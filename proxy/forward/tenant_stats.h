@@ -53,6 +53,8 @@ UpstreamError upstream_error_of(int err);  // from the errno of a failed socket 
 inline constexpr double kRequestDurationBounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                     0.5,   1,    2.5,   5,    10};
 
+static_assert(std::size(kRequestDurationBounds) <= Histogram::kMaxBuckets);
+
 struct TenantStats {
   uint64_t connections_total = 0;      // accepted, refused ones included
   std::array<uint64_t, 5> requests{};  // answered, by status class 1xx..5xx

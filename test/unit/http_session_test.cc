@@ -61,13 +61,14 @@ class HttpSessionTest : public ::testing::Test {
     tenant_ = std::make_shared<Tenant>();
     tenant_->id = "c0ffee";
     tenant_->display = "net/c0ffee/eth0";
-    tenant_->labels = {{"team", "blue"}};
+    tenant_->labels = &labels_;
     tenant_->tenant_header = config_.tenant_header;
     tenant_->label_header_prefix = config_.label_header_prefix;
     tenant_->apply_limits(config_, {}, ev_now(worker_.loop));
     UniqueFd lfd = listening_socket(&listen_addr_);
-    ListenerSpec spec{text_of(listen_addr_), upstream->text, Mode::Http};
-    listener_ = std::make_unique<Listener>(&worker_, std::move(lfd), spec, *upstream, tenant_,
+    spec_ = ListenerSpec{text_of(listen_addr_), upstream->text, Mode::Http};
+    listener_ = std::make_unique<Listener>(&worker_, std::move(lfd), spec_,
+                                           std::make_shared<const Address>(*upstream), tenant_,
                                            make_http_session);
     listener_->start();
   }
@@ -133,7 +134,9 @@ class HttpSessionTest : public ::testing::Test {
   ProxyConfig config_;
   Worker worker_;
   std::unique_ptr<UpstreamPool> pool_;
+  std::map<std::string, std::string> labels_{{"team", "blue"}};  // outlives tenant_
   std::shared_ptr<Tenant> tenant_;
+  ListenerSpec spec_;  // outlives listener_ (declared before it)
   std::unique_ptr<Listener> listener_;
   UniqueFd upstream_listener_;
   sockaddr_in upstream_addr_{}, listen_addr_{};

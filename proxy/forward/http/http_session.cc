@@ -346,7 +346,7 @@ void HttpSession::write_request_head() {
   const ProxyConfig& cfg = *listener_->worker()->config;
   Identity id;
   id.tenant_id = t.id;
-  id.labels = &t.labels;
+  id.labels = t.labels;
   id.tenant_header = t.tenant_header;
   id.label_header_prefix = t.label_header_prefix;
   id.default_tenant_header = cfg.tenant_header;
