@@ -4,7 +4,8 @@
 #   contents           file list (exactly dist/package-layout.txt) and control fields
 #   lintian            no lintian errors (warnings are printed)
 #   unpacked-binaries  unpacked into a scratch root, the programs run and print VERSION
-#   units              systemd-analyze verify on the packaged units; the service's
+#   units              the directives README promises are in nsproxyd.service;
+#                      systemd-analyze verify on the packaged units; the service's
 #                      exposure level (systemd-analyze security --offline) printed and
 #                      equal to the one README quotes ("rates it **3.0 OK**")
 #   examples           every nsproxy entry of the shipped example conflists passes the
@@ -88,6 +89,15 @@ units)
     out=$(systemd-analyze verify --man=no --root="$r" "$r/lib/systemd/system/$u" 2>&1) || fail "systemd-analyze verify $u: $out"
     # verify prints problems (unknown keys, missing executables) without failing on all of them.
     if [[ -n $out ]]; then fail "systemd-analyze verify $u: $out"; fi
+  done
+  # What README ("Run under systemd", "Upgrading") promises of the service, one
+  # extended regular expression per directive, matched against whole lines.
+  unit=$r/lib/systemd/system/nsproxyd.service
+  for want in 'Type=notify' 'NotifyAccess=all' 'Restart=on-failure' 'LimitNOFILE=[0-9]+' \
+              'RuntimeDirectory=nsproxy' 'RuntimeDirectoryPreserve=yes' \
+              'ExecReload=/usr/sbin/nsproxyd (.* )?--takeover( .*)?' 'NoNewPrivileges=yes' \
+              'CapabilityBoundingSet=.+' 'SystemCallFilter=.+'; do
+    grep -qxE "$want" "$unit" || fail "nsproxyd.service has no line matching '$want' (README promises it)"
   done
   sec=$(systemd-analyze security --offline=true --root="$r" "$r/lib/systemd/system/nsproxyd.service" 2>&1 || true)
   level=$(grep -o 'Overall exposure level for .*' <<<"$sec" || true)
