@@ -132,7 +132,8 @@ TEST_F(FairnessTest, QuietTenantIsServedWhileNeighbourFloods) {
 }
 
 // Control work runs on the loop thread one request per wakeup (namespace switch,
-// listeners, journal fsync), so data traffic is interleaved between requests. This
+// listeners, a journal append; fdatasync only with --fsync, which this daemon is not
+// given), so data traffic is interleaved between requests. This
 // reports how much a 200-ADD registration storm delays a tenant's requests.
 TEST_F(FairnessTest, TenantIsServedDuringARegistrationStorm) {
   ASSERT_TRUE(binaries_exist({"nsproxy"}));
