@@ -10,17 +10,16 @@
 namespace nsproxy {
 
 template <class T>
-class IntrusiveList;
-
-template <class T>
 struct ListHook {
+  using element_type = T;
   T* prev = nullptr;
   T* next = nullptr;
-  IntrusiveList<T>* list = nullptr;  // the list it is in, or null
+  void* list = nullptr;  // the IntrusiveList (of this hook) it is in, or null
 };
 
-// T has a public member `ListHook<T> hook`.
-template <class T>
+// Hook: the member of T this list threads through (by default `ListHook<T> hook`); an
+// element with two hooks can be in two lists at once, one per hook.
+template <class T, ListHook<T> T::*Hook = &T::hook>
 class IntrusiveList {
  public:
   IntrusiveList() = default;
@@ -32,14 +31,15 @@ class IntrusiveList {
   size_t size() const { return size_; }
   T* front() const { return head_; }
 
-  // Appends e (the newest); unlinks it from any list it is in first.
+  // Appends e (the newest); unlinks it from any list of this hook it is in first.
   void push_back(T* e) {
-    if (e->hook.list != nullptr) e->hook.list->remove(e);
-    e->hook.prev = tail_;
-    e->hook.next = nullptr;
-    e->hook.list = this;
+    ListHook<T>& h = e->*Hook;
+    if (h.list != nullptr) static_cast<IntrusiveList*>(h.list)->remove(e);
+    h.prev = tail_;
+    h.next = nullptr;
+    h.list = this;
     if (tail_ != nullptr) {
-      tail_->hook.next = e;
+      (tail_->*Hook).next = e;
     } else {
       head_ = e;
     }
@@ -49,17 +49,18 @@ class IntrusiveList {
 
   // Unlinks e; it must be in this list.
   void remove(T* e) {
-    if (e->hook.prev != nullptr) {
-      e->hook.prev->hook.next = e->hook.next;
+    ListHook<T>& h = e->*Hook;
+    if (h.prev != nullptr) {
+      (h.prev->*Hook).next = h.next;
     } else {
-      head_ = e->hook.next;
+      head_ = h.next;
     }
-    if (e->hook.next != nullptr) {
-      e->hook.next->hook.prev = e->hook.prev;
+    if (h.next != nullptr) {
+      (h.next->*Hook).prev = h.prev;
     } else {
-      tail_ = e->hook.prev;
+      tail_ = h.prev;
     }
-    e->hook = ListHook<T>{};
+    h = ListHook<T>{};
     --size_;
   }
 
@@ -73,16 +74,23 @@ class IntrusiveList {
     while (head_ != nullptr) remove(head_);
   }
 
+  // Unlinks e from whatever list of this hook it is in (no-op when in none).
+  static void unlink(T* e) {
+    if ((e->*Hook).list != nullptr) static_cast<IntrusiveList*>((e->*Hook).list)->remove(e);
+  }
+
  private:
   T* head_ = nullptr;
   T* tail_ = nullptr;
   size_t size_ = 0;
 };
 
-// Unlinks e from whatever list it is in (no-op when in none).
+// Unlinks e from whatever list of its default hook it is in (no-op when in none); e may
+// be of a class derived from the one declaring the hook.
 template <class T>
 void unlink(T* e) {
-  if (e->hook.list != nullptr) e->hook.list->remove(e);
+  using Base = typename decltype(e->hook)::element_type;
+  IntrusiveList<Base>::unlink(static_cast<Base*>(e));
 }
 
 }  // namespace nsproxy

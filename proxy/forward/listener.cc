@@ -79,9 +79,8 @@ Listener::~Listener() {
   ev_io_stop(worker_->loop, &accept_w_);
   ev_timer_stop(worker_->loop, &pause_t_);
   fd_.reset();
-  // Sessions unlink themselves in their destructors: iterate over a copy.
-  std::vector<Session*> open(sessions_.begin(), sessions_.end());
-  for (Session* s : open) delete s;
+  // Sessions unlink themselves in their destructors.
+  while (Session* s = sessions_.front()) delete s;
 }
 
 void Listener::pause(const char* why) {

@@ -7,10 +7,10 @@
 
 #include <memory>
 #include <string>
-#include <unordered_set>
 
 #include "address.h"
 #include "control_protocol.h"
+#include "forward/intrusive_list.h"
 #include "forward/session.h"
 #include "forward/tenant.h"
 #include "forward/worker.h"
@@ -58,8 +58,8 @@ class Listener {
   void upstream_failed(const char* what, int err) const;
 
   // Called by Session's constructor and destructor.
-  void add_session(Session* s) { sessions_.insert(s); }
-  void remove_session(Session* s) { sessions_.erase(s); }
+  void add_session(Session* s) { sessions_.push_back(s); }
+  void remove_session(Session* s) { sessions_.remove(s); }
 
   void on_acceptable();
   void on_pause_over();
@@ -79,7 +79,7 @@ class Listener {
   SessionFactory make_session_;
   ev_io accept_w_;
   ev_timer pause_t_;
-  std::unordered_set<Session*> sessions_;
+  IntrusiveList<Session, &Session::in_listener> sessions_;  // no allocation per connection
 };
 
 }  // namespace nsproxy

@@ -39,7 +39,8 @@ class Session {
 
   // In one of its tenant's lists (idle, heads, waiting), or none.
   ListHook<Session> hook;
-  double listed_at = 0;  // ev_now() when it joined that list
+  ListHook<Session> in_listener;  // the listener's list of its sessions (Listener::sessions_)
+  double listed_at = 0;           // ev_now() when it joined that list
 
  protected:
   Listener* listener_;

@@ -72,6 +72,34 @@ TEST(IntrusiveListTest, KeepsOrderAndUnlinksFromAnywhere) {
   EXPECT_EQ(a.pop_front(), nullptr);
 }
 
+// A session is in its listener's list and, at the same time, in one of its tenant's.
+struct TwoHooks {
+  int v;
+  ListHook<TwoHooks> hook;
+  ListHook<TwoHooks> other;
+};
+
+TEST(IntrusiveListTest, AnElementWithTwoHooksIsInTwoListsAtOnce) {
+  IntrusiveList<TwoHooks> first;
+  IntrusiveList<TwoHooks, &TwoHooks::other> second;
+  TwoHooks x{1, {}, {}}, y{2, {}, {}};
+  first.push_back(&x);
+  first.push_back(&y);
+  second.push_back(&y);
+  second.push_back(&x);
+  EXPECT_EQ(first.front(), &x);
+  EXPECT_EQ(second.front(), &y);
+  unlink(&y);  // the default hook: out of `first` only
+  EXPECT_EQ(first.size(), 1u);
+  EXPECT_EQ(second.size(), 2u);
+  EXPECT_EQ(second.front(), &y);
+  decltype(second)::unlink(&x);
+  EXPECT_EQ(second.size(), 1u);
+  EXPECT_EQ(first.front(), &x);
+  EXPECT_EQ(x.hook.list, &first);
+  EXPECT_EQ(x.other.list, nullptr);
+}
+
 TEST(ConnectionBudgetTest, FairShareCountsTheTenantsHoldingConnections) {
   ConnectionBudget budget;
   Tenant a, b, c;
