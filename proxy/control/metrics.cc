@@ -243,7 +243,7 @@ MetricsSnapshot snapshot_metrics(const Registry& registry, const Worker& worker,
   registry.for_each([&](const Registration& reg) {
     if (!reg.tenant) return;
     auto [it, fresh] = index.try_emplace(reg.tenant->id, m.tenants.size());
-    if (fresh) m.tenants.push_back(TenantTotals{reg.tenant->id, {}, 0});
+    if (fresh) m.tenants.push_back(TenantTotals{std::string(reg.tenant->id), {}, 0});
     TenantTotals& t = m.tenants[it->second];
     t.stats.add(reg.tenant->stats);
     t.open += reg.tenant->connections;

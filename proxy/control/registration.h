@@ -45,7 +45,21 @@ struct Registration {
 // {"network", "id", "ifname"}: how replies name an attachment.
 nlohmann::json attachment_json(const AttachmentKey& key);
 
+// The map's key: the registration's own attachment key (request.attachment), not a copy
+// of it; a Registration never moves (it is held by unique_ptr) and keeps its request.
+struct KeyRef {
+  const AttachmentKey* key;
+  const AttachmentKey& operator*() const { return *key; }
+  const AttachmentKey* operator->() const { return key; }
+};
+struct KeyRefLess {
+  using is_transparent = void;  // find(const AttachmentKey&) without building a KeyRef
+  bool operator()(KeyRef a, KeyRef b) const { return *a.key < *b.key; }
+  bool operator()(KeyRef a, const AttachmentKey& b) const { return *a.key < b; }
+  bool operator()(const AttachmentKey& a, KeyRef b) const { return a < *b.key; }
+};
+
 // Every registration, by attachment key (the Registry's map).
-using Registrations = std::map<AttachmentKey, std::unique_ptr<Registration>>;
+using Registrations = std::map<KeyRef, std::unique_ptr<Registration>, KeyRefLess>;
 
 }  // namespace nsproxy

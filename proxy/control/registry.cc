@@ -187,9 +187,9 @@ Reply Registry::install(const Request& req, NetnsId id, std::vector<UniqueFd> fd
   reg->added_addresses = std::move(added_addresses);
   reg->created_at = now_seconds();
   auto tenant = std::make_shared<Tenant>();
-  tenant->id = req.attachment.id;
+  const Request& own = reg->request;  // the tenant's views point into it, never into req
+  tenant->id = own.attachment.id;
   tenant->display = who;
-  const Request& own = reg->request;  // the tenant's views point into it
   tenant->labels = &own.labels;
   tenant->tenant_header =
       own.headers.tenant_id.empty() ? worker_->config->tenant_header : own.headers.tenant_id;
@@ -218,7 +218,9 @@ Reply Registry::install(const Request& req, NetnsId id, std::vector<UniqueFd> fd
   LOG_INFO_F(({{"tenant", req.attachment.id}, {"attachment", who}, {"netns", req.netns_path}}),
              "add %s: netns %s (inode %ju), %zu listener(s)", who.c_str(), req.netns_path.c_str(),
              static_cast<uintmax_t>(id.ino), reg->listeners.size());
-  regs_[req.attachment] = std::move(reg);
+  if (auto old = regs_.find(req.attachment); old != regs_.end()) regs_.erase(old);
+  KeyRef key{&reg->request.attachment};
+  regs_.emplace(key, std::move(reg));
   return ok_reply(std::move(data));
 }
 
@@ -303,7 +305,7 @@ Reply Registry::gc(const Request& req) {
   for (const auto& a : req.valid_attachments) valid.emplace(a.id, a.ifname);
   json removed = json::array();
   for (auto it = regs_.begin(); it != regs_.end();) {
-    const AttachmentKey& k = it->first;
+    const AttachmentKey& k = *it->first;
     if (k.network == network && !valid.contains({k.id, k.ifname})) {
       LOG_INFO("gc %s: not among the valid attachments of %s; removing", k.display().c_str(),
                network.c_str());
@@ -319,7 +321,7 @@ Reply Registry::gc(const Request& req) {
 }
 
 void Registry::forget(Registrations::iterator it, const char* why, Record record) {
-  AttachmentKey key = it->first;
+  AttachmentKey key = *it->first;  // a copy: the registration goes below
   if (why != nullptr) {
     LOG_WARN_F(({{"tenant", key.id},
                  {"attachment", key.display()},

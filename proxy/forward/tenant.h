@@ -20,11 +20,12 @@ namespace nsproxy {
 inline const std::map<std::string, std::string> kNoLabels;
 
 struct Tenant {
-  std::string id;       // container id (CNI) or the manual --id
+  // Its id, labels and header names are views into its registration's request (which
+  // outlives the tenant: the tenant lives as long as that registration's listeners), the
+  // header names resolved to the daemon's defaults when the registration names none; a
+  // tenant holds no copies of them.
+  std::string_view id;  // container id (CNI) or the manual --id
   std::string display;  // "net/cid/eth0" or the manual id, for logs
-  // The registration's labels and header names (they outlive the tenant: it lives as long
-  // as the listeners of its registration), resolved to the daemon's defaults when the
-  // registration names none. Views, so a tenant does not hold copies of them.
   const std::map<std::string, std::string>* labels = &kNoLabels;
   std::string_view tenant_header;
   std::string_view label_header_prefix;
