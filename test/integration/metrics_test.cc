@@ -11,6 +11,7 @@
 #include <string>
 
 #include "fixture.h"
+#include "version.h"
 
 namespace nspit {
 namespace {
@@ -126,7 +127,8 @@ TEST_F(MetricsTest, EveryTenantHasItsOwnSeriesAndTheyVanishWithTheRegistration) 
   ASSERT_EQ(m.status, 200) << m.describe();
   EXPECT_EQ(m.header("Content-Type").value_or(""), "text/plain; version=0.0.4; charset=utf-8");
   const std::string& e = m.body;
-  EXPECT_EQ(sample(e, "nsproxy_build_info{version=\"0.1.0\"}"), 1) << e.substr(0, 300);
+  EXPECT_EQ(sample(e, std::string("nsproxy_build_info{version=\"") + nsproxy::kVersion + "\"}"), 1)
+      << e.substr(0, 300);
   EXPECT_EQ(sample(e, "nsproxy_registrations"), 3);
   EXPECT_EQ(sample(e, "nsproxy_listeners"), 3);
   EXPECT_EQ(sample(e, "nsproxy_tenant_requests_total{tenant=\"tenant-a\",code=\"2xx\"}"), 6);
