@@ -15,7 +15,7 @@
 namespace nspit {
 namespace {
 
-// The unit's capability set as setpriv takes it.
+// The unit's capability set as the unit writes it, as setpriv takes it, and as /proc shows it.
 constexpr const char* kUnitCapabilities =
     "CAP_SYS_ADMIN CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_CHOWN";
 constexpr const char* kBoundingSet = "-all,+sys_admin,+net_admin,+net_bind_service,+chown";
