@@ -94,10 +94,10 @@ TEST_F(LifecycleTest, ATenantCostsOneFdPerListenerAndTheDaemonHoldsNoNamespaceFd
   ASSERT_TRUE(d.start());
   const size_t before = settled_fd_count(d.pid());
   std::string id = unique_name();
-  ASSERT_TRUE(register_tenant(
-      d, ns.path(), id,
-      {.listeners = {{"127.0.0.1:8080", echo.address(), nsproxy::Mode::Tcp},
-                     {"127.0.0.1:8081", echo.address(), nsproxy::Mode::Tcp}}}));
+  ASSERT_TRUE(
+      register_tenant(d, ns.path(), id,
+                      {.listeners = {{"127.0.0.1:8080", echo.address(), nsproxy::Mode::Tcp},
+                                     {"127.0.0.1:8081", echo.address(), nsproxy::Mode::Tcp}}}));
   EXPECT_EQ(settled_fd_count(d.pid()), before + 2) << "two listeners should cost two fds";
   auto during = fd_targets(d.pid());
   EXPECT_EQ(count_naming(during, ns_link(ns.identity())), 0u)
@@ -121,8 +121,8 @@ TEST_F(LifecycleTest, ATenantCostsOneFdPerListenerAndTheDaemonHoldsNoNamespaceFd
 // and the first one that does not fit gets an answer naming the limit.
 TEST_F(LifecycleTest, TenantsFillTheFdLimitOneFdEach) {
   const int kLimit = 64;
-  Daemon d(tmp_.path(), {"prlimit", "--nofile=" + std::to_string(kLimit) + ":" +
-                                        std::to_string(kLimit)});
+  Daemon d(tmp_.path(),
+           {"prlimit", "--nofile=" + std::to_string(kLimit) + ":" + std::to_string(kLimit)});
   ASSERT_TRUE(d.start());
   const size_t base = settled_fd_count(d.pid());
   std::vector<std::unique_ptr<Netns>> tenants;
@@ -132,8 +132,8 @@ TEST_F(LifecycleTest, TenantsFillTheFdLimitOneFdEach) {
     tenants.push_back(std::make_unique<Netns>());
     ASSERT_TRUE(tenants.back()->ok()) << tenants.back()->error();
     std::optional<nsproxy::Reply> reply;
-    auto ok = register_tenant(d, tenants.back()->path(), unique_name(),
-                              {.upstream = "127.0.0.1:9"}, &reply);
+    auto ok = register_tenant(d, tenants.back()->path(), unique_name(), {.upstream = "127.0.0.1:9"},
+                              &reply);
     if (!ok) {
       refusal = reply ? reply->error.message : std::string(ok.message());
       break;
@@ -141,8 +141,8 @@ TEST_F(LifecycleTest, TenantsFillTheFdLimitOneFdEach) {
     ++registered;
   }
   // An ADD needs two fds for a moment (the namespace it received, the new socket).
-  EXPECT_GE(registered, kLimit - static_cast<int>(base) - 2)
-      << "base fds " << base << "\n" << d.log().substr(0, 4000);
+  EXPECT_GE(registered, kLimit - static_cast<int>(base) - 2) << "base fds " << base << "\n"
+                                                             << d.log().substr(0, 4000);
   EXPECT_NE(refusal.find("file descriptors"), std::string::npos) << refusal;
   // The daemon goes on serving the control socket.
   auto status = d.call(status_request());
