@@ -10,7 +10,7 @@ PACKAGES=(
   libgtest-dev googletest
   libsystemd-dev
   # tests and demo
-  iproute2 curl procps psmisc python3
+  iproute2 curl procps psmisc python3 strace
   containernetworking-plugins golang-go golang-github-appc-cni-dev
   # a real container runtime for end-to-end tests (CNI network backend)
   podman runc busybox-static

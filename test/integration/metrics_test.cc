@@ -11,6 +11,7 @@
 #include <string>
 
 #include "fixture.h"
+#include "version.h"
 
 namespace nspit {
 namespace {
@@ -126,7 +127,8 @@ TEST_F(MetricsTest, EveryTenantHasItsOwnSeriesAndTheyVanishWithTheRegistration) 
   ASSERT_EQ(m.status, 200) << m.describe();
   EXPECT_EQ(m.header("Content-Type").value_or(""), "text/plain; version=0.0.4; charset=utf-8");
   const std::string& e = m.body;
-  EXPECT_EQ(sample(e, "nsproxy_build_info{version=\"0.1.0\"}"), 1) << e.substr(0, 300);
+  EXPECT_EQ(sample(e, std::string("nsproxy_build_info{version=\"") + nsproxy::kVersion + "\"}"), 1)
+      << e.substr(0, 300);
   EXPECT_EQ(sample(e, "nsproxy_registrations"), 3);
   EXPECT_EQ(sample(e, "nsproxy_listeners"), 3);
   EXPECT_EQ(sample(e, "nsproxy_tenant_requests_total{tenant=\"tenant-a\",code=\"2xx\"}"), 6);
@@ -193,6 +195,68 @@ TEST_F(MetricsTest, EveryTenantHasItsOwnSeriesAndTheyVanishWithTheRegistration) 
   EXPECT_EQ(after.find("tenant=\"tenant-a\""), std::string::npos) << after;
   EXPECT_NE(after.find("tenant=\"tenant-b\""), std::string::npos);
   EXPECT_EQ(sample(after, "nsproxy_registrations"), 2);
+}
+
+// README "Metrics": "A tenant's series exist while it is registered and disappear with it
+// (DEL, GC, reconcile)". DEL is above; here a namespace deleted without a DEL (reconcile)
+// and a CNI GC through the plugin, while the other tenants' series stay.
+TEST_F(MetricsTest, ATenantsSeriesVanishOnReconcileAndOnGcAndTheOthersStay) {
+  EchoServer upstream("http");
+  ASSERT_TRUE(upstream.start());
+  ASSERT_NO_FATAL_FAILURE(start_daemon({"--reconcile-interval", "0.5"}));
+  Netns kept, gone, gc_kept, gc_dropped;
+  ASSERT_TRUE(kept.ok() && gone.ok() && gc_kept.ok() && gc_dropped.ok());
+  ASSERT_TRUE(register_tenant(*daemon_, kept.path(), "kept", {.upstream = upstream.address()}));
+  ASSERT_TRUE(register_tenant(*daemon_, gone.path(), "gone", {.upstream = upstream.address()}));
+  // Two CNI attachments of one network (the tenant is the container id).
+  const std::string network = unique_name();
+  json cfg = plugin_config(network, daemon_->socket_path(),
+                           json::array({listener("127.0.0.1:8080", upstream.address(), "http")}));
+  auto add_kept = run_plugin(cni_env("ADD", "gc-kept", gc_kept.path()), cfg.dump());
+  ASSERT_EQ(add_kept.exit_code, 0) << add_kept.describe();
+  auto add_dropped = run_plugin(cni_env("ADD", "gc-dropped", gc_dropped.path()), cfg.dump());
+  ASSERT_EQ(add_dropped.exit_code, 0) << add_dropped.describe();
+  for (const Netns* ns : {&kept, &gone, &gc_kept, &gc_dropped}) {
+    ASSERT_NO_FATAL_FAILURE(send_requests(*ns, 2));
+  }
+  auto requests = [](const std::string& tenant) {
+    return "nsproxy_tenant_requests_total{tenant=\"" + tenant + "\",code=\"2xx\"}";
+  };
+  auto has_series = [](const std::string& exposition, const std::string& tenant) {
+    return exposition.find("tenant=\"" + tenant + "\"") != std::string::npos;
+  };
+  std::string e = get("/metrics").body;
+  for (const char* t : {"kept", "gone", "gc-kept", "gc-dropped"}) {
+    EXPECT_EQ(sample(e, requests(t)), 2) << t << "\n" << e;
+  }
+
+  // Reconcile: the namespace goes without a DEL. A bound, not a measurement: thirty
+  // reconcile intervals.
+  ASSERT_TRUE(gone.remove());
+  EXPECT_TRUE(
+      wait_until([&] { return daemon_->registrations_with_id("gone").empty(); }, 15000ms, 100ms))
+      << "not reclaimed: " << daemon_->list().dump(2);
+  e = get("/metrics").body;
+  EXPECT_FALSE(has_series(e, "gone")) << e;
+  EXPECT_EQ(sample(e, "nsproxy_reclaimed_total"), 1) << e;
+  EXPECT_EQ(sample(e, "nsproxy_registrations"), 3) << e;
+  for (const char* t : {"kept", "gc-kept", "gc-dropped"}) {
+    EXPECT_EQ(sample(e, requests(t)), 2) << t << "\n" << e;
+  }
+
+  // GC: the runtime lists only gc-kept as valid for the network.
+  json gc = cfg;
+  gc["cniVersion"] = "1.1.0";  // GC exists since CNI 1.1.0
+  gc["cni.dev/valid-attachments"] = json::array({{{"containerID", "gc-kept"}, {"ifname", "eth0"}}});
+  auto r = run_plugin({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/usr/lib/cni"}}, gc.dump());
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  e = get("/metrics").body;
+  EXPECT_FALSE(has_series(e, "gc-dropped")) << e;
+  EXPECT_FALSE(has_series(e, "gone")) << e;
+  EXPECT_EQ(sample(e, "nsproxy_registrations"), 2) << e;
+  for (const char* t : {"kept", "gc-kept"}) {
+    EXPECT_EQ(sample(e, requests(t)), 2) << t << "\n" << e;
+  }
 }
 
 TEST_F(MetricsTest, HealthReadinessAndBadRequestsNeverStallTheProxy) {

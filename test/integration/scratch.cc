@@ -28,8 +28,8 @@ std::string short_token() {
   return pid + "x" + std::to_string(++g_counter);
 }
 
-TempDir::TempDir() {
-  std::string tmpl = "/tmp/nspit-" + std::to_string(::getpid()) + "-XXXXXX";
+TempDir::TempDir(const std::string& parent) {
+  std::string tmpl = parent + "/nspit-" + std::to_string(::getpid()) + "-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
     ADD_FAILURE() << "mkdtemp " << tmpl << ": " << std::strerror(errno);
   }

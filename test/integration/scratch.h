@@ -12,10 +12,11 @@ std::string unique_name();
 // A short unique token ("<pid in base 36>x<n>"), for names with length limits (ifnames).
 std::string short_token();
 
-// mkdtemp under /tmp; removed recursively in the destructor.
+// mkdtemp under `parent` (/tmp unless said otherwise, e.g. /var/tmp for a directory on
+// disk); removed recursively in the destructor.
 class TempDir {
  public:
-  TempDir();
+  explicit TempDir(const std::string& parent = "/tmp");
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

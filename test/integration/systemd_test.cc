@@ -3,7 +3,9 @@
 // their own (READY=1, STATUS=, STOPPING=1, MAINPID=), listening control sockets passed
 // with LISTEN_FDS/LISTEN_PID (by the test itself and by systemd's own
 // systemd-socket-activate), and the --takeover --detach path of the unit's ExecReload.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -173,17 +176,38 @@ nsproxy::Result<HttpResponse> get_from(const Netns& ns, const std::string& path 
 
 class SystemdTest : public HttpTest {};
 
+// READY=1 must wait for the restore. Restoring one registration is too quick to tell a
+// READY=1 sent before it from one sent after; kRestored of them take long enough, and the
+// test connects to every restored listener the moment READY=1 arrives, the last restored
+// (registrations are restored in id order) first.
 TEST_F(SystemdTest, ReadyIsSentOnlyOnceRestoredRegistrationsServe) {
+  constexpr int kRestored = 200;
+  constexpr int kFirstPort = 31000;
   EchoServer upstream("http");
   ASSERT_TRUE(upstream.start());
   Netns ns;
   ASSERT_TRUE(ns.ok()) << ns.error();
+  auto id = [](int i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "restored-%03d", i);  // id order is restore order
+    return std::string(buf);
+  };
+  auto listen = [&](int i) { return "127.0.0.1:" + std::to_string(kFirstPort + i); };
   {
     Daemon first(tmp_.path());
     ASSERT_TRUE(first.start());
-    ASSERT_TRUE(
-        register_tenant(first, ns.path(), "restored-tenant", {.upstream = upstream.address()}));
+    for (int i = 0; i < kRestored; ++i) {
+      ASSERT_TRUE(register_tenant(first, ns.path(), id(i),
+                                  {.listen = listen(i), .upstream = upstream.address()}));
+    }
     ASSERT_EQ(first.stop(), 0);
+  }
+  // Sockets inside the tenant namespace, made beforehand: at READY=1 only connects remain.
+  std::vector<nsproxy::UniqueFd> clients;
+  for (int i = 0; i < kRestored; ++i) {
+    auto fd = socket_in_netns(ns.path(), AF_INET, SOCK_STREAM);
+    ASSERT_TRUE(fd.ok()) << fd.error().message;
+    clients.push_back(std::move(*fd));
   }
 
   NotifySocket notify(tmp_.file("notify.sock"));
@@ -195,31 +219,56 @@ TEST_F(SystemdTest, ReadyIsSentOnlyOnceRestoredRegistrationsServe) {
   auto ready = notify.wait_for("READY=1");
   ASSERT_TRUE(ready.has_value()) << "no READY=1 within 10 s; got " << notify.received() << "\n"
                                  << p.err();
-  // At READY=1 the restored tenant's listener serves, and the control socket answers.
-  auto r = get_from(ns);
-  ASSERT_TRUE(r.ok()) << r.error().message << "\n" << p.err();
-  EXPECT_EQ(r->status, 200) << r->describe();
-  EXPECT_EQ(echo_headers(r->json(), "X-Tenant-Id"), std::vector<std::string>{"restored-tenant"});
+  // At READY=1 every restored tenant's listener accepts.
+  std::vector<std::string> refused;
+  for (int i = kRestored - 1; i >= 0; --i) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(kFirstPort + i));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(clients[i].get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      refused.push_back(id(i) + ": " + std::strerror(errno));
+    }
+  }
+  EXPECT_TRUE(refused.empty()) << refused.size() << " of " << kRestored
+                               << " restored listeners did not accept at READY=1, e.g. "
+                               << refused.front() << "\n"
+                               << p.err();
+  // ...and serves: a request on the first and the last restored listener.
+  for (int i : {0, kRestored - 1}) {
+    auto c = HttpConn::open(ns.path(), listen(i));
+    ASSERT_TRUE(c.ok()) << c.error();
+    auto r = c.request(http_request("GET", "/"));
+    ASSERT_TRUE(r.ok()) << r.error().message << "\n" << p.err();
+    EXPECT_EQ(r->status, 200) << r->describe();
+    EXPECT_EQ(echo_headers(r->json(), "X-Tenant-Id"), std::vector<std::string>{id(i)});
+  }
   nsproxy::Request status;
   status.op = nsproxy::Op::Status;
   auto reply = nsproxy::call_daemon(d.socket_path(), status, -1, 2000ms);
   ASSERT_TRUE(reply.ok()) << reply.error().message;
-  EXPECT_EQ(reply->data.value("registrations", 0), 1) << reply->data.dump();
-  // The daemon names itself as the main process, and reports what it holds.
+  EXPECT_EQ(reply->data.value("registrations", 0), kRestored) << reply->data.dump();
+  // The daemon names itself as the main process, and its STATUS= line, sent before
+  // READY=1, counts every restored registration.
   EXPECT_EQ(NotifySocket::value(*ready, "MAINPID"), std::to_string(p.pid())) << *ready;
-  EXPECT_TRUE(notify.any_line("STATUS=1 registrations, 1 listeners")) << notify.received();
+  const std::string full = "STATUS=" + std::to_string(kRestored) + " registrations, " +
+                           std::to_string(kRestored) + " listeners";
+  EXPECT_TRUE(notify.any_line(full)) << notify.received();
+  const std::string restored_line = "restored " + std::to_string(kRestored) + " registration";
   for (auto deadline = Clock::now() + 3s;
-       p.err().find("restored 1 registration") == std::string::npos && Clock::now() < deadline;) {
+       p.err().find(restored_line) == std::string::npos && Clock::now() < deadline;) {
     std::this_thread::sleep_for(20ms);  // stderr arrives through a reader thread
   }
-  EXPECT_NE(p.err().find("restored 1 registration"), std::string::npos) << p.err();
+  EXPECT_NE(p.err().find(restored_line), std::string::npos) << p.err();
   EXPECT_FALSE(notify.any_line("STOPPING=1")) << notify.received();
 
   // A new registration shows in STATUS= within the status interval.
   Netns ns2;
   ASSERT_TRUE(ns2.ok()) << ns2.error();
   ASSERT_TRUE(register_tenant(d, ns2.path(), "second", {.upstream = upstream.address()}));
-  EXPECT_TRUE(notify.wait_for("STATUS=2 registrations", 5000ms).has_value()) << notify.received();
+  EXPECT_TRUE(notify.wait_for("STATUS=" + std::to_string(kRestored + 1) + " registrations", 5000ms)
+                  .has_value())
+      << notify.received();
 
   p.signal(SIGTERM);
   EXPECT_TRUE(notify.wait_for("STOPPING=1", 5000ms).has_value()) << notify.received();
