@@ -181,9 +181,11 @@ Status Daemon::open_state() {
   auto opened = StateJournal::open(opts_.state_dir, &saved, opts_.fsync);
   if (!opened) return opened.error();
   journal_.emplace(std::move(*opened));
+  // The journal first: restore re-creates without recording, then compacts the journal to
+  // what it restored (so a registration dropped here does not come back next start).
+  registry_->set_journal(&*journal_);
   auto restore_start = std::chrono::steady_clock::now();
   size_t restored = registry_->restore(std::move(saved));
-  registry_->set_journal(&*journal_);
   if (restored > 0) {
     LOG_INFO(
         "restored %zu registration(s) in %.1f ms", restored,

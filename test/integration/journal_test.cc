@@ -135,6 +135,38 @@ TEST_F(JournalTest, ChurnIsCompactedAwayAndTheLiveRegistrationSurvivesARestart) 
   EXPECT_EQ(gone.err, ECONNREFUSED) << "the deleted registration came back: " << gone.message;
 }
 
+// A registration whose namespace vanished while no daemon ran is dropped at the next
+// start, and the journal is compacted to what was restored: the start after that neither
+// tries it again nor keeps its line.
+TEST_F(JournalTest, ARegistrationDroppedAtRestoreLeavesTheJournal) {
+  ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy-echo"}));
+  TempDir tmp;
+  EchoServer echo("echo");
+  ASSERT_TRUE(echo.start());
+  Netns stays, goes;
+  ASSERT_TRUE(stays.ok() && goes.ok()) << stays.error() << goes.error();
+  auto d = std::make_unique<Daemon>(tmp.path());
+  ASSERT_TRUE(d->start());
+  const std::string journal = d->state_dir() + "/registrations.journal";
+  nsproxy::ListenerSpec spec{"127.0.0.1:8080", echo.address(), nsproxy::Mode::Tcp};
+  ASSERT_TRUE(register_tenant(*d, stays.path(), "stays", {.listeners = {spec}}));
+  ASSERT_TRUE(register_tenant(*d, goes.path(), "vanishes", {.listeners = {spec}}));
+  EXPECT_EQ(d->stop(), 0) << d->log();
+  ASSERT_TRUE(goes.remove());
+
+  d = std::make_unique<Daemon>(tmp.path());
+  ASSERT_TRUE(d->start());
+  EXPECT_EQ(d->registrations_with_id("stays").size(), 1u) << d->list().dump(2);
+  EXPECT_TRUE(d->registrations_with_id("vanishes").empty()) << d->list().dump(2);
+  std::ifstream in(journal);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("\"vanishes\""), std::string::npos)
+      << "the dropped registration is still in the journal:\n"
+      << text;
+  EXPECT_NE(text.find("\"stays\""), std::string::npos) << text;
+  EXPECT_EQ(d->stop(), 0) << d->log();
+}
+
 TEST_F(JournalTest, WithFsyncEveryAddIsSyncedAndSurvivesKillNine) {
   ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy-echo"}));
   ASSERT_EQ(run({"strace", "-V"}).exit_code, 0) << "strace is needed (scripts/install-deps.sh)";
