@@ -200,8 +200,9 @@ Status MetricsServer::listen(const Address& addr) {
   if (!fd) return errno_error(Code::kMetrics, "socket for --metrics-listen " + addr.text);
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  // A daemon taking over from a running one binds the same address before the old one
-  // lets go of it (SO_REUSEPORT shares a port only between sockets of the same user).
+  // A daemon taking over binds the address after the old one closed its listener (it
+  // waits for the state directory's lock, released after that); SO_REUSEPORT only so a
+  // bind still succeeds should the old listener linger (same user only).
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (addr.family() == AF_INET6)
     ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
@@ -217,7 +218,7 @@ Status MetricsServer::listen(const Address& addr) {
 
 void MetricsServer::stop_listening() {
   if (!fd_) return;
-  on_acceptable();  // connections already queued here are answered, not reset
+  on_acceptable();  // up to kAcceptsPerWakeup queued connections are answered, not reset
   ev_io_stop(loop_, &accept_w_);
   ev_timer_stop(loop_, &pause_t_);
   fd_.reset();

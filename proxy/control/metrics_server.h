@@ -43,9 +43,10 @@ class MetricsServer {
 
   // Binds and listens on addr (an IP address and port) in the current namespace.
   Status listen(const Address& addr);
-  // After a handover: the newer daemon serves the address now (it bound it too, with
-  // SO_REUSEPORT). Answers the connections already queued, then closes the listener;
-  // requests in progress finish (/readyz says 503 from here on).
+  // After a handover, before the state directory is released (the new daemon binds the
+  // address after that): answers up to kAcceptsPerWakeup connections already queued (a
+  // scraper holds one or two; any more are reset), then closes the listener; requests in
+  // progress finish (/readyz says 503 from here on).
   void stop_listening();
 
   // For the libev callbacks.
