@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -59,8 +60,10 @@ struct Harness {
   ProxyConfig config;
   Worker worker;
   std::unique_ptr<UpstreamPool> upstreams;
+  std::map<std::string, std::string> labels{{"team", "fuzz"}, {"pod-name", "p"}};
   std::shared_ptr<Tenant> tenant;
   std::unique_ptr<Listener> listener;
+  ListenerSpec spec;  // the listener points at it
   UniqueFd upstream_holder;  // keeps the upstream port taken and closed
   sockaddr_in listen_addr{};
 };
@@ -119,13 +122,14 @@ void setup() {
   h->tenant = std::make_shared<Tenant>();
   h->tenant->id = "fuzz-tenant";
   h->tenant->display = "fuzz/fuzz-tenant/eth0";
-  h->tenant->labels = {{"team", "fuzz"}, {"pod-name", "p"}};
+  h->tenant->labels = &h->labels;
   h->tenant->tenant_header = h->config.tenant_header;
   h->tenant->label_header_prefix = h->config.label_header_prefix;
   h->tenant->apply_limits(h->config, {}, ev_now(h->worker.loop));
 
-  ListenerSpec spec{text_of(h->listen_addr), upstream->text, Mode::Http};
-  h->listener = std::make_unique<Listener>(&h->worker, UniqueFd(lfd), spec, *upstream, h->tenant,
+  h->spec = ListenerSpec{text_of(h->listen_addr), upstream->text, Mode::Http};
+  h->listener = std::make_unique<Listener>(&h->worker, UniqueFd(lfd), h->spec,
+                                           std::make_shared<const Address>(*upstream), h->tenant,
                                            make_http_session);
   h->listener->start();
 }
