@@ -63,7 +63,7 @@ struct Harness {
   std::map<std::string, std::string> labels{{"team", "fuzz"}, {"pod-name", "p"}};
   std::shared_ptr<Tenant> tenant;
   std::unique_ptr<Listener> listener;
-  ListenerSpec spec;  // the listener points at it
+  ListenerSpec spec;         // the listener points at it
   UniqueFd upstream_holder;  // keeps the upstream port taken and closed
   sockaddr_in listen_addr{};
 };

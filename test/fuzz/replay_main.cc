@@ -24,7 +24,7 @@ namespace {
 // The files to run: each argument that is a file, and each regular file of each argument
 // that is a directory (sorted, for a repeatable order).
 bool collect(const std::string& path, std::vector<std::string>* files) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     std::fprintf(stderr, "replay: %s: no such file or directory\n", path.c_str());
     return false;
@@ -41,7 +41,7 @@ bool collect(const std::string& path, std::vector<std::string>* files) {
   std::vector<std::string> found;
   while (dirent* e = ::readdir(d)) {
     std::string f = path + "/" + e->d_name;
-    struct stat fst{};
+    struct stat fst {};
     if (::stat(f.c_str(), &fst) == 0 && S_ISREG(fst.st_mode)) found.push_back(f);
   }
   ::closedir(d);
