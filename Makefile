@@ -4,6 +4,7 @@
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
+BUILD_TSAN ?= build-tsan
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = fuzz_control_request fuzz_cni_config fuzz_http_request
 JOBS       ?= $(shell nproc)
@@ -19,7 +20,7 @@ INSTALL_PATHS = -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DNSPROXY_CNI_BIN_DIR=$(CNI_BIN
 PACKAGE_PATHS = -DCMAKE_INSTALL_PREFIX=/usr -DNSPROXY_CNI_BIN_DIR=/usr/lib/cni \
                 -DNSPROXY_SYSTEMD_UNIT_DIR=/lib/systemd/system
 
-.PHONY: all deps build asan test unit-test integration-test demo clean format format-check fuzz bench install package
+.PHONY: all deps build asan tsan tsan-test test unit-test integration-test demo clean format format-check fuzz bench install package
 
 all: build
 
@@ -33,6 +34,18 @@ build: deps
 asan: deps
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DNSPROXY_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+# ThreadSanitizer build: the main thread and the worker threads (--workers). Not part of
+# `make test` (a fourth build would double CI's time); run it after changing what crosses
+# threads: forward/acceptor, worker, tenant, listener, connection_budget (docs/workers.md).
+tsan: deps
+	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNSPROXY_TSAN=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_TSAN) -j $(JOBS)
+
+# The unit and integration tests under ThreadSanitizer (a race makes nsproxyd exit 66,
+# which fails the test that ran it).
+tsan-test: tsan
+	@scripts/run-tests.sh $(BUILD_TSAN)
 
 # Every test, twice: the release build and the ASan+UBSan build. Warnings are errors.
 # The release build is also packaged (its .deb is checked by the package.* tests) and
@@ -88,4 +101,4 @@ format-check: deps
 	@clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) $(BUILD_TSAN)

@@ -1,10 +1,12 @@
 #include "daemon.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -101,33 +103,84 @@ Daemon::Daemon(Options opts) : opts_(std::move(opts)) {
 }
 
 Daemon::~Daemon() {
-  if (worker_.loop != nullptr) {
+  if (loop_ != nullptr) {
     for (ev_timer* t : {&reconcile_t_, &status_t_, &after_handover_t_, &drain_t_}) {
-      ev_timer_stop(worker_.loop, t);
+      ev_timer_stop(loop_, t);
     }
-    for (ev_signal* s : {&sigterm_, &sigint_, &sighup_}) ev_signal_stop(worker_.loop, s);
+    for (ev_signal* s : {&sigterm_, &sigint_, &sighup_}) ev_signal_stop(loop_, s);
   }
+  // No worker thread runs from here on: what they served is closed from this thread.
+  stop_workers();
   metrics_.reset();
   // Removes the socket file only if this daemon bound it (an inherited one, from systemd
   // or a takeover, stays; after a handover it was released already).
   if (control_) control_->close();
   if (registry_) registry_->clear();
+  upstreams_.clear();
+  for (auto& w : workers_) {
+    if (w->loop != loop_) ev_loop_destroy(w->loop);
+  }
+  workers_.clear();
+  acceptor_.reset();
   if (access_log_ != nullptr) std::fclose(access_log_);
+}
+
+void Daemon::start_workers(size_t threads) {
+  acceptor_ = std::make_unique<Acceptor>(loop_, &opts_.proxy);
+  for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i) {
+    auto w = std::make_unique<Worker>();
+    w->config = &opts_.proxy;
+    // Each thread its own loop (EVFLAG_NOSIGMASK: signals stay the main loop's).
+    w->loop = threads == 0 ? loop_ : ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    upstreams_.push_back(std::make_unique<UpstreamPool>(w->loop, opts_.proxy.upstream_idle_max,
+                                                        opts_.proxy.upstream_idle_timeout));
+    w->upstreams = upstreams_.back().get();
+    acceptor_->add_worker(w.get());
+    workers_.push_back(std::move(w));
+  }
+  for (auto& w : workers_) {
+    if (threads > 0) w->start();
+  }
+}
+
+void Daemon::stop_workers() {
+  for (auto& w : workers_) w->request_stop();
+  for (auto& w : workers_) w->join();
+  for (auto& w : workers_) w->drain();
 }
 
 Status Daemon::open_access_log() {
   if (opts_.access_log_path.empty()) return {};
   if (opts_.access_log_path == "-") {
     opts_.proxy.access_log = stdout;
-  } else {
-    FILE* f = std::fopen(opts_.access_log_path.c_str(), "ae");
-    if (f == nullptr)
-      return errno_error(Code::kAccessLog, "cannot open access log " + opts_.access_log_path);
-    if (access_log_ != nullptr) std::fclose(access_log_);  // flushes: no line is lost
-    access_log_ = f;
-    opts_.proxy.access_log = f;
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    return {};
   }
-  std::setvbuf(opts_.proxy.access_log, nullptr, _IOLBF, 0);
+  int fd = ::open(opts_.access_log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+  if (fd < 0)
+    return errno_error(Code::kAccessLog, "cannot open access log " + opts_.access_log_path);
+  if (access_log_ == nullptr) {
+    access_log_ = ::fdopen(fd, "a");
+    if (access_log_ == nullptr) {
+      ::close(fd);
+      return errno_error(Code::kAccessLog, "cannot open access log " + opts_.access_log_path);
+    }
+    std::setvbuf(access_log_, nullptr, _IOLBF, 0);
+    opts_.proxy.access_log = access_log_;
+    return {};
+  }
+  // Reopening (SIGHUP): the workers keep writing to the same FILE, whose fd now names the
+  // new file. Under the FILE's lock no line is half in the old file and half in the new.
+  ::flockfile(access_log_);
+  std::fflush(access_log_);
+  int moved = ::dup3(fd, ::fileno(access_log_), O_CLOEXEC);
+  int err = errno;
+  ::funlockfile(access_log_);
+  ::close(fd);
+  if (moved < 0) {
+    errno = err;
+    return errno_error(Code::kAccessLog, "cannot reopen access log " + opts_.access_log_path);
+  }
   return {};
 }
 
@@ -231,14 +284,14 @@ int Daemon::run() {
     return 1;
   }
 
-  worker_.config = &opts_.proxy;
-  worker_.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-  upstreams_ = std::make_unique<UpstreamPool>(worker_.loop, opts_.proxy.upstream_idle_max,
-                                              opts_.proxy.upstream_idle_timeout);
-  worker_.upstreams = upstreams_.get();
-  registry_ = std::make_unique<Registry>(&worker_, &*factory_);
+  loop_ = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+  long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  size_t threads = opts_.workers >= 0 ? static_cast<size_t>(opts_.workers)
+                                      : static_cast<size_t>(std::clamp(cpus, 1L, 256L));
+  start_workers(threads);
+  registry_ = std::make_unique<Registry>(acceptor_.get(), &*factory_);
   registry_->allow_host_netns(opts_.allow_host_netns);
-  control_ = std::make_unique<ControlServer>(worker_.loop, [this](const Request& req, UniqueFd fd) {
+  control_ = std::make_unique<ControlServer>(loop_, [this](const Request& req, UniqueFd fd) {
     return registry_->handle(req, std::move(fd));
   });
   if (opts_.allow_gid >= 0) control_->allow_gid(static_cast<gid_t>(opts_.allow_gid));
@@ -254,10 +307,10 @@ int Daemon::run() {
   if (!opts_.metrics_listen.empty()) {
     auto addr = parse_address(opts_.metrics_listen, /*allow_unix=*/false);
     metrics_ = std::make_unique<MetricsServer>(
-        worker_.loop,
+        loop_,
         [this]() -> MetricsServer::Producer {
           auto r = std::make_shared<MetricsRenderer>(
-              snapshot_metrics(*registry_, worker_, control_->request_counts()));
+              snapshot_metrics(*registry_, *acceptor_, control_->request_counts()));
           return [r](std::string* out) { return r->next(out); };
         },
         [this] { return ready(); });
@@ -269,19 +322,20 @@ int Daemon::run() {
   control_->set_handover_handler([this](int client_fd) { start_handover(client_fd); });
 
   ev_timer_set(&reconcile_t_, opts_.reconcile_interval, opts_.reconcile_interval);
-  ev_timer_start(worker_.loop, &reconcile_t_);
+  ev_timer_start(loop_, &reconcile_t_);
   if (systemd::notify_enabled()) {
     ev_timer_set(&status_t_, kStatusSeconds, kStatusSeconds);
-    ev_timer_start(worker_.loop, &status_t_);
+    ev_timer_start(loop_, &status_t_);
   }
-  for (ev_signal* s : {&sigterm_, &sigint_, &sighup_}) ev_signal_start(worker_.loop, s);
+  for (ev_signal* s : {&sigterm_, &sigint_, &sighup_}) ev_signal_start(loop_, s);
 
-  LOG_INFO("nsproxyd %s serving on %s (state in %s%s)%s%s", kVersion, opts_.socket_path.c_str(),
-           opts_.state_dir.c_str(), opts_.fsync ? ", fsync" : "", metrics_ ? ", metrics on " : "",
-           metrics_ ? opts_.metrics_listen.c_str() : "");
+  LOG_INFO("nsproxyd %s serving on %s (state in %s%s, %zu worker thread%s)%s%s", kVersion,
+           opts_.socket_path.c_str(), opts_.state_dir.c_str(), opts_.fsync ? ", fsync" : "",
+           acceptor_->threads(), acceptor_->threads() == 1 ? "" : "s",
+           metrics_ ? ", metrics on " : "", metrics_ ? opts_.metrics_listen.c_str() : "");
   announce_ready();
   // The loop ends with ev_break only: a stop signal, or the end of a drain.
-  ev_run(worker_.loop, 0);
+  ev_run(loop_, 0);
   LOG_INFO("stopped");
   return 0;
 }
@@ -296,7 +350,7 @@ void Daemon::announce_ready() {
 std::string Daemon::status_line() const {
   return std::to_string(registry_->size()) + " registrations, " +
          std::to_string(registry_->listener_count()) + " listeners, " +
-         std::to_string(worker_.connections) + " connections" +
+         std::to_string(acceptor_->connections()) + " connections" +
          (draining_ ? " (handed over; draining)" : "");
 }
 
@@ -311,7 +365,7 @@ void Daemon::on_stop_signal(int signum) {
   LOG_INFO("received %s; shutting down", strsignal(signum));
   // After a handover the service's main process is the new daemon: not a word to systemd.
   if (!draining_) systemd::notify_stopping();
-  ev_break(worker_.loop, EVBREAK_ALL);
+  ev_break(loop_, EVBREAK_ALL);
 }
 
 void Daemon::on_hangup() {
@@ -337,29 +391,29 @@ void Daemon::start_handover(int client_fd) {
   }
   draining_ = true;
   ev_timer_set(&after_handover_t_, 0., 0.);
-  ev_timer_start(worker_.loop, &after_handover_t_);
+  ev_timer_start(loop_, &after_handover_t_);
 }
 
 void Daemon::on_after_handover() {
   control_->release();
-  ev_timer_stop(worker_.loop, &reconcile_t_);  // the new daemon reconciles now
-  ev_timer_stop(worker_.loop, &status_t_);
+  ev_timer_stop(loop_, &reconcile_t_);  // the new daemon reconciles now
+  ev_timer_stop(loop_, &status_t_);
   if (metrics_) metrics_->stop_listening();  // the new daemon serves the metrics address
   registry_->stop_accepting_all();
   registry_->set_journal(nullptr);
   journal_->close();
   LOG_INFO("handover done: serving %ju open connection(s) until they end (at most %g s)",
-           static_cast<uintmax_t>(worker_.connections), opts_.drain_timeout);
-  drain_deadline_ = ev_now(worker_.loop) + opts_.drain_timeout;
+           static_cast<uintmax_t>(acceptor_->connections()), opts_.drain_timeout);
+  drain_deadline_ = ev_now(loop_) + opts_.drain_timeout;
   ev_timer_set(&drain_t_, 0.05, 0.05);
-  ev_timer_start(worker_.loop, &drain_t_);
+  ev_timer_start(loop_, &drain_t_);
 }
 
 void Daemon::on_drain_check() {
-  if (worker_.connections == 0 || ev_now(worker_.loop) >= drain_deadline_) {
+  if (acceptor_->connections() == 0 || ev_now(loop_) >= drain_deadline_) {
     LOG_INFO("handover: drained (%ju connection(s) left); exiting",
-             static_cast<uintmax_t>(worker_.connections));
-    ev_break(worker_.loop, EVBREAK_ALL);
+             static_cast<uintmax_t>(acceptor_->connections()));
+    ev_break(loop_, EVBREAK_ALL);
   }
 }
 

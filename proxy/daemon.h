@@ -1,6 +1,7 @@
-// nsproxyd as a whole: owns the loop's parts (worker, upstream pool, registry, control
-// socket, journal, metrics endpoint, timers and signal watchers) as members, and runs
-// the start-up sequence in the order DESIGN.md asks for:
+// nsproxyd as a whole: owns the main loop's parts (acceptor, registry, control socket,
+// journal, metrics endpoint, timers and signal watchers) and the workers (a thread, loop
+// and upstream pool each) as members, and runs the start-up sequence in the order
+// DESIGN.md asks for:
 //
 //   1. (--detach) fork; the parent waits for the child's readiness
 //   2. the control socket: taken over from a running daemon (--takeover), passed by
@@ -18,6 +19,7 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "control/control_server.h"
 #include "control/metrics_server.h"
@@ -25,6 +27,7 @@
 #include "control/registry.h"
 #include "control/state_journal.h"
 #include "daemon_options.h"
+#include "forward/acceptor.h"
 #include "forward/upstream_pool.h"
 #include "forward/worker.h"
 #include "systemd.h"
@@ -57,13 +60,18 @@ class Daemon {
   void start_handover(int client_fd);
   void announce_ready();
   std::string status_line() const;
+  // The workers (threads started) and the acceptor that hands them connections.
+  void start_workers(size_t threads);
+  void stop_workers();
 
   Options opts_;
   systemd::Detach detach_;
-  FILE* access_log_ = nullptr;  // opts_.proxy.access_log points here (or at stdout)
-  Worker worker_;
+  FILE* access_log_ = nullptr;      // opts_.proxy.access_log points here (or at stdout)
+  struct ev_loop* loop_ = nullptr;  // the main loop
+  std::unique_ptr<Acceptor> acceptor_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<UpstreamPool>> upstreams_;  // one per worker
   std::optional<NetnsListenerFactory> factory_;
-  std::unique_ptr<UpstreamPool> upstreams_;
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<ControlServer> control_;
   std::optional<StateJournal> journal_;

@@ -34,6 +34,9 @@ void usage(FILE* out) {
       "  --takeover                      take the listening sockets over from the nsproxyd\n"
       "                                  running on --socket (upgrade without refusing\n"
       "                                  tenants); starts normally when none runs\n"
+      "  --workers N                     worker threads serving tenant connections (default:\n"
+      "                                  one per online CPU; 0: the main thread serves them;\n"
+      "                                  at most %d)\n"
       "  --detach                        fork; exit 0 once the new daemon serves (1 if it\n"
       "                                  failed); for the unit's ExecReload with --takeover\n"
       "  --drain-timeout SECONDS         after a takeover, the old daemon serves its open\n"
@@ -61,10 +64,10 @@ void usage(FILE* out) {
       "  --upstream-idle-max N           idle pooled connections per upstream (default %zu)\n"
       "  --upstream-idle-timeout SECONDS close pooled connections idle that long (default %g)\n"
       "  --help, --version\n",
-      kDefaultSocketPath, d.tenant_header.c_str(), d.label_header_prefix.c_str(), d.connect_timeout,
-      d.head_timeout, d.idle_timeout, d.response_timeout, d.body_timeout, d.max_head_size,
-      d.max_connections_per_tenant, d.listen_backlog, d.tenant_max_in_flight, d.socket_buffer,
-      d.upstream_idle_max, d.upstream_idle_timeout);
+      kDefaultSocketPath, kMaxWorkers, d.tenant_header.c_str(), d.label_header_prefix.c_str(),
+      d.connect_timeout, d.head_timeout, d.idle_timeout, d.response_timeout, d.body_timeout,
+      d.max_head_size, d.max_connections_per_tenant, d.listen_backlog, d.tenant_max_in_flight,
+      d.socket_buffer, d.upstream_idle_max, d.upstream_idle_timeout);
 }
 
 bool parse_seconds(const char* flag, const char* text, double* out) {
@@ -135,6 +138,7 @@ int parse_options(int argc, char** argv, Options* o) {
     kTenantBurst,
     kInFlight,
     kSocketBuffer,
+    kWorkers,
     kHelp,
     kShowVersion
   };
@@ -170,6 +174,7 @@ int parse_options(int argc, char** argv, Options* o) {
       {"tenant-burst", required_argument, nullptr, kTenantBurst},
       {"tenant-max-in-flight", required_argument, nullptr, kInFlight},
       {"socket-buffer", required_argument, nullptr, kSocketBuffer},
+      {"workers", required_argument, nullptr, kWorkers},
       {"help", no_argument, nullptr, kHelp},
       {"version", no_argument, nullptr, kShowVersion},
       {nullptr, 0, nullptr, 0}};
@@ -258,6 +263,12 @@ int parse_options(int argc, char** argv, Options* o) {
       case kDetach:
         o->detach = true;
         break;
+      case kWorkers: {
+        size_t n = 0;
+        ok = parse_count("--workers", optarg, 0, kMaxWorkers, &n);
+        o->workers = static_cast<long>(n);
+        break;
+      }
       case kBacklog: {
         size_t n = 0;
         ok = parse_count("--listen-backlog", optarg, 1, 65535, &n);

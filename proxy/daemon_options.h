@@ -9,6 +9,8 @@
 
 namespace nsproxy {
 
+inline constexpr int kMaxWorkers = 256;
+
 struct Options {
   std::string socket_path = kDefaultSocketPath;
   // Registrations name kernel objects that a reboot destroys: tmpfs, kept across daemon
@@ -23,6 +25,9 @@ struct Options {
   bool takeover = false;
   double drain_timeout = 30;
   long allow_gid = -1;
+  // Worker threads serving tenant connections; -1: one per online CPU. 0: none, the main
+  // loop serves them itself (one thread in all).
+  long workers = -1;
   LogLevel log_level = LogLevel::Info;
   LogFormat log_format = LogFormat::Text;
   ProxyConfig proxy;

@@ -5,8 +5,8 @@
 #include <map>
 
 #include "control/registry.h"
+#include "forward/acceptor.h"
 #include "forward/tenant.h"
-#include "forward/worker.h"
 #include "version.h"
 
 namespace nsproxy {
@@ -229,12 +229,12 @@ void append_label_value(std::string* out, std::string_view v) {
   }
 }
 
-MetricsSnapshot snapshot_metrics(const Registry& registry, const Worker& worker,
+MetricsSnapshot snapshot_metrics(const Registry& registry, const Acceptor& acceptor,
                                  const ControlServer::RequestCounts& control) {
   MetricsSnapshot m;
   m.registrations = registry.size();
   m.listeners = registry.listener_count();
-  m.connections = worker.connections;
+  m.connections = acceptor.connections();
   m.reclaimed = registry.reclaimed();
   m.listener_setup = registry.listener_setup();
   m.control = control;
@@ -245,8 +245,8 @@ MetricsSnapshot snapshot_metrics(const Registry& registry, const Worker& worker,
     auto [it, fresh] = index.try_emplace(reg.tenant->id, m.tenants.size());
     if (fresh) m.tenants.push_back(TenantTotals{std::string(reg.tenant->id), {}, 0});
     TenantTotals& t = m.tenants[it->second];
-    t.stats.add(reg.tenant->stats);
-    t.open += reg.tenant->connections;
+    t.stats.add(reg.tenant->total_stats());
+    t.open += reg.tenant->connections.load();
     t.at_limit = t.at_limit || reg.tenant->holding();
   });
   std::sort(m.tenants.begin(), m.tenants.end(),

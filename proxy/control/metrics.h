@@ -38,7 +38,7 @@
 namespace nsproxy {
 
 class Registry;
-struct Worker;
+class Acceptor;
 
 struct TenantTotals {
   std::string id;
@@ -57,7 +57,7 @@ struct MetricsSnapshot {
   std::vector<TenantTotals> tenants;  // sorted by id, one per id
 };
 
-MetricsSnapshot snapshot_metrics(const Registry& registry, const Worker& worker,
+MetricsSnapshot snapshot_metrics(const Registry& registry, const Acceptor& acceptor,
                                  const ControlServer::RequestCounts& control);
 
 // Renders a snapshot piece by piece.

@@ -43,8 +43,8 @@ json Registration::to_json() const {
                                    {"connections", tenant->max_connections},
                                    {"in_flight", tenant->max_in_flight}}
                             : json::object()},
-          {"connections", tenant ? tenant->connections : 0},
-          {"stats", tenant ? tenant->stats.to_json() : json::object()}};
+          {"connections", tenant ? tenant->connections.load() : 0},
+          {"stats", tenant ? tenant->total_stats().to_json() : json::object()}};
 }
 
 Result<UniqueFd> Registration::netns_fd() const {

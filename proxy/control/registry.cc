@@ -28,8 +28,8 @@ int64_t now_seconds() {
 
 }  // namespace
 
-Registry::Registry(Worker* worker, const NetnsListenerFactory* factory)
-    : worker_(worker), factory_(factory), started_at_(now_seconds()) {}
+Registry::Registry(Acceptor* acceptor, const NetnsListenerFactory* factory)
+    : acceptor_(acceptor), factory_(factory), started_at_(now_seconds()) {}
 
 size_t Registry::listener_count() const {
   size_t n = 0;
@@ -124,7 +124,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
            record);  // closes the old listeners first: the new ones may need their ports
   }
 
-  if (regs_.size() >= worker_->config->max_registrations) {
+  if (regs_.size() >= acceptor_->config().max_registrations) {
     return error_reply(make_error(Code::kLimit, "nsproxyd already holds " +
                                                     std::to_string(regs_.size()) +
                                                     " registrations (--max-registrations)"));
@@ -186,22 +186,21 @@ Reply Registry::install(const Request& req, NetnsId id, std::vector<UniqueFd> fd
   reg->netns_id = id;
   reg->added_addresses = std::move(added_addresses);
   reg->created_at = now_seconds();
-  auto tenant = std::make_shared<Tenant>();
+  auto tenant = std::make_shared<Tenant>(acceptor_->workers().size());
   const Request& own = reg->request;  // the tenant's views point into it, never into req
   tenant->id = own.attachment.id;
   tenant->display = who;
   tenant->labels = &own.labels;
   tenant->tenant_header =
-      own.headers.tenant_id.empty() ? worker_->config->tenant_header : own.headers.tenant_id;
+      own.headers.tenant_id.empty() ? acceptor_->config().tenant_header : own.headers.tenant_id;
   tenant->label_header_prefix = own.headers.label_prefix.empty()
-                                    ? worker_->config->label_header_prefix
+                                    ? acceptor_->config().label_header_prefix
                                     : own.headers.label_prefix;
-  tenant->apply_limits(*worker_->config, req.limits,
-                       worker_->loop != nullptr ? ev_now(worker_->loop) : 0);
+  tenant->apply_limits(acceptor_->config(), req.limits, ev_now(acceptor_->loop()));
   reg->tenant = tenant;
   for (size_t i = 0; i < fds->size(); ++i) {
     auto l = std::make_unique<Listener>(
-        worker_, std::move((*fds)[i]), reg->request.listeners[i], std::move(upstreams[i]), tenant,
+        acceptor_, std::move((*fds)[i]), reg->request.listeners[i], std::move(upstreams[i]), tenant,
         req.listeners[i].mode == Mode::Http ? make_http_session : make_tcp_session);
     l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
     reg->listeners.push_back(std::move(l));
@@ -273,7 +272,7 @@ Reply Registry::list() const {
 Reply Registry::status() const {
   TenantStats totals;
   for (const auto& [key, reg] : regs_) {
-    if (reg->tenant) totals.add(reg->tenant->stats);
+    if (reg->tenant) totals.add(reg->tenant->total_stats());
   }
   json breakdown = totals.to_json();
   return ok_reply({{"version", kVersion},
@@ -287,12 +286,13 @@ Reply Registry::status() const {
                                                         return r.second->tenant &&
                                                                r.second->tenant->holding();
                                                       })},
-                   {"connections_total", worker_->connections_total},
+                   {"connections_total", acceptor_->connections_total()},
                    {"pid", static_cast<int64_t>(::getpid())},
                    {"uptime_seconds", now_seconds() - started_at_},
                    {"registrations", regs_.size()},
                    {"listeners", listener_count()},
-                   {"connections", worker_->connections},
+                   {"connections", acceptor_->connections()},
+                   {"workers", acceptor_->threads()},
                    {"reclaimed", reclaimed_}});
 }
 

@@ -24,9 +24,9 @@
 #include "control/registration.h"
 #include "control/state_journal.h"
 #include "control_protocol.h"
+#include "forward/acceptor.h"
 #include "forward/histogram.h"
 #include "forward/listener.h"
-#include "forward/worker.h"
 #include "netns.h"
 #include "unique_fd.h"
 
@@ -34,7 +34,7 @@ namespace nsproxy {
 
 class Registry {
  public:
-  Registry(Worker* worker, const NetnsListenerFactory* factory);
+  Registry(Acceptor* acceptor, const NetnsListenerFactory* factory);
 
   // Handles one decoded control request; netns_fd is the fd that came with it (if any).
   Reply handle(const Request& req, UniqueFd netns_fd);
@@ -109,7 +109,7 @@ class Registry {
   Reply status() const;
   Reply gc(const Request& req);
 
-  Worker* worker_;
+  Acceptor* acceptor_;
   const NetnsListenerFactory* factory_;
   int64_t started_at_;
   StateJournal* journal_ = nullptr;

@@ -447,9 +447,11 @@ int cmd_status(const Global& g, const CommandArgs& a) {
     std::printf("%s\n", r.data.dump(2).c_str());
     return 0;
   }
-  std::printf("nsproxyd %s, pid %lld, up %llds, socket %s\n", r.data.value("version", "?").c_str(),
-              static_cast<long long>(r.data.value("pid", 0)),
-              static_cast<long long>(r.data.value("uptime_seconds", 0)), g.socket_path.c_str());
+  const long long workers = r.data.value("workers", 0);
+  std::printf("nsproxyd %s, pid %lld, up %llds, %lld worker thread%s, socket %s\n",
+              r.data.value("version", "?").c_str(), static_cast<long long>(r.data.value("pid", 0)),
+              static_cast<long long>(r.data.value("uptime_seconds", 0)), workers,
+              workers == 1 ? "" : "s", g.socket_path.c_str());
   std::printf("registrations %llu, listeners %llu, connections %llu (%llu since start)\n",
               static_cast<unsigned long long>(r.data.value("registrations", 0)),
               static_cast<unsigned long long>(r.data.value("listeners", 0)),

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "forward/acceptor.h"
 #include "forward/worker.h"
 
 namespace nsproxy {
@@ -108,10 +109,10 @@ void Connection::shutdown_write() {
 }
 
 Connection::Connect Connection::connect(Worker* worker, const Address& to, int* err) {
-  UniqueFd fd(worker->budget.stream_socket(to.family()));
+  UniqueFd fd(worker->stream_socket(to.family()));
   if (!fd) {
     *err = errno;
-    if (*err == EMFILE || *err == ENFILE) worker->out_of_fds = true;
+    if (*err == EMFILE || *err == ENFILE) worker->acceptor->out_of_fds.store(true);
     return Connect::kFailed;
   }
   set_socket_buffer(fd.get(), worker->config->socket_buffer);

@@ -72,7 +72,7 @@ class Connection {
   // from --socket-buffer, TCP_NODELAY, and connect() started.
   //   kConnected   connected at once (a unix socket)
   //   kInProgress  wait until writable, then finish_connect(); connecting() is true
-  //   kFailed      *err holds why; EMFILE/ENFILE also set worker.out_of_fds, so that
+  //   kFailed      *err holds why; EMFILE/ENFILE also set acceptor.out_of_fds, so that
   //                the listeners pause instead of accepting what they cannot serve
   enum class Connect { kConnected, kInProgress, kFailed };
   Connect connect(Worker* worker, const Address& to, int* err);

@@ -9,11 +9,16 @@
 //     largest holder above its share: that holder's oldest idle keep-alive connection
 //     is closed, else its oldest incomplete request head; when neither exists the new
 //     connection gets 503 (http) or a close (tcp) at once, without waiting for a head.
-// Out of file descriptors, the oldest idle keep-alive connection of any tenant goes
-// before anything is refused.
+// Out of file descriptors, the oldest idle keep-alive connection goes before anything is
+// refused (Worker::reclaim_idle).
 //
 // Only http connections between requests or inside a request head are ever reclaimed: a
 // request in flight, a tunnel and a tcp connection are not cut for someone else.
+//
+// The main thread keeps this book (it decides at accept); the connections themselves
+// live in the workers, which close the one chosen (Acceptor::reclaim_for). A tenant
+// whose last connection ended on a worker stays among the holders until the book is
+// next consulted (prune()): workers never touch it.
 #pragma once
 
 #include <cstddef>
@@ -25,31 +30,34 @@ struct Tenant;
 
 class ConnectionBudget {
  public:
-  // Tenant t's connection count went 0 -> 1 / 1 -> 0.
+  // Tenant t's connection count went 0 -> 1 (main thread, at accept); remove_holder when
+  // its last listener goes. A holder without connections is dropped by prune().
   void add_holder(Tenant& t);
   void remove_holder(Tenant& t);
+  void prune();
   size_t holders() const { return holders_.size(); }
 
   // What t may hold when `budget` connections are shared out now.
-  size_t fair_share(const Tenant& t, size_t budget) const;
-  // The budget is spent and t wants one more connection: when t is below its fair share,
-  // closes one reclaimable connection of the largest holder above its share and returns
-  // true (t may have the slot). False: t gets refused.
-  bool reclaim_for(const Tenant& t, size_t budget);
+  size_t fair_share(const Tenant& t, size_t budget);
+  // The budget is spent and t, below its fair share, wants one more connection: the
+  // largest holder above that share with an idle connection or an incomplete head on
+  // some worker, or null (t gets refused).
+  Tenant* donor_for(const Tenant& t, size_t budget);
   // The budget is spent and t holds its share: its listeners stop accepting (over_share)
   // until release_held(), called when a connection ends below the budget.
   void hold(Tenant& t);
   void release_held();
+  bool holding() const { return !held_.empty(); }
   void forget(Tenant& t);  // t's last listener goes
-  // Out of fds: closes the oldest idle keep-alive connection of any tenant. False: none.
-  bool reclaim_idle();
-  // socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC); out of fds, reclaims an
-  // idle keep-alive connection and tries once more. -1 with errno set on failure.
-  int stream_socket(int family);
+  const std::vector<Tenant*>& holder_list() const { return holders_; }
 
  private:
   std::vector<Tenant*> holders_;
   std::vector<Tenant*> held_;  // over_share, their listeners waiting
 };
+
+// Idle keep-alive connections and incomplete heads t has on all workers (the main
+// thread's view: what a reclaim could close).
+size_t reclaimable(const Tenant& t);
 
 }  // namespace nsproxy

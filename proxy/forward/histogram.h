@@ -1,5 +1,6 @@
 // A Prometheus histogram with fixed bucket bounds: one counter per bucket, a sum and a
-// count. observe() is a few comparisons and additions; no allocation, no lock.
+// count. observe() is a few comparisons and additions; no allocation, no lock. One
+// thread observes, any thread may read (relaxed atomics, counter.h).
 #pragma once
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 #include <cstdint>
 #include <iterator>
 #include <span>
+
+#include "forward/counter.h"
 
 namespace nsproxy {
 
@@ -35,24 +38,24 @@ class Histogram {
     sum_ += v;
   }
   void add(const Histogram& o) {  // same bounds
-    for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i] += o.counts_[i];
-    sum_ += o.sum_;
+    for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i] += o.counts_[i].get();
+    sum_ += o.sum_.get();
   }
 
   std::span<const double> bounds() const { return bounds_; }
   // Observations <= bounds()[i] (cumulative, as the exposition format wants).
   uint64_t cumulative(size_t i) const {
     uint64_t n = 0;
-    for (size_t j = 0; j <= i; ++j) n += counts_[j];
+    for (size_t j = 0; j <= i; ++j) n += counts_[j].get();
     return n;
   }
-  double sum() const { return sum_; }
+  double sum() const { return sum_.get(); }
   uint64_t count() const { return cumulative(bounds_.size()); }
 
  private:
   std::span<const double> bounds_;
-  std::array<uint64_t, kMaxBuckets + 1> counts_{};
-  double sum_ = 0;
+  std::array<Counter, kMaxBuckets + 1> counts_{};
+  DoubleCounter sum_;
 };
 
 static_assert(std::size(kListenerSetupBounds) <= Histogram::kMaxBuckets);

@@ -5,6 +5,7 @@
 // head, waiting for an upstream slot) without a heap allocation per request.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 
 namespace nsproxy {
@@ -28,7 +29,10 @@ class IntrusiveList {
   IntrusiveList& operator=(const IntrusiveList&) = delete;
 
   bool empty() const { return head_ == nullptr; }
-  size_t size() const { return size_; }
+  // The one thread that changes the list reads anything; another thread may read size()
+  // only (a relaxed atomic with a single writer: the main thread reads how many idle
+  // connections and request heads a tenant has on a worker, connection_budget.h).
+  size_t size() const { return size_.load(std::memory_order_relaxed); }
   T* front() const { return head_; }
 
   // Appends e (the newest); unlinks it from any list of this hook it is in first.
@@ -44,7 +48,7 @@ class IntrusiveList {
       head_ = e;
     }
     tail_ = e;
-    ++size_;
+    size_.store(size() + 1, std::memory_order_relaxed);
   }
 
   // Unlinks e; it must be in this list.
@@ -61,7 +65,7 @@ class IntrusiveList {
       tail_ = h.prev;
     }
     h = ListHook<T>{};
-    --size_;
+    size_.store(size() - 1, std::memory_order_relaxed);
   }
 
   T* pop_front() {
@@ -82,7 +86,7 @@ class IntrusiveList {
  private:
   T* head_ = nullptr;
   T* tail_ = nullptr;
-  size_t size_ = 0;
+  std::atomic<size_t> size_{0};
 };
 
 // Unlinks e from whatever list of its default hook it is in (no-op when in none); e may

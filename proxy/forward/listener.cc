@@ -24,42 +24,38 @@ void pause_cb(struct ev_loop*, ev_timer* w, int) {
 
 }  // namespace
 
-Session::Session(Listener* listener) : listener_(listener) {
-  listener_->add_session(this);
-  if (listener_->tenant().connections++ == 0)
-    listener_->worker()->budget.add_holder(listener_->tenant());
-  ++listener_->worker()->connections;
-  ++listener_->worker()->connections_total;
+// The acceptor counted the connection in its tenant, the daemon and the worker when it
+// accepted it; the session counts itself in the tenant's shard on its worker.
+Session::Session(Listener* listener, Worker* worker)
+    : listener_(listener), worker_(worker), shard_(&listener->tenant().shard(worker->index)) {
+  listener_->add_session(this, *worker_);
+  if (shard_->connections++ == 0) worker_->add_holder(*shard_);
 }
 
 Session::~Session() {
-  listener_->remove_session(this);
+  listener_->remove_session(this, *worker_);
   unlink(this);
-  Tenant& t = listener_->tenant();
-  if (--t.connections == 0) listener_->worker()->budget.remove_holder(t);
-  --listener_->worker()->connections;
-  if (t.at_limit && t.connections < t.max_connections) {
-    t.at_limit = false;
-    Listener::update_tenant(t);
-  }
-  const ProxyConfig& cfg = *listener_->worker()->config;
-  if (cfg.max_connections > 0 && listener_->worker()->connections < cfg.max_connections) {
-    listener_->worker()->budget.release_held();  // room again: they may try
-  }
+  if (--shard_->connections == 0) worker_->remove_holder(*shard_);
+  worker_->connections.fetch_sub(1, std::memory_order_relaxed);
+  worker_->acceptor->ended(listener_->tenant());
+}
+
+Tenant& Session::tenant() const {
+  return listener_->tenant();
 }
 
 void Listener::update_tenant(Tenant& t) {
   for (Listener* l : t.listeners) {
     // Not one that is paused (out of fds; its timer restarts it) or handed over.
     if (!l->fd_ || ev_is_active(&l->pause_t_)) continue;
-    set_active(l->worker_->loop, &l->accept_w_, !t.holding());
+    set_active(l->acceptor_->loop(), &l->accept_w_, !t.holding());
   }
 }
 
-Listener::Listener(Worker* worker, UniqueFd fd, const ListenerSpec& spec,
+Listener::Listener(Acceptor* acceptor, UniqueFd fd, const ListenerSpec& spec,
                    std::shared_ptr<const Address> upstream, std::shared_ptr<Tenant> tenant,
                    SessionFactory make_session)
-    : worker_(worker),
+    : acceptor_(acceptor),
       fd_(std::move(fd)),
       spec_(&spec),
       upstream_(std::move(upstream)),
@@ -75,61 +71,77 @@ Listener::Listener(Worker* worker, UniqueFd fd, const ListenerSpec& spec,
 Listener::~Listener() {
   auto& ls = tenant_->listeners;
   ls.erase(std::remove(ls.begin(), ls.end(), this), ls.end());
-  if (ls.empty()) worker_->budget.forget(*tenant_);
-  ev_io_stop(worker_->loop, &accept_w_);
-  ev_timer_stop(worker_->loop, &pause_t_);
+  if (ls.empty()) acceptor_->forget(*tenant_);
+  ev_io_stop(acceptor_->loop(), &accept_w_);
+  ev_timer_stop(acceptor_->loop(), &pause_t_);
   fd_.reset();
-  // Sessions unlink themselves in their destructors.
-  while (Session* s = sessions_.front()) delete s;
+  if (!sessions_) return;  // never handed a connection over
+  // Each worker closes its own sessions (they unlink themselves in their destructors).
+  // Its inbox is first in, first out: a connection handed over before this is served
+  // first, then closed here.
+  for (Worker* w : acceptor_->workers()) {
+    w->run_and_wait([this, w] {
+      SessionList& mine = sessions_[w->index];
+      while (Session* s = mine.front()) delete s;
+    });
+  }
 }
 
-void Listener::pause(const char* why) {
-  LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_->listen}, {"error", why}}),
-             "tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_name().c_str(),
-             spec_->listen.c_str(), why, kPauseSeconds * 1000);
-  ev_io_stop(worker_->loop, &accept_w_);
-  ev_timer_stop(worker_->loop, &pause_t_);
-  ev_timer_set(&pause_t_, kPauseSeconds, 0.);
-  ev_timer_start(worker_->loop, &pause_t_);
+size_t Listener::connections() const {
+  if (!sessions_) return 0;
+  size_t n = 0;
+  for (size_t i = 0; i < acceptor_->workers().size(); ++i) n += sessions_[i].size();
+  return n;
+}
+
+void Listener::pause(const char* why, double seconds) {
+  if (why != nullptr) {
+    LOG_WARN_F(({{"tenant", tenant_->id}, {"listen", spec_->listen}, {"error", why}}),
+               "tenant %s: accept on %s: %s; pausing accepts for %.0f ms", tenant_name().c_str(),
+               spec_->listen.c_str(), why, seconds * 1000);
+  }
+  ev_io_stop(acceptor_->loop(), &accept_w_);
+  ev_timer_stop(acceptor_->loop(), &pause_t_);
+  ev_timer_set(&pause_t_, seconds, 0.);
+  ev_timer_start(acceptor_->loop(), &pause_t_);
 }
 
 void Listener::stop_accepting() {
-  ev_io_stop(worker_->loop, &accept_w_);
-  ev_timer_stop(worker_->loop, &pause_t_);
+  ev_io_stop(acceptor_->loop(), &accept_w_);
+  ev_timer_stop(acceptor_->loop(), &pause_t_);
   fd_.reset();
 }
 
 void Listener::start() {
-  if (!tenant_->holding()) ev_io_start(worker_->loop, &accept_w_);
+  if (!tenant_->holding()) ev_io_start(acceptor_->loop(), &accept_w_);
 }
 
 void Listener::on_pause_over() {
-  if (!tenant_->holding()) ev_io_start(worker_->loop, &accept_w_);
+  if (!tenant_->holding()) ev_io_start(acceptor_->loop(), &accept_w_);
 }
 
 void Listener::on_acceptable() {
-  const ProxyConfig& cfg = *worker_->config;
-  if (worker_->out_of_fds) {
+  const ProxyConfig& cfg = acceptor_->config();
+  if (acceptor_->out_of_fds.exchange(false)) {
     // A session ran out of fds for its upstream connection since the last accept (http
     // mode connects once the head is in): more connections would only fail the same way.
-    worker_->out_of_fds = false;
     pause("no file descriptor left for upstream connections");
     return;
   }
   for (int i = 0; i < kAcceptsPerWakeup; ++i) {
-    if (tenant_->connections >= tenant_->max_connections) {
+    if (tenant_->connections.load() >= tenant_->max_connections) {
       // At its limit: the rest waits in the backlog until one of its connections ends.
-      tenant_->at_limit = true;
-      update_tenant(*tenant_);
+      acceptor_->limit_reached(*tenant_);
       LOG_DEBUG_F(({{"tenant", tenant_->id}}), "tenant %s: at its connection limit; not accepting",
                   tenant_->display.c_str());
       return;
     }
-    if (cfg.max_connections > 0 && worker_->connections >= cfg.max_connections &&
-        tenant_->connections >= worker_->budget.fair_share(*tenant_, cfg.max_connections)) {
+    if (cfg.max_connections > 0 && acceptor_->connections() >= cfg.max_connections &&
+        tenant_->connections.load() >=
+            acceptor_->budget().fair_share(*tenant_, cfg.max_connections)) {
       // The daemon's budget is spent and this tenant holds its share: its excess waits
       // in the backlog too, until the daemon has room again.
-      worker_->budget.hold(*tenant_);
+      acceptor_->hold(*tenant_);
       return;
     }
     sockaddr_storage peer{};
@@ -139,8 +151,18 @@ void Listener::on_acceptable() {
     if (cfd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      // Out of fds: an idle keep-alive connection goes before anyone is refused.
-      if ((errno == EMFILE || errno == ENFILE) && worker_->budget.reclaim_idle()) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        // Out of fds: an idle keep-alive connection goes before anyone is refused.
+        switch (acceptor_->reclaim_idle()) {
+          case Acceptor::Reclaim::kDone:
+            continue;
+          case Acceptor::Reclaim::kPosted:
+            pause(nullptr, kReclaimPauseSeconds);  // its worker closes it meanwhile
+            return;
+          case Acceptor::Reclaim::kNone:
+            break;
+        }
+      }
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         pause(std::strerror(errno));
         return;
@@ -151,29 +173,32 @@ void Listener::on_acceptable() {
     }
     UniqueFd client(cfd);
     set_nodelay(cfd);
-    ++tenant_->stats.connections_total;
+    ++tenant_->connections_total;
     // The daemon-wide budget (a tenant's own limit stops its listeners above). Spent: a
     // tenant below its fair share gets a slot reclaimed from the largest holder.
-    bool over_limit = cfg.max_connections > 0 && worker_->connections >= cfg.max_connections &&
-                      !worker_->budget.reclaim_for(*tenant_, cfg.max_connections);
+    bool over_limit = cfg.max_connections > 0 && acceptor_->connections() >= cfg.max_connections &&
+                      !acceptor_->reclaim_for(*tenant_);
     if (over_limit && spec_->mode == Mode::Tcp) {
-      tenant_->stats.refuse(Refusal::ConnectionLimit);
+      ++tenant_->refused_at_accept;
       LOG_WARN_F(
           ({{"tenant", tenant_->id}, {"listen", spec_->listen}, {"error", "connection limit"}}),
           "tenant %s: daemon connection limit reached; refusing a connection on %s",
           tenant_name().c_str(), spec_->listen.c_str());
       continue;  // closes it
     }
-    std::unique_ptr<Session> s = make_session_(this, std::move(client), peer, over_limit);
-    if (s->start()) {
-      s.release();  // the session owns itself from here on
-    } else if (worker_->out_of_fds) {
-      worker_->out_of_fds = false;
-      s.reset();
+    if (!sessions_) sessions_ = std::make_unique<SessionList[]>(acceptor_->workers().size());
+    acceptor_->accepted(*tenant_);
+    acceptor_->pick()->hand_over(this, std::move(client), peer, over_limit);
+    if (acceptor_->out_of_fds.exchange(false)) {
       pause("no file descriptor left for upstream connections");
       return;
     }
   }
+}
+
+void Listener::serve(Worker* w, UniqueFd fd, const sockaddr_storage& peer, bool over_limit) {
+  std::unique_ptr<Session> s = make_session_(this, w, std::move(fd), peer, over_limit);
+  if (s->start()) s.release();  // the session owns itself from here on
 }
 
 void Listener::log_upstream_problem(const char* what, int err) const {
@@ -185,9 +210,9 @@ void Listener::log_upstream_problem(const char* what, int err) const {
              std::strerror(err));
 }
 
-void Listener::upstream_failed(const char* what, int err) const {
-  tenant_->stats.upstream_failed(upstream_error_of(err));
-  log_upstream_problem(what, err);
+void Session::report_upstream_failure(const char* what, int err) {
+  shard_->stats.upstream_failed(upstream_error_of(err));
+  listener_->log_upstream_problem(what, err);
 }
 
 }  // namespace nsproxy

@@ -1,6 +1,7 @@
 // A listening socket that lives in a tenant's network namespace, served from the host
-// side. Accepts a bounded number of connections per wakeup; on EMFILE/ENFILE it pauses
-// accepting for a moment instead of spinning. Owns the sessions it accepted.
+// side. The main loop accepts (a bounded number of connections per wakeup; on
+// EMFILE/ENFILE it pauses for a moment instead of spinning) and hands each connection to
+// a worker (acceptor.h). Owns the sessions it accepted, on whichever worker they run.
 #pragma once
 
 #include <ev.h>
@@ -10,6 +11,7 @@
 
 #include "address.h"
 #include "control_protocol.h"
+#include "forward/acceptor.h"
 #include "forward/intrusive_list.h"
 #include "forward/session.h"
 #include "forward/tenant.h"
@@ -23,10 +25,12 @@ class Listener {
   // fd: a bound, listening, non-blocking socket. spec: outlives the listener (its
   // registration's). upstream: shared by the listeners toward the same address.
   // make_session: the session of spec.mode for each accepted connection.
-  Listener(Worker* worker, UniqueFd fd, const ListenerSpec& spec,
+  Listener(Acceptor* acceptor, UniqueFd fd, const ListenerSpec& spec,
            std::shared_ptr<const Address> upstream, std::shared_ptr<Tenant> tenant,
            SessionFactory make_session);
-  ~Listener();  // stops accepting and closes every session it accepted
+  // Stops accepting and closes every session it accepted: each worker that got one
+  // closes them in its own thread while this waits (a round trip per such worker).
+  ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
@@ -43,35 +47,40 @@ class Listener {
   // Starts or stops the accept watchers of every listener of t after t.at_limit or
   // t.over_share changed (a paused or handed-over listener stays as it is).
   static void update_tenant(Tenant& t);
-  size_t connections() const { return sessions_.size(); }
+  size_t connections() const;  // its open sessions, all workers (main thread)
 
   const ListenerSpec& spec() const { return *spec_; }
   const Address& upstream() const { return *upstream_; }
   const std::string& tenant_name() const { return tenant_->display; }
   Tenant& tenant() const { return *tenant_; }
-  Worker* worker() const { return worker_; }
+  Acceptor* acceptor() const { return acceptor_; }
 
   // The one log line (with tenant, listen, upstream and error fields) for a socket call
-  // toward the upstream that failed with err; upstream_failed also counts it in the
-  // tenant's upstream error counters. Both sessions report through these.
+  // toward the upstream that failed with err (Session::report_upstream_failure also
+  // counts it). Both sessions report through it.
   void log_upstream_problem(const char* what, int err) const;
-  void upstream_failed(const char* what, int err) const;
 
-  // Called by Session's constructor and destructor.
-  void add_session(Session* s) { sessions_.push_back(s); }
-  void remove_session(Session* s) { sessions_.remove(s); }
+  // Worker thread: the session for a connection this listener accepted and handed to w.
+  void serve(Worker* w, UniqueFd fd, const sockaddr_storage& peer, bool over_limit);
+  // Called by Session's constructor and destructor, in the session's worker.
+  void add_session(Session* s, const Worker& w) { sessions_[w.index].push_back(s); }
+  void remove_session(Session* s, const Worker& w) { sessions_[w.index].remove(s); }
 
   void on_acceptable();
   void on_pause_over();
 
  private:
-  // Stops accepting for kPauseSeconds (out of fds or memory): never spin.
-  void pause(const char* why);
+  // Stops accepting for `seconds` (out of fds or memory: never spin); logged when `why`.
+  void pause(const char* why, double seconds = kPauseSeconds);
 
   static constexpr int kAcceptsPerWakeup = 64;
   static constexpr double kPauseSeconds = 0.1;
+  // Out of fds with an idle connection being closed on a worker thread: try again soon.
+  static constexpr double kReclaimPauseSeconds = 0.001;
 
-  Worker* worker_;
+  using SessionList = IntrusiveList<Session, &Session::in_listener>;
+
+  Acceptor* acceptor_;
   UniqueFd fd_;
   const ListenerSpec* spec_;
   std::shared_ptr<const Address> upstream_;
@@ -79,7 +88,10 @@ class Listener {
   SessionFactory make_session_;
   ev_io accept_w_;
   ev_timer pause_t_;
-  IntrusiveList<Session, &Session::in_listener> sessions_;  // no allocation per connection
+  // Its sessions, one list per worker (each changed by its worker only), made at the
+  // first connection it hands over: an idle listener has none. No allocation per
+  // connection.
+  std::unique_ptr<SessionList[]> sessions_;
 };
 
 }  // namespace nsproxy

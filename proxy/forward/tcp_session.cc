@@ -35,23 +35,24 @@ void connect_t_cb(struct ev_loop*, ev_timer* w, int) {
 
 }  // namespace
 
-std::unique_ptr<Session> make_tcp_session(Listener* listener, UniqueFd client,
+std::unique_ptr<Session> make_tcp_session(Listener* listener, Worker* worker, UniqueFd client,
                                           const sockaddr_storage& peer, bool) {
-  return std::make_unique<TcpSession>(listener, std::move(client), peer);
+  return std::make_unique<TcpSession>(listener, worker, std::move(client), peer);
 }
 
-TcpSession::TcpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer)
-    : Session(listener),
+TcpSession::TcpSession(Listener* listener, Worker* worker, UniqueFd client,
+                       const sockaddr_storage& peer)
+    : Session(listener, worker),
       peer_(peer),
-      loop_(listener->worker()->loop),
+      loop_(worker->loop),
       client_(loop_, this, client_r_cb, client_w_cb),
       upstream_(loop_, this, upstream_r_cb, upstream_w_cb),
-      to_upstream_(&listener->worker()->pool),
-      to_client_(&listener->worker()->pool),
+      to_upstream_(&worker->pool),
+      to_client_(&worker->pool),
       // Read a side while less than one chunk waits for the other side.
       pump_(&client_, &upstream_, &to_upstream_, &to_client_, ByteQueue::kChunkData) {
   client_.attach(std::move(client));
-  ev_timer_init(&connect_t_, connect_t_cb, listener->worker()->config->connect_timeout, 0.);
+  ev_timer_init(&connect_t_, connect_t_cb, worker->config->connect_timeout, 0.);
   connect_t_.data = this;
 }
 
@@ -60,7 +61,7 @@ TcpSession::~TcpSession() {
 }
 
 bool TcpSession::upstream_failed(const char* what, int err) {
-  listener_->upstream_failed(what, err);
+  report_upstream_failure(what, err);
   return false;
 }
 
@@ -93,7 +94,7 @@ bool TcpSession::start() {
     return false;
   }
   int err = 0;
-  switch (upstream_.connect(listener_->worker(), listener_->upstream(), &err)) {
+  switch (upstream_.connect(worker_, listener_->upstream(), &err)) {
     case Connection::Connect::kConnected:
       return on_connected();
     case Connection::Connect::kFailed:
@@ -109,7 +110,7 @@ bool TcpSession::start() {
 bool TcpSession::pump() {
   size_t sent = 0;
   BytePump::State state = pump_.update(connected_, &sent);
-  listener_->tenant().stats.sent_bytes += sent;
+  shard_->stats.sent_bytes += sent;
   switch (state) {
     case BytePump::State::kOpen:
       return true;
@@ -148,7 +149,7 @@ bool TcpSession::on_upstream_writable() {
 bool TcpSession::on_client_readable() {
   ssize_t n = pump_.client_readable();
   if (n == Connection::kError) return fail("read from tenant, upstream", errno);
-  if (n > 0) listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
+  if (n > 0) shard_->stats.received_bytes += static_cast<uint64_t>(n);
   return pump();
 }
 
@@ -162,7 +163,7 @@ bool TcpSession::on_upstream_readable() {
 bool TcpSession::on_client_writable() {
   ssize_t n = pump_.client_writable();
   if (n == Connection::kError) return fail("write to tenant, upstream", errno);
-  if (n > 0) listener_->tenant().stats.sent_bytes += static_cast<uint64_t>(n);
+  if (n > 0) shard_->stats.sent_bytes += static_cast<uint64_t>(n);
   return pump();
 }
 

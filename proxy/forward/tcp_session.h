@@ -20,12 +20,12 @@
 namespace nsproxy {
 
 // SessionFactory of tcp mode (over_limit does not reach it: the listener closes those).
-std::unique_ptr<Session> make_tcp_session(Listener* listener, UniqueFd client,
+std::unique_ptr<Session> make_tcp_session(Listener* listener, Worker* worker, UniqueFd client,
                                           const sockaddr_storage& peer, bool over_limit);
 
 class TcpSession : public Session {
  public:
-  TcpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer);
+  TcpSession(Listener* listener, Worker* worker, UniqueFd client, const sockaddr_storage& peer);
   ~TcpSession() override;
 
   bool start() override;

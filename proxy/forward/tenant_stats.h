@@ -1,8 +1,9 @@
-// What /metrics reports per tenant: plain counters bumped by the event loop that owns the
+// What /metrics reports per tenant: counters bumped by the event loop that owns the
 // tenant's connections and read when Prometheus scrapes. Counting costs no allocation and
-// no lock. When connections of one tenant are spread over several worker threads, each
-// worker keeps its own TenantStats per tenant and a scrape adds them up (add()); nothing
-// here is shared between threads.
+// no lock. A tenant's connections are spread over the worker threads: each worker keeps
+// its own TenantStats per tenant (its TenantShard, tenant.h) and a scrape adds them up
+// (add()). Each counter has one writer, its worker; the main thread only reads (relaxed
+// atomics, counter.h).
 #pragma once
 
 #include <array>
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 
+#include "forward/counter.h"
 #include "forward/histogram.h"
 
 namespace nsproxy {
@@ -56,14 +58,14 @@ inline constexpr double kRequestDurationBounds[] = {0.005, 0.01, 0.025, 0.05, 0.
 static_assert(std::size(kRequestDurationBounds) <= Histogram::kMaxBuckets);
 
 struct TenantStats {
-  uint64_t connections_total = 0;      // accepted, refused ones included
-  std::array<uint64_t, 5> requests{};  // answered, by status class 1xx..5xx
+  Counter connections_total;          // accepted, refused ones included
+  std::array<Counter, 5> requests{};  // answered, by status class 1xx..5xx
   Histogram request_duration{kRequestDurationBounds};
-  uint64_t received_bytes = 0;  // from the tenant
-  uint64_t sent_bytes = 0;      // to the tenant
-  std::array<uint64_t, static_cast<size_t>(Refusal::kCount)> refused{};
-  std::array<uint64_t, static_cast<size_t>(UpstreamError::kCount)> upstream_errors{};
-  std::array<uint64_t, static_cast<size_t>(Reclaim::kCount)> reclaimed{};
+  Counter received_bytes;  // from the tenant
+  Counter sent_bytes;      // to the tenant
+  std::array<Counter, static_cast<size_t>(Refusal::kCount)> refused{};
+  std::array<Counter, static_cast<size_t>(UpstreamError::kCount)> upstream_errors{};
+  std::array<Counter, static_cast<size_t>(Reclaim::kCount)> reclaimed{};
 
   void record_response(int status, double seconds) {
     int c = status / 100;

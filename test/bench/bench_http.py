@@ -2,32 +2,47 @@
 """Benchmark 1: HTTP throughput and p99 latency, nsproxyd vs HAProxy 2.6, same run.
 
 N tenant namespaces (lo up). One nginx upstream on 127.0.0.1:<free port> in the host
-namespace (48-byte static body, keep-alive). Side by side, all serving every tenant:
-  nsproxy        nsproxyd with the daemon's defaults, one http listener per tenant
-                 (127.0.0.1:8080 inside each namespace);
-  nsproxy-tuned  a second nsproxyd with BENCH_TUNED_FLAGS (127.0.0.1:8082), to show
-                 what the upstream pool's idle cap costs at this concurrency;
-  nsproxy-metrics  nsproxyd with --metrics-listen (127.0.0.1:8083 in the tenants), its
-                 /metrics scraped every BENCH_SCRAPE_INTERVAL (1 s) during the whole run:
-                 what serving metrics costs next to "nsproxy" (BENCH_METRICS=0: not run);
+namespace (48-byte static body, keep-alive). Two phases, each with every proxy serving
+every tenant and measured side by side:
+
+One core (pinned: wrk and nginx on CPU 0, every proxy on CPU 1):
+  nsproxy        nsproxyd --workers 0: one thread does everything (BENCH_NSPROXYD_FLAGS
+                 replaces the flags), one http listener per tenant (127.0.0.1:8080);
+  nsproxy-w1     nsproxyd --workers 1 (127.0.0.1:8085): the main thread accepts and
+                 hands connections to one worker thread, both on CPU 1;
+  nsproxy-tuned  a further nsproxyd with BENCH_TUNED_FLAGS (127.0.0.1:8082; not run by
+                 default);
+  nsproxy-metrics  as "nsproxy" with --metrics-listen (127.0.0.1:8083 in the tenants),
+                 its /metrics scraped every BENCH_SCRAPE_INTERVAL (1 s) during the whole
+                 run: what serving metrics costs (BENCH_METRICS=0: not run);
   nsproxy-before nsproxyd built from another commit (BENCH_BASELINE_NSPROXYD=path to its
-                 binary; 127.0.0.1:8084), e.g. the one before per-tenant counting, to
-                 measure what counting costs on the request path (not run by default);
+                 binary; 127.0.0.1:8084), to compare two builds (not run by default);
   haproxy        HAProxy (nbthread 1, mode http, one `bind 127.0.0.1:8081 namespace
                  <name>` per tenant, http-keep-alive, http-reuse always, and the same
                  identity-header work: tenant id from the listener, forged copies
                  removed, X-Forwarded-For, Forwarded).
-wrk (one thread) runs inside tenant 0's namespace. For each mode (keep-alive, then
-`Connection: close`) and round, every proxy is measured back to back, the order rotating
-every round; the medians over the rounds are reported. Then (BENCH_SYSCALLS) one more
-5 s run per proxy and mode under `perf stat` counts the proxy's system calls per request.
+wrk (one thread) runs inside tenant 0's namespace.
+
+Every core (BENCH_MULTI=1, the default; nothing pinned), N = the number of CPUs:
+  nsproxy-wN     nsproxyd --workers N (127.0.0.1:8086);
+  haproxy-tN     HAProxy with nbthread N (127.0.0.1:8087), otherwise as above.
+wrk runs with BENCH_MULTI_WRK_THREADS threads (default N) and BENCH_MULTI_CONNS
+connections (default 2 x BENCH_CONNS), spread over all tenants' namespaces is not
+possible with one wrk: it connects from tenant 0's. On a machine with few cores the
+load generator, nginx and the proxy share them: the figures say how each proxy does
+when the box is saturated, not how it scales on a large host.
+
+For each phase, mode (keep-alive, then `Connection: close`) and round, every proxy is
+measured back to back, the order rotating every round; the medians over the rounds are
+reported. Then (BENCH_SYSCALLS) one more 5 s run per proxy and mode under `perf stat`
+counts the proxy's system calls per request (all its threads).
 
 Environment: BUILD (default build/), BENCH_TENANTS (4), BENCH_ROUNDS (7),
-BENCH_SECONDS (5), BENCH_CONNS (64), BENCH_PIN (1: wrk and nginx on CPU 0, the proxies on
-CPU 1; 0: no pinning), BENCH_MODES ("keepalive close"), BENCH_NSPROXYD_FLAGS (extra
-flags for "nsproxy"; default none), BENCH_TUNED_FLAGS ("--upstream-idle-max 256"; empty:
-no nsproxy-tuned), BENCH_SYSCALLS (1), BENCH_PERF (0; 1: one more keep-alive run per
-proxy under `perf record -e cpu-clock -g`, top symbols printed, not part of the figures).
+BENCH_SECONDS (5), BENCH_CONNS (64), BENCH_PIN (1: pinned as above; 0: no pinning in
+the first phase either), BENCH_MODES ("keepalive close"), BENCH_NSPROXYD_FLAGS (flags for
+"nsproxy"; default "--workers 0"), BENCH_TUNED_FLAGS (empty: no nsproxy-tuned),
+BENCH_MULTI (1), BENCH_SYSCALLS (1), BENCH_PERF (0; 1: one more keep-alive run per proxy
+under `perf record -e cpu-clock -g`, top symbols printed, not part of the figures).
 """
 
 import os
@@ -45,6 +60,9 @@ HA_PORT = 8081
 TUNED_PORT = 8082
 METRICS_PORT = 8083
 BEFORE_PORT = 8084
+W1_PORT = 8085
+WN_PORT = 8086
+HAN_PORT = 8087
 
 
 class Scraper:
@@ -70,8 +88,8 @@ class Scraper:
         self.thread.join()
 
 
-def run_wrk(tenant, port, seconds, conns, close, cpus):
-    argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--timeout", "5s",
+def run_wrk(tenant, port, seconds, conns, close, cpus, threads=1):
+    argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", "5s",
             "-s", os.path.join(B.HERE, "wrk_report.lua")]
     if close:
         argv += ["-H", "Connection: close"]
@@ -127,7 +145,7 @@ SYSCALLS = ["epoll_ctl", "epoll_wait", "read", "recvfrom", "readv", "recvmsg", "
             "getsockopt", "clock_gettime"]
 
 
-def syscall_counts(pid, tenant, port, secs, conns, close, cpus):
+def syscall_counts(pid, tenant, port, secs, conns, close, cpus, threads=1):
     """System calls of the proxy per request during one wrk run, counted by the kernel
     (perf stat on syscall tracepoints; the proxy is not slowed down measurably)."""
     d = B.tempdir("stat")
@@ -137,7 +155,7 @@ def syscall_counts(pid, tenant, port, secs, conns, close, cpus):
         argv += ["-e", "syscalls:sys_enter_" + sc]
     perf = B.Proc(argv, "perf-stat", os.path.join(d, "log"))
     time.sleep(1)
-    res = run_wrk(tenant, port, secs, conns, close, cpus)
+    res = run_wrk(tenant, port, secs, conns, close, cpus, threads)
     perf.stop(signal.SIGINT, timeout=60)
     counts = {}
     with open(out) as f:
@@ -148,92 +166,29 @@ def syscall_counts(pid, tenant, port, secs, conns, close, cpus):
     return {k: v / res["requests"] for k, v in counts.items()}, res
 
 
-def main():
-    B.require_root()
-    B.install_cleanup()
-    build = B.build_dir()
-    n = B.env_int("BENCH_TENANTS", 4)
-    rounds = B.env_int("BENCH_ROUNDS", 7)
-    secs = B.env_int("BENCH_SECONDS", 5)
-    conns = B.env_int("BENCH_CONNS", 64)
-    pin = B.env_int("BENCH_PIN", 1) and (os.cpu_count() or 1) >= 2
-    modes = (os.environ.get("BENCH_MODES") or "keepalive close").split()
-    load_cpus, proxy_cpus = ("0", "1") if pin else (None, None)
-    t_start = time.monotonic()
-
-    names = [B.PREFIX + "t%d" % i for i in range(n)]
-    paths = B.make_namespaces(names)
-    up_port = B.free_port()
-    B.start_nginx(up_port, cpus=load_cpus)
-    ns_flags = (os.environ.get("BENCH_NSPROXYD_FLAGS") or "").split()
-    tuned_flags = os.environ.get("BENCH_TUNED_FLAGS")
-    tuned_flags = ("--upstream-idle-max 256" if tuned_flags is None else tuned_flags).split()
-    proxies = []  # (name, port inside each tenant namespace, process)
-    variants = [("nsproxy", NS_PORT, ns_flags, None)]
-    if tuned_flags:
-        variants.append(("nsproxy-tuned", TUNED_PORT, tuned_flags, None))
-    scraper = None
-    if B.env_int("BENCH_METRICS", 1):
-        metrics_addr = "127.0.0.1:%d" % B.free_port()
-        variants.append(("nsproxy-metrics", METRICS_PORT, ns_flags + ["--metrics-listen", metrics_addr],
-                         None))
-    baseline = os.environ.get("BENCH_BASELINE_NSPROXYD")
-    if baseline:
-        variants.append(("nsproxy-before", BEFORE_PORT, ns_flags, baseline))
-    for label, port, flags, binary in variants:
-        daemon = B.Daemon(build, label, cpus=proxy_cpus, extra=flags, binary=binary)
-        for name, path in zip(names, paths):
-            B.register(daemon.sock, name, path, [{"listen": "127.0.0.1:%d" % port,
-                                                  "upstream": "127.0.0.1:%d" % up_port,
-                                                  "mode": "http"}])
-        proxies.append((label, port, daemon.proc))
-    ha = B.start_haproxy([(nm, HA_PORT) for nm in names], up_port, "http", cpus=proxy_cpus)
-    B.wait_for(lambda: B.probe_in_ns(paths[-1], HA_PORT), 20, "haproxy", ha)
-    proxies.append(("haproxy", HA_PORT, ha))
-    for nm in names:
-        for _, port, _ in proxies:
-            check_once(nm, port)
-    if B.env_int("BENCH_METRICS", 1):
-        scraper = Scraper(metrics_addr, float(os.environ.get("BENCH_SCRAPE_INTERVAL") or 1))
-
-    B.log("%d tenants, nginx :%d, %s, pin=%s, %d rounds x %d s, %d connections" % (
-        n, up_port, ", ".join("%s pid %d" % (p[0], p[2].pid) for p in proxies), bool(pin), rounds,
-        secs, conns))
+def measure(proxies, names, modes, rounds, secs, conns, load_cpus, threads=1):
+    """Every proxy back to back per mode and round, the order rotating; the raw results."""
     results = {m: {p[0]: [] for p in proxies} for m in modes}
     for mode in modes:
         close = mode == "close"
         for _, port, _ in proxies:  # warm up each (connections, caches, pools)
-            run_wrk(names[0], port, 2, conns, close, load_cpus)
+            run_wrk(names[0], port, 2, conns, close, load_cpus, threads)
         for r in range(rounds):
             k = r % len(proxies)  # rotate the order every round
             for name, port, proc in proxies[k:] + proxies[:k]:
                 if not proc.alive():
                     raise RuntimeError(name + " died:\n" + proc.tail())
                 cpu0 = B.cpu_ns(proc.pid)
-                res = run_wrk(names[0], port, secs, conns, close, load_cpus)
+                res = run_wrk(names[0], port, secs, conns, close, load_cpus, threads)
                 res["cpu_us_per_req"] = (B.cpu_ns(proc.pid) - cpu0) / 1000.0 / max(res["requests"], 1)
                 results[mode][name].append(res)
-                B.log("%-9s round %d %-13s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  %5.1f CPU us/req"
+                B.log("%-9s round %d %-15s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  %5.1f CPU us/req"
                       "  errors %d" % (mode, r + 1, name, res["rps"], res["p50_us"], res["p99_us"],
                                       res["cpu_us_per_req"], res["errors"]))
+    return results
 
-    scrapes = None
-    if scraper:
-        scraper.stop()
-        scrapes = {"count": scraper.count, "bytes": scraper.bytes}
-        B.log("nsproxy-metrics: %d scrapes of %d bytes during the rounds" % (scraper.count,
-                                                                            scraper.bytes))
-    syscalls = {}
-    if B.env_int("BENCH_SYSCALLS", 1) and perf_ok():
-        for mode in modes:
-            for name, port, proc in proxies:
-                syscalls[(mode, name)], _ = syscall_counts(proc.pid, names[0], port, 5, conns,
-                                                           mode == "close", load_cpus)
-    if B.env_int("BENCH_PERF", 0):
-        for name, port, proc in proxies:
-            profile(name, proc.pid, names[0], port, secs, conns, load_cpus)
 
-    rows = []
+def medians(results, proxies, modes):
     summary = {}
     for mode in modes:
         med = {}
@@ -249,39 +204,164 @@ def main():
                 "p99_all": [round(x["p99_us"]) for x in rs],
             }
         summary[mode] = med
-        b = med["haproxy"]
+    return summary
+
+
+def table_rows(summary, proxies, modes, peer, extra_ratios=()):
+    """One row per proxy and mode, then each nsproxy's ratios to `peer`."""
+    rows = []
+    for mode in modes:
+        med = summary[mode]
+        b = med[peer]
         for name, _, _ in proxies:
             m = med[name]
             rows.append([mode, name, "%.0f" % m["rps"], "%.0f" % m["p50_us"], "%.0f" % m["p99_us"],
                          "%.1f" % m["cpu_us_per_req"], "%d" % m["errors"],
                          " ".join(str(x) for x in m["rps_all"])])
-        for name, _, _ in proxies[:-1]:
+        for name, _, _ in proxies:
+            if name.startswith("haproxy"):
+                continue
             a = med[name]
-            rows.append([mode, "ratio %s/haproxy" % name, "%.2f" % (a["rps"] / b["rps"]),
+            rows.append([mode, "ratio %s/%s" % (name, peer), "%.2f" % (a["rps"] / b["rps"]),
                          "%.2f" % (a["p50_us"] / b["p50_us"]), "%.2f" % (a["p99_us"] / b["p99_us"]),
                          "%.2f" % (a["cpu_us_per_req"] / b["cpu_us_per_req"]), "", ""])
-        # What metrics cost: serving them (scraped) vs not, and counting vs the build before.
-        for x, y in (("nsproxy-metrics", "nsproxy"), ("nsproxy", "nsproxy-before")):
+        for x, y in extra_ratios:
             if x in med and y in med:
                 a, c = med[x], med[y]
                 rows.append([mode, "ratio %s/%s" % (x, y), "%.3f" % (a["rps"] / c["rps"]),
                              "%.2f" % (a["p50_us"] / c["p50_us"]), "%.2f" % (a["p99_us"] / c["p99_us"]),
                              "%.3f" % (a["cpu_us_per_req"] / c["cpu_us_per_req"]), "", ""])
+    return rows
+
+
+def syscall_table(syscalls):
+    keys = [k for k in SYSCALLS if any(v.get(k, 0) >= 0.005 for v in syscalls.values())]
+    srows = [[m, p] + ["%.2f" % v.get(k, 0) for k in keys] + ["%.2f" % sum(v.values())]
+             for (m, p), v in syscalls.items()]
+    return B.table(["mode", "proxy"] + keys + ["total"], srows)
+
+
+HEADERS = ["mode", "proxy", "req/s", "p50 us", "p99 us", "CPU us/req", "errors", "req/s per round"]
+
+
+def main():
+    B.require_root()
+    B.install_cleanup()
+    build = B.build_dir()
+    n = B.env_int("BENCH_TENANTS", 4)
+    rounds = B.env_int("BENCH_ROUNDS", 7)
+    secs = B.env_int("BENCH_SECONDS", 5)
+    conns = B.env_int("BENCH_CONNS", 64)
+    cpus = os.cpu_count() or 1
+    pin = B.env_int("BENCH_PIN", 1) and cpus >= 2
+    multi = B.env_int("BENCH_MULTI", 1)
+    modes = (os.environ.get("BENCH_MODES") or "keepalive close").split()
+    load_cpus, proxy_cpus = ("0", "1") if pin else (None, None)
+    t_start = time.monotonic()
+
+    names = [B.PREFIX + "t%d" % i for i in range(n)]
+    paths = B.make_namespaces(names)
+    up_port = B.free_port()
+    # nginx shares CPU 0 with wrk when pinned; unpinned in the every-core phase it may run
+    # anywhere, like the proxies.
+    B.start_nginx(up_port, cpus=load_cpus)
+    ns_flags = (os.environ.get("BENCH_NSPROXYD_FLAGS") or "--workers 0").split()
+    tuned_flags = (os.environ.get("BENCH_TUNED_FLAGS") or "").split()
+    variants = [("nsproxy", NS_PORT, ns_flags, None),
+                ("nsproxy-w1", W1_PORT, ["--workers", "1"], None)]
+    if tuned_flags:
+        variants.append(("nsproxy-tuned", TUNED_PORT, tuned_flags, None))
+    scraper = None
+    if B.env_int("BENCH_METRICS", 1):
+        metrics_addr = "127.0.0.1:%d" % B.free_port()
+        variants.append(("nsproxy-metrics", METRICS_PORT, ns_flags + ["--metrics-listen", metrics_addr],
+                         None))
+    baseline = os.environ.get("BENCH_BASELINE_NSPROXYD")
+    if baseline:
+        variants.append(("nsproxy-before", BEFORE_PORT, ns_flags, baseline))
+
+    def start_nsproxy(label, port, flags, binary, cpus_):
+        daemon = B.Daemon(build, label, cpus=cpus_, extra=flags, binary=binary)
+        for name, path in zip(names, paths):
+            B.register(daemon.sock, name, path, [{"listen": "127.0.0.1:%d" % port,
+                                                  "upstream": "127.0.0.1:%d" % up_port,
+                                                  "mode": "http"}])
+        return (label, port, daemon.proc)
+
+    def start_ha(label, port, nbthread, cpus_):
+        ha = B.start_haproxy([(nm, port) for nm in names], up_port, label, cpus=cpus_,
+                             nbthread=nbthread)
+        B.wait_for(lambda: B.probe_in_ns(paths[-1], port), 20, label, ha)
+        return (label, port, ha)
+
+    proxies = [start_nsproxy(*v, proxy_cpus) for v in variants]
+    proxies.append(start_ha("haproxy", HA_PORT, 1, proxy_cpus))
+    multi_proxies = []
+    wrk_threads = B.env_int("BENCH_MULTI_WRK_THREADS", cpus)
+    multi_conns = B.env_int("BENCH_MULTI_CONNS", 2 * conns)
+    if multi:
+        multi_proxies = [start_nsproxy("nsproxy-w%d" % cpus, WN_PORT, ["--workers", str(cpus)],
+                                       None, None),
+                         start_ha("haproxy-t%d" % cpus, HAN_PORT, cpus, None)]
+    for nm in names:
+        for _, port, _ in proxies + multi_proxies:
+            check_once(nm, port)
+    if B.env_int("BENCH_METRICS", 1):
+        scraper = Scraper(metrics_addr, float(os.environ.get("BENCH_SCRAPE_INTERVAL") or 1))
+
+    B.log("%d tenants, nginx :%d, %s, pin=%s, %d rounds x %d s, %d connections" % (
+        n, up_port, ", ".join("%s pid %d" % (p[0], p[2].pid) for p in proxies + multi_proxies),
+        bool(pin), rounds, secs, conns))
+    results = measure(proxies, names, modes, rounds, secs, conns, load_cpus)
+    scrapes = None
+    if scraper:
+        scraper.stop()
+        scrapes = {"count": scraper.count, "bytes": scraper.bytes}
+        B.log("nsproxy-metrics: %d scrapes of %d bytes during the rounds" % (scraper.count,
+                                                                            scraper.bytes))
+    multi_results = {}
+    if multi:
+        B.log("every core: %s and %s, unpinned, wrk -t%d -c%d" % (
+            multi_proxies[0][0], multi_proxies[1][0], wrk_threads, multi_conns))
+        multi_results = measure(multi_proxies, names, modes, rounds, secs, multi_conns, None,
+                                wrk_threads)
+    syscalls = {}
+    if B.env_int("BENCH_SYSCALLS", 1) and perf_ok():
+        for mode in modes:
+            for name, port, proc in proxies:
+                syscalls[(mode, name)], _ = syscall_counts(proc.pid, names[0], port, 5, conns,
+                                                           mode == "close", load_cpus)
+            for name, port, proc in multi_proxies:
+                syscalls[(mode, name)], _ = syscall_counts(proc.pid, names[0], port, 5, multi_conns,
+                                                           mode == "close", None, wrk_threads)
+    if B.env_int("BENCH_PERF", 0):
+        for name, port, proc in proxies:
+            profile(name, proc.pid, names[0], port, secs, conns, load_cpus)
+
+    summary = medians(results, proxies, modes)
+    rows = table_rows(summary, proxies, modes, "haproxy",
+                      (("nsproxy-metrics", "nsproxy"), ("nsproxy", "nsproxy-before")))
     elapsed = time.monotonic() - t_start
     if syscalls:
-        keys = [k for k in SYSCALLS if any(v.get(k, 0) >= 0.005 for v in syscalls.values())]
-        srows = [[m, p] + ["%.2f" % v.get(k, 0) for k in keys] + ["%.2f" % sum(v.values())]
-                 for (m, p), v in syscalls.items()]
         print()
-        print("System calls per request in the proxy process (perf stat, one 5 s wrk run each)")
-        print(B.table(["mode", "proxy"] + keys + ["total"], srows))
+        print("System calls per request in the proxy process, all threads (perf stat, one 5 s "
+              "wrk run each)")
+        print(syscall_table(syscalls))
     print()
-    print("HTTP through one tenant namespace: %d tenants, wrk -t1 -c%d, %d rounds x %d s, "
-          "medians; pinned: %s; nsproxy: %s; nsproxy-tuned: %s" % (
+    print("HTTP through one tenant namespace, one core: %d tenants, wrk -t1 -c%d, %d rounds x %d s, "
+          "medians; pinned: %s; nsproxy: %s; nsproxy-w1: --workers 1" % (
               n, conns, rounds, secs, "wrk+nginx CPU0, proxies CPU1" if pin else "no",
-              " ".join(ns_flags) or "daemon defaults", " ".join(tuned_flags) or "not run"))
-    print(B.table(["mode", "proxy", "req/s", "p50 us", "p99 us", "CPU us/req", "errors",
-                   "req/s per round"], rows))
+              " ".join(ns_flags)))
+    print(B.table(HEADERS, rows))
+    multi_summary = {}
+    if multi:
+        multi_summary = medians(multi_results, multi_proxies, modes)
+        print()
+        print("HTTP, every core (%d CPUs, nothing pinned; wrk, nginx and the proxy share them): "
+              "wrk -t%d -c%d, %d rounds x %d s, medians" % (cpus, wrk_threads, multi_conns, rounds,
+                                                         secs))
+        print(B.table(HEADERS, table_rows(multi_summary, multi_proxies, modes,
+                                          multi_proxies[1][0])))
     print("CPU us/req: the proxy's own CPU time (schedstat, all threads) per completed request; "
           "unlike req/s it does not depend on how much CPU the neighbours left")
     print("(%.0f s)" % elapsed)
@@ -292,7 +372,10 @@ def main():
                             "scrapes": scrapes,
                             "syscalls_per_request": {"%s/%s" % k: v for k, v in syscalls.items()},
                             "tenants": n, "rounds": rounds, "seconds": secs, "conns": conns,
-                            "pinned": bool(pin), "results": summary, "elapsed_s": elapsed})
+                            "pinned": bool(pin), "results": summary,
+                            "multi": {"cpus": cpus, "wrk_threads": wrk_threads,
+                                      "conns": multi_conns, "results": multi_summary},
+                            "elapsed_s": elapsed})
 
 
 if __name__ == "__main__":

@@ -393,12 +393,12 @@ def unregister(sock_path, tenant_id, network=None, ifname=None):
 
 # ---------------------------------------------------------------- haproxy / nginx
 
-def haproxy_config(path, binds, upstream_port, identity=True, maxconn=4096):
+def haproxy_config(path, binds, upstream_port, identity=True, maxconn=4096, nbthread=1):
     """binds: list of (netns name, listen port). One frontend, one `bind ... namespace` per
     tenant, named after the tenant so the tenant id header can be set from so_name."""
     lines = [
         "global",
-        "  nbthread 1",
+        "  nbthread %d" % nbthread,
         "  maxconn %d" % maxconn,
         "  log stderr format short local0 err",
         "defaults",
@@ -435,10 +435,10 @@ def haproxy_config(path, binds, upstream_port, identity=True, maxconn=4096):
         f.write("\n".join(lines))
 
 
-def start_haproxy(binds, upstream_port, tag, cpus=None, identity=True, maxconn=4096):
+def start_haproxy(binds, upstream_port, tag, cpus=None, identity=True, maxconn=4096, nbthread=1):
     d = tempdir("haproxy-" + tag)
     cfg = os.path.join(d, "haproxy.cfg")
-    haproxy_config(cfg, binds, upstream_port, identity, maxconn)
+    haproxy_config(cfg, binds, upstream_port, identity, maxconn, nbthread)
     chk = subprocess.run(["haproxy", "-c", "-q", "-f", cfg], capture_output=True, text=True)
     if chk.returncode != 0:
         raise RuntimeError("haproxy config: " + chk.stdout + chk.stderr)

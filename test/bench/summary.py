@@ -18,6 +18,33 @@ def verdict(ok):
     return "met" if ok else "MISSED"
 
 
+def http_rows(rows, r, results, peer, where):
+    for mode, m in results.items():
+        ha = m[peer]
+        want = 1.25 if mode == "keepalive" else 1.1
+        for name in [k for k in m if not k.startswith("haproxy")]:
+            ns = m[name]
+            flags = r.get("variant_flags", {}).get(name, r.get("tuned_flags", ""))
+            label = "" if name == "nsproxy" else " (%s%s)" % (name, ": " + flags if flags else "")
+            label += where
+            ratio = ns["rps"] / ha["rps"]
+            rows.append(["HTTP %s req/s%s" % (mode, label), "%.0f" % ns["rps"],
+                         "%s %.0f" % (peer, ha["rps"]), "%.2f" % ratio, ">= %.2f" % want,
+                         verdict(ratio >= want)])
+            if "cpu_us_per_req" in ns:
+                cr = ns["cpu_us_per_req"] / ha["cpu_us_per_req"]
+                cw = 1 / want
+                rows.append(["HTTP %s CPU us/req%s" % (mode, label),
+                             "%.1f" % ns["cpu_us_per_req"],
+                             "%s %.1f" % (peer, ha["cpu_us_per_req"]), "%.2f" % cr,
+                             "<= %.2f (derived)" % cw, verdict(cr <= cw)])
+            pr = ns["p99_us"] / ha["p99_us"]
+            rows.append(["HTTP %s p99 us%s" % (mode, label), "%.0f" % ns["p99_us"],
+                         "%s %.0f" % (peer, ha["p99_us"]), "%.2f" % pr,
+                         "<= 1.00" if mode == "keepalive" else "-",
+                         verdict(pr <= 1.0) if mode == "keepalive" else "-"])
+
+
 def main(path):
     try:
         with open(path) as f:
@@ -30,29 +57,13 @@ def main(path):
         b = r["bench"]
         times.append("%s %.0f s" % (b, r.get("elapsed_s", 0)))
         if b == "http":
-            for mode, m in r["results"].items():
-                ha = m["haproxy"]
-                want = 1.25 if mode == "keepalive" else 1.1
-                for name in [k for k in m if k != "haproxy"]:
-                    ns = m[name]
-                    flags = r.get("variant_flags", {}).get(name, r.get("tuned_flags", ""))
-                    label = "" if name == "nsproxy" else " (%s: %s)" % (name, flags)
-                    ratio = ns["rps"] / ha["rps"]
-                    rows.append(["HTTP %s req/s%s" % (mode, label), "%.0f" % ns["rps"],
-                                 "haproxy %.0f" % ha["rps"], "%.2f" % ratio, ">= %.2f" % want,
-                                 verdict(ratio >= want)])
-                    if "cpu_us_per_req" in ns:
-                        cr = ns["cpu_us_per_req"] / ha["cpu_us_per_req"]
-                        cw = 1 / want
-                        rows.append(["HTTP %s CPU us/req%s" % (mode, label),
-                                     "%.1f" % ns["cpu_us_per_req"],
-                                     "haproxy %.1f" % ha["cpu_us_per_req"], "%.2f" % cr,
-                                     "<= %.2f (derived)" % cw, verdict(cr <= cw)])
-                    pr = ns["p99_us"] / ha["p99_us"]
-                    rows.append(["HTTP %s p99 us%s" % (mode, label), "%.0f" % ns["p99_us"],
-                                 "haproxy %.0f" % ha["p99_us"], "%.2f" % pr,
-                                 "<= 1.00" if mode == "keepalive" else "-",
-                                 verdict(pr <= 1.0) if mode == "keepalive" else "-"])
+            phases = [(r["results"], "haproxy", "")]
+            multi = r.get("multi") or {}
+            if multi.get("results"):
+                peer = "haproxy-t%d" % multi["cpus"]
+                phases.append((multi["results"], peer, " [%d cores, vs %s]" % (multi["cpus"], peer)))
+            for results, peer, where in phases:
+                http_rows(rows, r, results, peer, where)
         elif b == "memory":
             for n, m in r["results"].items():
                 n = int(n)

@@ -41,6 +41,7 @@
 
 #include "address.h"
 #include "control_protocol.h"
+#include "forward/acceptor.h"
 #include "forward/http/http_session.h"
 #include "forward/listener.h"
 #include "forward/proxy_config.h"
@@ -58,7 +59,8 @@ constexpr int kMaxSpins = 5000;
 
 struct Harness {
   ProxyConfig config;
-  Worker worker;
+  std::unique_ptr<Acceptor> acceptor;
+  Worker worker;  // in the acceptor's loop (--workers 0)
   std::unique_ptr<UpstreamPool> upstreams;
   std::map<std::string, std::string> labels{{"team", "fuzz"}, {"pod-name", "p"}};
   std::shared_ptr<Tenant> tenant;
@@ -107,6 +109,8 @@ void setup() {
   h->worker.loop = ev_loop_new(EVFLAG_AUTO);
   if (h->worker.loop == nullptr) die("ev_loop_new");
   h->worker.config = &h->config;
+  h->acceptor = std::make_unique<Acceptor>(h->worker.loop, &h->config);
+  h->acceptor->add_worker(&h->worker);
   h->upstreams = std::make_unique<UpstreamPool>(h->worker.loop, h->config.upstream_idle_max,
                                                 h->config.upstream_idle_timeout);
   h->worker.upstreams = h->upstreams.get();
@@ -128,7 +132,7 @@ void setup() {
   h->tenant->apply_limits(h->config, {}, ev_now(h->worker.loop));
 
   h->spec = ListenerSpec{text_of(h->listen_addr), upstream->text, Mode::Http};
-  h->listener = std::make_unique<Listener>(&h->worker, UniqueFd(lfd), h->spec,
+  h->listener = std::make_unique<Listener>(h->acceptor.get(), UniqueFd(lfd), h->spec,
                                            std::make_shared<const Address>(*upstream), h->tenant,
                                            make_http_session);
   h->listener->start();
@@ -140,7 +144,7 @@ void spin() {
 
 bool quiet() {
   return h->listener->connections() == 0 && h->worker.connections == 0 &&
-         h->tenant->connections == 0;
+         h->tenant->connections == 0 && h->acceptor->connections() == 0;
 }
 
 }  // namespace
@@ -212,8 +216,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!quiet()) {
     fail("a session outlived its client", data, size,
          "listener connections " + std::to_string(h->listener->connections()) +
-             ", worker connections " + std::to_string(h->worker.connections) +
-             ", tenant connections " + std::to_string(h->tenant->connections));
+             ", worker connections " + std::to_string(h->worker.connections.load()) +
+             ", tenant connections " + std::to_string(h->tenant->connections.load()));
   }
   if (h->upstreams->idle() != 0) fail("an upstream connection was pooled", data, size);
   return 0;

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -36,6 +37,11 @@ Daemon::~Daemon() {
   std::vector<std::string> argv = prefix_;
   argv.insert(argv.end(), {binary("nsproxyd"), "--socket", socket_, "--state-dir", state_dir_,
                            "--log-level", "debug"});
+  // NSPROXY_TEST_WORKERS=N runs every daemon with --workers N (the suite's default is the
+  // daemon's: one per CPU); a test's own --workers comes after it and wins.
+  if (const char* w = std::getenv("NSPROXY_TEST_WORKERS"); w != nullptr && *w != '\0') {
+    argv.insert(argv.end(), {"--workers", w});
+  }
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   process_ = std::make_unique<Process>(argv, env_);
   stopped_ = false;

@@ -1,6 +1,7 @@
 // http mode: the identity the upstream learns (X-Tenant-Id, labels, X-Forwarded-For,
 // Forwarded), that tenants cannot forge it, custom header names, and the upstream pool.
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "fixture.h"
@@ -155,8 +156,10 @@ TEST_F(HttpIdentityTest, ForgedIdentityHeadersAreStrippedOnEveryRequestOfAKeepAl
 
 // Connections to the upstream are pooled: sequential requests on one tenant connection,
 // and requests from a later tenant connection, reuse one upstream connection.
+// One worker: its upstream pool serves every tenant connection.
 TEST_F(HttpIdentityTest, UpstreamConnectionIsReusedAcrossRequestsAndTenantConnections) {
   Daemon d(tmp_.path());
+  d.set_extra_args({"--workers", "1"});
   ASSERT_TRUE(d.start());
   EchoServer echo("http");
   ASSERT_TRUE(echo.start());
@@ -193,6 +196,42 @@ TEST_F(HttpIdentityTest, UpstreamConnectionIsReusedAcrossRequestsAndTenantConnec
       << "connection_requests as counted by the upstream: each value is the index of the "
          "request on its upstream connection";
   EXPECT_EQ(peers.size(), 1u) << "upstream saw requests from several proxy connections";
+}
+
+// Two workers: tenant connections, one after the other, go to both (the one with fewer
+// open connections, ties taken in turn), and each worker reuses its own pooled upstream
+// connection: the upstream sees exactly two proxy connections, each carrying every
+// request its worker forwarded, in order.
+TEST_F(HttpIdentityTest, TwoWorkersShareTheTenantsConnectionsAndEachReusesItsUpstreamConnection) {
+  Daemon d(tmp_.path());
+  d.set_extra_args({"--workers", "2"});
+  ASSERT_TRUE(d.start());
+  EXPECT_EQ(daemon_status(d).value("workers", -1), 2) << daemon_status(d).dump();
+  EchoServer echo("http");
+  ASSERT_TRUE(echo.start());
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  ASSERT_TRUE(
+      register_tenant(d, ns.path(), "pool2-" + short_token(), {.upstream = echo.address()}));
+
+  std::map<std::string, std::vector<int>> by_peer;  // upstream-side peer -> request indexes
+  for (int i = 0; i < 6; ++i) {
+    auto c = HttpConn::open(ns.path(), kListen);
+    ASSERT_TRUE(c.ok()) << c.error();
+    auto r = c.request(http_request("GET", "/reuse"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    ASSERT_EQ(r->status, 200) << r->describe();
+    json e = echo_of(*r);
+    by_peer[e.value("peer", "")].push_back(e.value("connection_requests", -1));
+  }
+  ASSERT_EQ(by_peer.size(), 2u) << "the six connections did not reach both workers' pools";
+  for (const auto& [peer, counts] : by_peer) {
+    std::vector<int> expected(counts.size());
+    for (size_t i = 0; i < expected.size(); ++i) expected[i] = static_cast<int>(i) + 1;
+    EXPECT_EQ(counts, expected) << "upstream connection " << peer
+                                << " was not reused request after request";
+  }
+  EXPECT_EQ(by_peer.begin()->second.size(), 3u) << "not split evenly between the workers";
 }
 
 // The identity header names come from daemon flags, and a registration may name its own.

@@ -1,7 +1,8 @@
 // HttpSession end to end without root: a Listener on 127.0.0.1 in the test's own
 // namespace, a real upstream socket, and the session driven by the libev loop (the same
 // set-up as the HTTP fuzz target). What a tenant sends, what the upstream gets, what
-// comes back.
+// comes back. Each test runs twice: with the worker in the main loop (--workers 0), and
+// with the worker on a thread of its own, the main loop accepting and handing over.
 #include "forward/http/http_session.h"
 
 #include <arpa/inet.h>
@@ -18,6 +19,7 @@
 #include <string>
 
 #include "address.h"
+#include "forward/acceptor.h"
 #include "forward/listener.h"
 #include "forward/proxy_config.h"
 #include "forward/tenant.h"
@@ -45,13 +47,18 @@ std::string text_of(const sockaddr_in& a) {
   return "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
 }
 
-class HttpSessionTest : public ::testing::Test {
+class HttpSessionTest : public ::testing::TestWithParam<bool> {
  protected:
+  bool threaded() const { return GetParam(); }
+
   void SetUp() override {
     ::signal(SIGPIPE, SIG_IGN);
     set_log_level(LogLevel::Error);
-    worker_.loop = ev_loop_new(EVFLAG_AUTO);
+    loop_ = ev_loop_new(EVFLAG_AUTO);
+    acceptor_ = std::make_unique<Acceptor>(loop_, &config_);
+    worker_.loop = threaded() ? ev_loop_new(EVFLAG_AUTO) : loop_;
     worker_.config = &config_;
+    acceptor_->add_worker(&worker_);
     pool_ = std::make_unique<UpstreamPool>(worker_.loop, config_.upstream_idle_max,
                                            config_.upstream_idle_timeout);
     worker_.upstreams = pool_.get();
@@ -64,19 +71,23 @@ class HttpSessionTest : public ::testing::Test {
     tenant_->labels = &labels_;
     tenant_->tenant_header = config_.tenant_header;
     tenant_->label_header_prefix = config_.label_header_prefix;
-    tenant_->apply_limits(config_, {}, ev_now(worker_.loop));
+    tenant_->apply_limits(config_, {}, ev_now(loop_));
     UniqueFd lfd = listening_socket(&listen_addr_);
     spec_ = ListenerSpec{text_of(listen_addr_), upstream->text, Mode::Http};
-    listener_ = std::make_unique<Listener>(&worker_, std::move(lfd), spec_,
+    listener_ = std::make_unique<Listener>(acceptor_.get(), std::move(lfd), spec_,
                                            std::make_shared<const Address>(*upstream), tenant_,
                                            make_http_session);
     listener_->start();
+    if (threaded()) worker_.start();
   }
 
   void TearDown() override {
+    worker_.stop();  // what it served is closed from here on
     listener_.reset();
     pool_.reset();
-    ev_loop_destroy(worker_.loop);
+    acceptor_.reset();
+    if (worker_.loop != loop_) ev_loop_destroy(worker_.loop);
+    ev_loop_destroy(loop_);
   }
 
   // Runs the loop until done() or about 5 s of iterations pass; false on the latter.
@@ -84,7 +95,7 @@ class HttpSessionTest : public ::testing::Test {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (!done()) {
       if (std::chrono::steady_clock::now() > deadline) return false;
-      ev_run(worker_.loop, EVRUN_NOWAIT);
+      ev_run(loop_, EVRUN_NOWAIT);
       ::usleep(200);
     }
     return true;
@@ -132,6 +143,8 @@ class HttpSessionTest : public ::testing::Test {
   }
 
   ProxyConfig config_;
+  struct ev_loop* loop_ = nullptr;  // the main loop: accepts
+  std::unique_ptr<Acceptor> acceptor_;
   Worker worker_;
   std::unique_ptr<UpstreamPool> pool_;
   std::map<std::string, std::string> labels_{{"team", "blue"}};  // outlives tenant_
@@ -142,7 +155,7 @@ class HttpSessionTest : public ::testing::Test {
   sockaddr_in upstream_addr_{}, listen_addr_{};
 };
 
-TEST_F(HttpSessionTest, TheUpstreamGetsTheTenantsIdentityAndNoForgedOneAndTheAnswerComesBack) {
+TEST_P(HttpSessionTest, TheUpstreamGetsTheTenantsIdentityAndNoForgedOneAndTheAnswerComesBack) {
   UniqueFd c = connect_tenant();
   send_all(c.get(),
            "GET /meta HTTP/1.1\r\nHost: md\r\nX-Tenant-Id: forged\r\nX_Tenant_Label_team: red\r\n"
@@ -158,10 +171,10 @@ TEST_F(HttpSessionTest, TheUpstreamGetsTheTenantsIdentityAndNoForgedOneAndTheAns
   std::string resp = read_until(c.get(), "\r\n\r\nok", &eof);
   EXPECT_EQ(resp, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
   EXPECT_FALSE(eof) << "a keep-alive connection was closed";
-  EXPECT_EQ(tenant_->stats.requests[1], 1u);  // one 2xx
+  EXPECT_EQ(tenant_->total_stats().requests[1], 1u);  // one 2xx
 }
 
-TEST_F(HttpSessionTest, AChunkedBodyIsReframedAndAChunkedResponseReachesAnHttp10TenantRaw) {
+TEST_P(HttpSessionTest, AChunkedBodyIsReframedAndAChunkedResponseReachesAnHttp10TenantRaw) {
   UniqueFd c = connect_tenant();
   send_all(c.get(),
            "POST /up HTTP/1.0\r\nTransfer-Encoding: "
@@ -180,7 +193,7 @@ TEST_F(HttpSessionTest, AChunkedBodyIsReframedAndAChunkedResponseReachesAnHttp10
   EXPECT_EQ(resp, "HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nbody");
 }
 
-TEST_F(HttpSessionTest, MalformedAndSmugglingShapedRequestsGet400AndAClose) {
+TEST_P(HttpSessionTest, MalformedAndSmugglingShapedRequestsGet400AndAClose) {
   for (std::string_view bad :
        {std::string_view("GET / HTTP/1.1\r\nHost : x\r\n\r\n"),
         std::string_view("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
@@ -193,10 +206,10 @@ TEST_F(HttpSessionTest, MalformedAndSmugglingShapedRequestsGet400AndAClose) {
     EXPECT_EQ(resp.rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0u) << bad << "\n" << resp;
     EXPECT_NE(resp.find("Connection: close\r\n"), std::string::npos) << resp;
   }
-  EXPECT_EQ(tenant_->stats.refused[static_cast<size_t>(Refusal::BadRequest)], 3u);
+  EXPECT_EQ(tenant_->total_stats().refused[static_cast<size_t>(Refusal::BadRequest)], 3u);
 }
 
-TEST_F(HttpSessionTest, PipelinedRequestsAreAnsweredInOrderOnOneUpstreamConnection) {
+TEST_P(HttpSessionTest, PipelinedRequestsAreAnsweredInOrderOnOneUpstreamConnection) {
   UniqueFd c = connect_tenant();
   send_all(c.get(), "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
   UniqueFd u = accept_upstream();
@@ -214,6 +227,11 @@ TEST_F(HttpSessionTest, PipelinedRequestsAreAnsweredInOrderOnOneUpstreamConnecti
       resp,
       "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2");
 }
+
+INSTANTIATE_TEST_SUITE_P(Workers, HttpSessionTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "WorkerThread" : "MainLoop";
+                         });
 
 }  // namespace
 }  // namespace nsproxy

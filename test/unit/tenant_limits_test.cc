@@ -110,8 +110,8 @@ TEST(ConnectionBudgetTest, FairShareCountsTheTenantsHoldingConnections) {
   EXPECT_EQ(budget.fair_share(c, 100), 33u) << "c holds none: counted as a third";
   EXPECT_EQ(budget.fair_share(b, 100), 50u);
   // c cannot be given a slot: a is above its share but has nothing reclaimable.
-  EXPECT_FALSE(budget.reclaim_for(c, 100));
-  EXPECT_FALSE(budget.reclaim_for(a, 100)) << "a is above its share itself";
+  EXPECT_EQ(budget.donor_for(c, 100), nullptr);
+  EXPECT_EQ(budget.donor_for(a, 100), nullptr) << "a is above its share itself";
   EXPECT_EQ(budget.fair_share(c, 2), 1u) << "more tenants than the budget: still one each";
   budget.remove_holder(a);
   EXPECT_EQ(budget.holders(), 1u);

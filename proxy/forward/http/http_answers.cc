@@ -11,27 +11,43 @@ namespace nsproxy {
 
 bool HttpSession::acquire_slot() {
   Tenant& t = listener_->tenant();
-  if (t.in_flight < t.max_in_flight && t.waiting.empty()) {
-    ++t.in_flight;
+  if (shard_->waiting.empty() && t.try_take_slot()) {
     holds_slot_ = true;
     return true;
   }
-  // In line behind the tenant's other requests, for at most --connect-timeout.
-  join(t.waiting);
-  restart_upstream_timer(listener_->worker()->config->connect_timeout);
+  // In line behind the tenant's other requests on this worker, for at most
+  // --connect-timeout. Counted in line before trying once more: a slot released on
+  // another worker meanwhile either is seen free here or sees this request waiting
+  // (release_slot), never neither.
+  join(shard_->waiting);
+  t.in_line.fetch_add(1);
+  restart_upstream_timer(worker_->config->connect_timeout);
+  worker_->offer_slots(t);  // may grant this request (or one ahead of it) at once
   return false;
+}
+
+void HttpSession::leave_line() {
+  if (hook.list != &shard_->waiting) return;
+  unlink(this);
+  listener_->tenant().in_line.fetch_sub(1);
 }
 
 void HttpSession::release_slot() {
   if (!holds_slot_) return;
   holds_slot_ = false;
   Tenant& t = listener_->tenant();
-  Session* next = t.waiting.pop_front();
-  if (next == nullptr) {
-    --t.in_flight;
+  if (Session* next = shard_->waiting.pop_front()) {
+    t.in_line.fetch_sub(1);
+    next->grant_slot();  // the slot passes on, on this worker
     return;
   }
-  static_cast<HttpSession*>(next)->grant_slot();  // the slot passes on
+  t.in_flight.fetch_sub(1);
+  if (t.in_line.load() == 0) return;
+  // Requests of this tenant wait on other workers: each tries for the free slot there.
+  for (Worker* w : worker_->acceptor->workers()) {
+    if (w == worker_ || t.find_shard(w->index) == nullptr) continue;
+    w->post([w, tenant = t.shared_from_this()] { w->offer_slots(*tenant); });
+  }
 }
 
 void HttpSession::grant_slot() {
@@ -45,7 +61,7 @@ bool HttpSession::respond_error(int status, const char* reason, const std::strin
   const bool m = ex_.method != nullptr;
   std::string_view url = req_fields_.start().substr(0, 200);
   if (log) {
-    size_t quiet = listener_->tenant().refusal_log.suppressed;
+    size_t quiet = shard_->refusal_log.suppressed;
     LOG_INFO_F(({{"tenant", listener_->tenant().id},
                  {"listen", listener_->spec().listen},
                  {"error", why}}),
@@ -56,7 +72,7 @@ bool HttpSession::respond_error(int status, const char* reason, const std::strin
                           : (" (" + std::to_string(quiet) +
                              " more refusals of this tenant in the last second not logged)")
                                 .c_str());
-    listener_->tenant().refusal_log.suppressed = 0;
+    shard_->refusal_log.suppressed = 0;
   }
   ex_.status = status;
   complete_response(status);
@@ -100,10 +116,11 @@ void HttpSession::queue_own_response(int status, const char* reason, const std::
 
 bool HttpSession::refuse(Refusal why, int status, const char* reason, const std::string& detail,
                          long retry_after) {
-  Tenant& t = listener_->tenant();
-  t.stats.refuse(why);
-  // One line per tenant per second: a flood of refusals must not flood the log too.
-  return respond_error(status, reason, detail, retry_after, t.refusal_log.allow(ev_now(loop_)));
+  shard_->stats.refuse(why);
+  // One line per tenant (and worker) per second: a flood of refusals must not flood the
+  // log too.
+  return respond_error(status, reason, detail, retry_after,
+                       shard_->refusal_log.allow(ev_now(loop_)));
 }
 
 }  // namespace nsproxy

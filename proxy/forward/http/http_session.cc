@@ -72,22 +72,22 @@ std::string peer_ip_of(const sockaddr_storage& ss) {
 
 // ---- HttpSession -----------------------------------------------------------------------
 
-std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client,
+std::unique_ptr<Session> make_http_session(Listener* listener, Worker* worker, UniqueFd client,
                                            const sockaddr_storage& peer, bool over_limit) {
-  return std::make_unique<HttpSession>(listener, std::move(client), peer, over_limit);
+  return std::make_unique<HttpSession>(listener, worker, std::move(client), peer, over_limit);
 }
 
-HttpSession::HttpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer,
-                         bool over_limit)
-    : Session(listener),
-      loop_(listener->worker()->loop),
+HttpSession::HttpSession(Listener* listener, Worker* worker, UniqueFd client,
+                         const sockaddr_storage& peer, bool over_limit)
+    : Session(listener, worker),
+      loop_(worker->loop),
       client_(loop_, this, io_cb<&HttpSession::on_client_readable>,
               io_cb<&HttpSession::on_client_writable>),
-      client_in_(&listener->worker()->pool),
-      to_upstream_(&listener->worker()->pool),
-      to_client_(&listener->worker()->pool),
-      req_fields_(&listener->worker()->pool),
-      resp_fields_(&listener->worker()->pool),
+      client_in_(&worker->pool),
+      to_upstream_(&worker->pool),
+      to_client_(&worker->pool),
+      req_fields_(&worker->pool),
+      resp_fields_(&worker->pool),
       peer_ip_(peer_ip_of(peer)),
       over_limit_(over_limit) {
   client_.attach(std::move(client));
@@ -102,6 +102,7 @@ HttpSession::HttpSession(Listener* listener, UniqueFd client, const sockaddr_sto
 }
 
 HttpSession::~HttpSession() {
+  leave_line();
   release_slot();
   ev_timer_stop(loop_, &client_t_);
   ev_timer_stop(loop_, &upstream_t_);
@@ -132,15 +133,16 @@ void HttpSession::join(IntrusiveList<Session>& list) {
 
 void HttpSession::set_phase(Phase p) {
   phase_ = p;
-  Tenant& t = listener_->tenant();
+  TenantShard& t = *shard_;
+  if (p != Phase::kExchange) leave_line();  // waiting for a slot is part of an exchange
   if (p == Phase::kHead) {
     join(t.heads);
   } else if (p == Phase::kIdle) {
     join(t.idle);
-  } else if (p == Phase::kClosing || hook.list != &t.waiting) {
+  } else if (hook.list != &t.waiting) {
     unlink(this);
   }
-  const ProxyConfig& cfg = *listener_->worker()->config;
+  const ProxyConfig& cfg = *worker_->config;
   ev_timer_stop(loop_, &client_t_);
   if (p == Phase::kHead) {
     ev_timer_set(&client_t_, cfg.head_timeout, 0.);
@@ -157,7 +159,7 @@ void HttpSession::set_phase(Phase p) {
 
 void HttpSession::touch_tunnel() {
   ev_timer_stop(loop_, &client_t_);
-  ev_timer_set(&client_t_, listener_->worker()->config->idle_timeout, 0.);
+  ev_timer_set(&client_t_, worker_->config->idle_timeout, 0.);
   ev_timer_start(loop_, &client_t_);
 }
 
@@ -174,7 +176,7 @@ bool HttpSession::on_client_readable() {
     ssize_t n = tunnel_->client_readable();
     if (n == Connection::kError) return client_failed("read");
     if (n > 0) {
-      listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
+      shard_->stats.received_bytes += static_cast<uint64_t>(n);
       touch_tunnel();
     }
     return pump();
@@ -183,7 +185,7 @@ bool HttpSession::on_client_readable() {
     char buf[kReadSize];
     ssize_t n = client_.read(buf, sizeof buf);
     if (n == Connection::kError) return client_failed("read");
-    if (n > 0) listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
+    if (n > 0) shard_->stats.received_bytes += static_cast<uint64_t>(n);
     return n >= 0;
   }
   ssize_t n = client_.read_into(&client_in_);
@@ -200,7 +202,7 @@ bool HttpSession::on_client_readable() {
     ex_.keep_alive = false;  // deliver the response, then close
     return pump();
   }
-  listener_->tenant().stats.received_bytes += static_cast<uint64_t>(n);
+  shard_->stats.received_bytes += static_cast<uint64_t>(n);
   if (phase_ == Phase::kIdle) set_phase(Phase::kHead);
   return process_client_input();
 }
@@ -226,8 +228,8 @@ bool HttpSession::process_client_input() {
     if (err != HPE_OK) {
       if (ex_.head_error == HeadError::kTooLarge || err == HPE_HEADER_OVERFLOW) {
         return refuse(Refusal::HeadTooLarge, 431, "Request Header Fields Too Large",
-                      "request head larger than " +
-                          std::to_string(listener_->worker()->config->max_head_size) + " bytes");
+                      "request head larger than " + std::to_string(worker_->config->max_head_size) +
+                          " bytes");
       }
       if (ex_.head_error == HeadError::kBadTransferEncoding) {
         return refuse(Refusal::BadRequest, 400, "Bad Request",
@@ -258,9 +260,9 @@ bool HttpSession::process_client_input() {
         // Nothing of this request left to read, nothing pipelined behind it (answered
         // here, pipelined requests would recurse without bound): the connection stays
         // for the next one, a rate-limited client need not reconnect.
-        t.stats.refuse(Refusal::RateLimit);
+        shard_->stats.refuse(Refusal::RateLimit);
         return answer_and_continue(429, "Too Many Requests", why, retry,
-                                   t.refusal_log.allow(ev_now(loop_)));
+                                   shard_->refusal_log.allow(ev_now(loop_)));
       }
       return refuse(Refusal::RateLimit, 429, "Too Many Requests", why, retry);
     }
@@ -280,7 +282,7 @@ int HttpSession::req_message_begin() {
 // false (and the error noted) when the head grew beyond --max-head-size.
 bool HttpSession::count_head_bytes(size_t len) {
   ex_.head_bytes += len;
-  if (ex_.head_bytes <= listener_->worker()->config->max_head_size) return true;
+  if (ex_.head_bytes <= worker_->config->max_head_size) return true;
   ex_.head_error = HeadError::kTooLarge;
   return false;
 }
@@ -343,7 +345,7 @@ void HttpSession::build_request_head() {
 
 void HttpSession::write_request_head() {
   const Tenant& t = listener_->tenant();
-  const ProxyConfig& cfg = *listener_->worker()->config;
+  const ProxyConfig& cfg = *worker_->config;
   Identity id;
   id.tenant_id = t.id;
   id.labels = t.labels;
@@ -372,7 +374,7 @@ int HttpSession::req_message_complete() {
   ex_.req_complete = true;
   http_parser_pause(&req_parser_, 1);  // the next request waits for this response
   if (upstream_ && !upstream_->connecting() && !ex_.resp_started) {
-    restart_upstream_timer(listener_->worker()->config->response_timeout);
+    restart_upstream_timer(worker_->config->response_timeout);
   }
   return 0;
 }
@@ -388,7 +390,7 @@ bool HttpSession::on_client_timer() {
   if (phase_ == Phase::kIdle || phase_ == Phase::kClosing) return false;  // close quietly
   if (phase_ == Phase::kTunnel) {
     LOG_INFO("tenant %s: tunnel idle for %g s; closing", listener_->tenant_name().c_str(),
-             listener_->worker()->config->idle_timeout);
+             worker_->config->idle_timeout);
     return false;
   }
   // kHead: the request head did not arrive in time (slowloris).
@@ -427,12 +429,12 @@ void HttpSession::end_request() {
 
 void HttpSession::complete_response(int status) {
   auto elapsed = std::chrono::steady_clock::now() - ex_.started;
-  listener_->tenant().stats.record_response(status, std::chrono::duration<double>(elapsed).count());
+  shard_->stats.record_response(status, std::chrono::duration<double>(elapsed).count());
   access_log(status, elapsed);
 }
 
 void HttpSession::access_log(int status, std::chrono::steady_clock::duration elapsed) {
-  FILE* out = listener_->worker()->config->access_log;
+  FILE* out = worker_->config->access_log;
   if (out == nullptr) return;
   auto ms = std::chrono::duration<double, std::milli>(elapsed);
   AccessLogRecord r;
@@ -453,7 +455,7 @@ bool HttpSession::pump() {
   if (phase_ == Phase::kTunnel) {
     size_t sent = 0;
     BytePump::State state = tunnel_->update(true, &sent);
-    listener_->tenant().stats.sent_bytes += sent;
+    shard_->stats.sent_bytes += sent;
     switch (state) {
       case BytePump::State::kOpen:
         return true;
@@ -503,7 +505,7 @@ bool HttpSession::pump() {
     n = upstream_->flush(&to_upstream_);
     if (n == Connection::kError) return upstream_failed("write to upstream", errno);
     if (n > 0 && phase_ == Phase::kExchange && !ex_.req_complete) {
-      restart_upstream_timer(listener_->worker()->config->body_timeout);
+      restart_upstream_timer(worker_->config->body_timeout);
       // Room again towards the upstream: parse buffered tenant bytes.
       if (!client_in_.empty() && to_upstream_.size() < kHighWater) return process_client_input();
     }
@@ -515,9 +517,9 @@ bool HttpSession::pump() {
 
 void HttpSession::client_sent(ssize_t n) {
   if (n <= 0) return;
-  listener_->tenant().stats.sent_bytes += static_cast<uint64_t>(n);
+  shard_->stats.sent_bytes += static_cast<uint64_t>(n);
   if (phase_ == Phase::kExchange && ex_.resp_started) {
-    restart_upstream_timer(listener_->worker()->config->body_timeout);
+    restart_upstream_timer(worker_->config->body_timeout);
   }
 }
 

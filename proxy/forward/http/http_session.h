@@ -48,15 +48,17 @@
 namespace nsproxy {
 
 // SessionFactory of http mode.
-std::unique_ptr<Session> make_http_session(Listener* listener, UniqueFd client,
+std::unique_ptr<Session> make_http_session(Listener* listener, Worker* worker, UniqueFd client,
                                            const sockaddr_storage& peer, bool over_limit);
 
 class HttpSession : public Session {
  public:
-  HttpSession(Listener* listener, UniqueFd client, const sockaddr_storage& peer, bool over_limit);
+  HttpSession(Listener* listener, Worker* worker, UniqueFd client, const sockaddr_storage& peer,
+              bool over_limit);
   ~HttpSession() override;
 
   bool start() override;
+  void grant_slot() override;
 
   // libev handlers: each returns false when the session is over (the caller deletes it).
   bool on_client_readable();
@@ -126,11 +128,14 @@ class HttpSession : public Session {
   // unless the tenant asked to close), as after an upstream's response.
   bool answer_and_continue(int status, const char* reason, const std::string& why, long retry_after,
                            bool log);
-  // The tenant's in-flight cap: true when this request may go to its upstream now; false:
-  // it waits in the tenant's line (upstream_t_ bounds the wait) until grant_slot().
+  // The tenant's in-flight cap (over all workers): true when this request may go to its
+  // upstream now; false: it waits in the tenant's line on this worker (upstream_t_ bounds
+  // the wait) until grant_slot().
   bool acquire_slot();
-  void release_slot();  // at the end of the exchange; passes the slot to the next in line
-  void grant_slot();
+  // At the end of the exchange: passes the slot to the next in line here, else frees it
+  // and tells the workers where requests of the tenant wait.
+  void release_slot();
+  void leave_line();                        // out of the line (timed out, closing, gone), if in it
   void join(IntrusiveList<Session>& list);  // into one of its tenant's lists, newest
 
   struct ev_loop* loop_;

@@ -40,7 +40,7 @@ const http_parser_settings kResponseSettings = [] {
 
 bool HttpSession::connect_upstream(bool fresh) {
   const Address& up = listener_->upstream();
-  UpstreamPool* pool = listener_->worker()->upstreams;
+  UpstreamPool* pool = worker_->upstreams;
   upstream_reused_ = false;
   if (pool != nullptr && !fresh) {
     if (std::unique_ptr<Connection> idle = pool->take(up.text)) {
@@ -51,7 +51,7 @@ bool HttpSession::connect_upstream(bool fresh) {
   }
   own_upstream(std::make_unique<Connection>(loop_, nullptr, nullptr, nullptr));
   int err = 0;
-  switch (upstream_->connect(listener_->worker(), up, &err)) {
+  switch (upstream_->connect(worker_, up, &err)) {
     case Connection::Connect::kConnected:
       return upstream_connected();
     case Connection::Connect::kFailed:  // 502
@@ -59,12 +59,12 @@ bool HttpSession::connect_upstream(bool fresh) {
     case Connection::Connect::kInProgress:
       break;
   }
-  restart_upstream_timer(listener_->worker()->config->connect_timeout);
+  restart_upstream_timer(worker_->config->connect_timeout);
   return true;
 }
 
 bool HttpSession::upstream_connected() {
-  const ProxyConfig& cfg = *listener_->worker()->config;
+  const ProxyConfig& cfg = *worker_->config;
   restart_upstream_timer(ex_.req_complete ? cfg.response_timeout : cfg.body_timeout);
   return pump();
 }
@@ -78,7 +78,7 @@ bool HttpSession::on_upstream_writable() {
   ssize_t n = upstream_->write_from(&to_upstream_);
   if (n == Connection::kError) return upstream_failed("write to upstream", errno);
   if (n > 0 && phase_ == Phase::kExchange && !ex_.req_complete) {
-    restart_upstream_timer(listener_->worker()->config->body_timeout);
+    restart_upstream_timer(worker_->config->body_timeout);
   }
   // Room again towards the upstream: parse buffered tenant bytes.
   if (phase_ == Phase::kExchange && !ex_.req_complete && !client_in_.empty()) {
@@ -127,7 +127,7 @@ bool HttpSession::on_upstream_readable() {
   size_t done = http_parser_execute(&resp_parser_, &kResponseSettings, buf, static_cast<size_t>(n));
   http_errno err = HTTP_PARSER_ERRNO(&resp_parser_);
   if (err != HPE_OK && err != HPE_PAUSED) {
-    listener_->tenant().stats.upstream_failed(UpstreamError::Malformed);
+    shard_->stats.upstream_failed(UpstreamError::Malformed);
     LOG_WARN_F(({{"tenant", listener_->tenant().id},
                  {"listen", listener_->spec().listen},
                  {"upstream", listener_->upstream().text},
@@ -160,7 +160,7 @@ bool HttpSession::on_upstream_readable() {
     }
     return finish_exchange();
   }
-  if (ex_.resp_started) restart_upstream_timer(listener_->worker()->config->body_timeout);
+  if (ex_.resp_started) restart_upstream_timer(worker_->config->body_timeout);
   return pump();
 }
 
@@ -252,8 +252,8 @@ bool HttpSession::on_upstream_timer() {
     if (!connect_upstream()) return false;
     return process_client_input();
   }
-  if (hook.list == &listener_->tenant().waiting) {
-    unlink(this);
+  if (hook.list == &shard_->waiting) {
+    leave_line();
     return refuse(Refusal::InFlightLimit, 503, "Service Unavailable",
                   "too many requests of this tenant in flight to upstreams", 1);
   }
@@ -262,19 +262,19 @@ bool HttpSession::on_upstream_timer() {
     if (!ex_.req_complete) {
       return refuse(Refusal::BodyTimeout, 408, "Request Timeout", "request body stalled");
     }
-    listener_->tenant().stats.upstream_failed(UpstreamError::Timeout);
+    shard_->stats.upstream_failed(UpstreamError::Timeout);
     LOG_INFO("tenant %s: upstream %s did not answer within %g s", listener_->tenant_name().c_str(),
-             listener_->upstream().text.c_str(), listener_->worker()->config->response_timeout);
+             listener_->upstream().text.c_str(), worker_->config->response_timeout);
     return respond_error(504, "Gateway Timeout", "upstream did not answer in time");
   }
-  listener_->tenant().stats.upstream_failed(UpstreamError::Timeout);
+  shard_->stats.upstream_failed(UpstreamError::Timeout);
   LOG_INFO("tenant %s: response body from %s stalled; closing", listener_->tenant_name().c_str(),
            listener_->upstream().text.c_str());
   return false;
 }
 
 bool HttpSession::upstream_failed(const char* what, int err) {
-  listener_->upstream_failed(what, err);
+  report_upstream_failure(what, err);
   if (ex_.resp_started || phase_ == Phase::kTunnel) return false;  // too late for a status
   if (err == ETIMEDOUT) return respond_error(504, "Gateway Timeout", "upstream connect timed out");
   return respond_error(502, "Bad Gateway", "upstream unavailable");
@@ -288,7 +288,7 @@ void HttpSession::release_upstream(bool reusable) {
   // Bytes of this request that were never sent die with this upstream connection: they
   // must never be sent in front of the next request.
   to_upstream_.clear();
-  UpstreamPool* pool = listener_->worker()->upstreams;
+  UpstreamPool* pool = worker_->upstreams;
   if (reusable && pool != nullptr && upstream_ && *upstream_ && ex_.status != 101) {
     pool->put(listener_->upstream().text, std::move(upstream_));
   }
