@@ -7,6 +7,7 @@
 #include "control/registry.h"
 #include "forward/acceptor.h"
 #include "forward/tenant.h"
+#include "forward/worker.h"
 #include "version.h"
 
 namespace nsproxy {
@@ -197,6 +198,13 @@ void daemon_head(std::string* out, const MetricsSnapshot& m) {
   sample(out, "nsproxy_listeners", m.listeners);
   family(out, "nsproxy_connections", "gauge", "Open tenant connections, all tenants.");
   sample(out, "nsproxy_connections", m.connections);
+  family(out, "nsproxy_worker_connections", "gauge",
+         "Open tenant connections each worker thread serves (worker 0 alone with --workers 0: "
+         "the main thread).");
+  for (size_t i = 0; i < m.worker_connections.size(); ++i) {
+    sample(out, "nsproxy_worker_connections", "worker", std::to_string(i), {}, {},
+           m.worker_connections[i]);
+  }
 }
 
 void daemon_tail(std::string* out, const MetricsSnapshot& m) {
@@ -235,6 +243,7 @@ MetricsSnapshot snapshot_metrics(const Registry& registry, const Acceptor& accep
   m.registrations = registry.size();
   m.listeners = registry.listener_count();
   m.connections = acceptor.connections();
+  for (const Worker* w : acceptor.workers()) m.worker_connections.push_back(w->connections.load());
   m.reclaimed = registry.reclaimed();
   m.listener_setup = registry.listener_setup();
   m.control = control;

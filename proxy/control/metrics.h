@@ -3,6 +3,7 @@
 //   nsproxy_build_info{version}                         gauge, 1
 //   nsproxy_registrations, nsproxy_listeners            gauges
 //   nsproxy_connections                                 gauge, open tenant connections
+//   nsproxy_worker_connections{worker}                  gauge, per worker thread
 //   nsproxy_tenant_connections{tenant}                  gauge
 //   nsproxy_tenant_connections_total{tenant}            counter
 //   nsproxy_tenant_at_connection_limit{tenant}          gauge, 1 while its listeners wait
@@ -21,8 +22,9 @@
 // requests_total has a sample for every code class; refused_total and
 // upstream_errors_total only for the reasons and kinds that happened.
 //
-// A scrape copies the counters into a snapshot (one consistent instant; registrations
-// may come and go while it is sent), then renders it a few tenants at a time, so that a
+// A scrape copies the counters into a snapshot (the main thread reads the workers'
+// counters, each written by one worker: relaxed atomics, never torn; registrations may
+// come and go while it is sent), then renders it a few tenants at a time, so that a
 // scrape of 10,000 tenants (tens of MB) never holds the proxy's loop for long.
 #pragma once
 
@@ -51,6 +53,7 @@ struct MetricsSnapshot {
   uint64_t registrations = 0;
   uint64_t listeners = 0;
   uint64_t connections = 0;
+  std::vector<uint64_t> worker_connections;  // by worker index
   uint64_t reclaimed = 0;
   Histogram listener_setup{kListenerSetupBounds};
   ControlServer::RequestCounts control;

@@ -411,5 +411,35 @@ TEST_F(MetricsTest, JsonLogLinesCarryTheTenantAndTheError) {
   EXPECT_TRUE(saw_upstream_error) << daemon_->log();
 }
 
+// Two workers: keep-alive connections held open spread evenly over them, and the
+// per-worker gauges add up to nsproxy_connections; once closed, every gauge is 0.
+TEST_F(MetricsTest, WorkerConnectionsShowHowTheWorkersShareTheConnections) {
+  EchoServer upstream("http");
+  ASSERT_TRUE(upstream.start());
+  ASSERT_NO_FATAL_FAILURE(start_daemon({"--workers", "2"}));
+  Netns ns;
+  ASSERT_TRUE(ns.ok()) << ns.error();
+  ASSERT_TRUE(register_tenant(*daemon_, ns.path(), "spread", {.upstream = upstream.address()}));
+  std::vector<HttpConn> held;
+  for (int i = 0; i < 6; ++i) {
+    held.push_back(HttpConn::open(ns.path(), "127.0.0.1:8080"));
+    ASSERT_TRUE(held.back().ok()) << held.back().error();
+    auto r = held.back().request(http_request("GET", "/hold"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+  }
+  std::string e = get("/metrics").body;
+  EXPECT_EQ(sample(e, "nsproxy_connections"), 6) << e;
+  EXPECT_EQ(sample(e, "nsproxy_worker_connections{worker=\"0\"}"), 3) << e;
+  EXPECT_EQ(sample(e, "nsproxy_worker_connections{worker=\"1\"}"), 3) << e;
+  EXPECT_EQ(sample(e, "nsproxy_worker_connections{worker=\"2\"}"), -1) << "no third worker";
+  held.clear();
+  EXPECT_TRUE(wait_until([&] {
+    std::string now = get("/metrics").body;
+    return sample(now, "nsproxy_worker_connections{worker=\"0\"}") == 0 &&
+           sample(now, "nsproxy_worker_connections{worker=\"1\"}") == 0 &&
+           sample(now, "nsproxy_connections") == 0;
+  })) << get("/metrics").body;
+}
+
 }  // namespace
 }  // namespace nspit
