@@ -18,8 +18,9 @@ PACKAGES=(
   clang libclang-rt-14-dev clang-format
   # packaging and operating: the .deb's checks, the systemd unit checks, a real scraper
   lintian dpkg-dev systemd prometheus
-  # benchmarks and real peers
-  nginx wrk haproxy
+  # benchmarks and real peers: the Go peer (test/bench/gopeer) uses containernetworking's
+  # ns package; gnuplot draws the figures
+  nginx wrk haproxy golang-github-containernetworking-plugins-dev gnuplot-nox
 )
 
 missing=()

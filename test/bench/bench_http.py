@@ -17,6 +17,10 @@ One core (pinned: wrk and nginx on CPU 0, every proxy on CPU 1):
                  run: what serving metrics costs (BENCH_METRICS=0: not run);
   nsproxy-before nsproxyd built from another commit (BENCH_BASELINE_NSPROXYD=path to its
                  binary; 127.0.0.1:8084), to compare two builds (not run by default);
+  go-peer        the Go peer (test/bench/gopeer, 127.0.0.1:8088): one listener per
+                 namespace served by net/http/httputil.ReverseProxy, the way nsproxy's
+                 proof of concept worked; GOMAXPROCS follows the pinning (BENCH_GO_PEER=0:
+                 not run);
   haproxy        HAProxy (nbthread 1, mode http, one `bind 127.0.0.1:8081 namespace
                  <name>` per tenant, http-keep-alive, http-reuse always, and the same
                  identity-header work: tenant id from the listener, forged copies
@@ -25,6 +29,7 @@ wrk (one thread) runs inside tenant 0's namespace.
 
 Every core (BENCH_MULTI=1, the default; nothing pinned), N = the number of CPUs:
   nsproxy-wN     nsproxyd --workers N (127.0.0.1:8086);
+  go-peer-N      the Go peer, unpinned (127.0.0.1:8089);
   haproxy-tN     HAProxy with nbthread N (127.0.0.1:8087), otherwise as above.
 wrk runs with BENCH_MULTI_WRK_THREADS threads (default N) and BENCH_MULTI_CONNS
 connections (default 2 x BENCH_CONNS), spread over all tenants' namespaces is not
@@ -47,6 +52,7 @@ under `perf record -e cpu-clock -g`, top symbols printed, not part of the figure
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -63,6 +69,8 @@ BEFORE_PORT = 8084
 W1_PORT = 8085
 WN_PORT = 8086
 HAN_PORT = 8087
+GO_PORT = 8088
+GON_PORT = 8089
 
 
 class Scraper:
@@ -96,11 +104,12 @@ def run_wrk(tenant, port, seconds, conns, close, cpus, threads=1):
     argv.append("http://127.0.0.1:%d/" % port)
     if cpus is not None:
         argv = ["taskset", "-c", cpus] + argv
-    out = subprocess.run(B.in_netns(tenant, argv), capture_output=True, text=True,
-                         timeout=seconds + 60)
-    m = re.search(r"WRKRESULT (.*)", out.stdout)
-    if out.returncode != 0 or not m:
-        raise RuntimeError("wrk failed (%d): %s %s" % (out.returncode, out.stdout, out.stderr))
+    p = subprocess.Popen(B.in_netns(tenant, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    stdout, stderr = p.communicate(timeout=seconds + 60)
+    m = re.search(r"WRKRESULT (.*)", stdout)
+    if p.returncode != 0 or not m:
+        raise RuntimeError("wrk failed (%d): %s %s" % (p.returncode, stdout, stderr))
     r = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["errors"] = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
@@ -166,6 +175,28 @@ def syscall_counts(pid, tenant, port, secs, conns, close, cpus, threads=1):
     return {k: v / res["requests"] for k, v in counts.items()}, res
 
 
+NGINX = []  # the nginx master's Proc
+
+
+def upstream_cpu_ns():
+    """CPU time of nginx's worker processes (the master's children) so far, ns."""
+    if not NGINX:
+        return 0
+    pid = NGINX[0].pid
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        return 0
+    return sum(B.cpu_ns(k) for k in kids if os.path.exists("/proc/%d" % k))
+
+
+def children_cpu_s():
+    """CPU time of the finished child processes (wrk, with what it waited for), s."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def measure(proxies, names, modes, rounds, secs, conns, load_cpus, threads=1):
     """Every proxy back to back per mode and round, the order rotating; the raw results."""
     results = {m: {p[0]: [] for p in proxies} for m in modes}
@@ -179,8 +210,16 @@ def measure(proxies, names, modes, rounds, secs, conns, load_cpus, threads=1):
                 if not proc.alive():
                     raise RuntimeError(name + " died:\n" + proc.tail())
                 cpu0 = B.cpu_ns(proc.pid)
+                up0 = upstream_cpu_ns()
+                ch0 = children_cpu_s()
                 res = run_wrk(names[0], port, secs, conns, close, load_cpus, threads)
-                res["cpu_us_per_req"] = (B.cpu_ns(proc.pid) - cpu0) / 1000.0 / max(res["requests"], 1)
+                nreq = max(res["requests"], 1)
+                res["cpu_us_per_req"] = (B.cpu_ns(proc.pid) - cpu0) / 1000.0 / nreq
+                # What the same request cost the client and the upstream (wrk + nginx): a
+                # proxy whose requests cost them more gets fewer req/s where they share a
+                # core, whatever its own CPU per request.
+                res["load_cpu_us_per_req"] = ((children_cpu_s() - ch0) * 1e6 +
+                                              (upstream_cpu_ns() - up0) / 1000.0) / nreq
                 results[mode][name].append(res)
                 B.log("%-9s round %d %-15s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  %5.1f CPU us/req"
                       "  errors %d" % (mode, r + 1, name, res["rps"], res["p50_us"], res["p99_us"],
@@ -199,6 +238,7 @@ def medians(results, proxies, modes):
                 "p50_us": B.median([x["p50_us"] for x in rs]),
                 "p99_us": B.median([x["p99_us"] for x in rs]),
                 "cpu_us_per_req": B.median([x["cpu_us_per_req"] for x in rs]),
+                "load_cpu_us_per_req": B.median([x["load_cpu_us_per_req"] for x in rs]),
                 "errors": sum(x["errors"] for x in rs),
                 "rps_all": [round(x["rps"]) for x in rs],
                 "p99_all": [round(x["p99_us"]) for x in rs],
@@ -216,21 +256,23 @@ def table_rows(summary, proxies, modes, peer, extra_ratios=()):
         for name, _, _ in proxies:
             m = med[name]
             rows.append([mode, name, "%.0f" % m["rps"], "%.0f" % m["p50_us"], "%.0f" % m["p99_us"],
-                         "%.1f" % m["cpu_us_per_req"], "%d" % m["errors"],
-                         " ".join(str(x) for x in m["rps_all"])])
+                         "%.1f" % m["cpu_us_per_req"], "%.1f" % m["load_cpu_us_per_req"],
+                         "%d" % m["errors"], " ".join(str(x) for x in m["rps_all"])])
         for name, _, _ in proxies:
             if name.startswith("haproxy"):
                 continue
             a = med[name]
             rows.append([mode, "ratio %s/%s" % (name, peer), "%.2f" % (a["rps"] / b["rps"]),
                          "%.2f" % (a["p50_us"] / b["p50_us"]), "%.2f" % (a["p99_us"] / b["p99_us"]),
-                         "%.2f" % (a["cpu_us_per_req"] / b["cpu_us_per_req"]), "", ""])
+                         "%.2f" % (a["cpu_us_per_req"] / b["cpu_us_per_req"]),
+                         "%.2f" % (a["load_cpu_us_per_req"] / b["load_cpu_us_per_req"]), "", ""])
         for x, y in extra_ratios:
             if x in med and y in med:
                 a, c = med[x], med[y]
                 rows.append([mode, "ratio %s/%s" % (x, y), "%.3f" % (a["rps"] / c["rps"]),
                              "%.2f" % (a["p50_us"] / c["p50_us"]), "%.2f" % (a["p99_us"] / c["p99_us"]),
-                             "%.3f" % (a["cpu_us_per_req"] / c["cpu_us_per_req"]), "", ""])
+                             "%.3f" % (a["cpu_us_per_req"] / c["cpu_us_per_req"]),
+                             "%.2f" % (a["load_cpu_us_per_req"] / c["load_cpu_us_per_req"]), "", ""])
     return rows
 
 
@@ -241,7 +283,8 @@ def syscall_table(syscalls):
     return B.table(["mode", "proxy"] + keys + ["total"], srows)
 
 
-HEADERS = ["mode", "proxy", "req/s", "p50 us", "p99 us", "CPU us/req", "errors", "req/s per round"]
+HEADERS = ["mode", "proxy", "req/s", "p50 us", "p99 us", "CPU us/req", "wrk+nginx us/req",
+           "errors", "req/s per round"]
 
 
 def main():
@@ -262,9 +305,8 @@ def main():
     names = [B.PREFIX + "t%d" % i for i in range(n)]
     paths = B.make_namespaces(names)
     up_port = B.free_port()
-    # nginx shares CPU 0 with wrk when pinned; unpinned in the every-core phase it may run
-    # anywhere, like the proxies.
-    B.start_nginx(up_port, cpus=load_cpus)
+    # nginx (one worker process) shares CPU 0 with wrk when pinned, in both phases.
+    NGINX.append(B.start_nginx(up_port, cpus=load_cpus))
     ns_flags = (os.environ.get("BENCH_NSPROXYD_FLAGS") or "--workers 0").split()
     tuned_flags = (os.environ.get("BENCH_TUNED_FLAGS") or "").split()
     variants = [("nsproxy", NS_PORT, ns_flags, None),
@@ -294,15 +336,25 @@ def main():
         B.wait_for(lambda: B.probe_in_ns(paths[-1], port), 20, label, ha)
         return (label, port, ha)
 
+    go_peer = B.env_int("BENCH_GO_PEER", 1)
+
+    def start_go(label, port, cpus_):
+        gp = B.start_go_peer(build, list(zip(names, paths)), port, up_port, label, cpus=cpus_)
+        return (label, port, gp)
+
     proxies = [start_nsproxy(*v, proxy_cpus) for v in variants]
+    if go_peer:
+        proxies.append(start_go("go-peer", GO_PORT, proxy_cpus))
     proxies.append(start_ha("haproxy", HA_PORT, 1, proxy_cpus))
     multi_proxies = []
     wrk_threads = B.env_int("BENCH_MULTI_WRK_THREADS", cpus)
     multi_conns = B.env_int("BENCH_MULTI_CONNS", 2 * conns)
     if multi:
         multi_proxies = [start_nsproxy("nsproxy-w%d" % cpus, WN_PORT, ["--workers", str(cpus)],
-                                       None, None),
-                         start_ha("haproxy-t%d" % cpus, HAN_PORT, cpus, None)]
+                                       None, None)]
+        if go_peer:
+            multi_proxies.append(start_go("go-peer-%d" % cpus, GON_PORT, None))
+        multi_proxies.append(start_ha("haproxy-t%d" % cpus, HAN_PORT, cpus, None))
     for nm in names:
         for _, port, _ in proxies + multi_proxies:
             check_once(nm, port)
@@ -321,8 +373,8 @@ def main():
                                                                             scraper.bytes))
     multi_results = {}
     if multi:
-        B.log("every core: %s and %s, unpinned, wrk -t%d -c%d" % (
-            multi_proxies[0][0], multi_proxies[1][0], wrk_threads, multi_conns))
+        B.log("every core: %s, unpinned, wrk -t%d -c%d" % (
+            ", ".join(p[0] for p in multi_proxies), wrk_threads, multi_conns))
         multi_results = measure(multi_proxies, names, modes, rounds, secs, multi_conns, None,
                                 wrk_threads)
     syscalls = {}
@@ -340,7 +392,8 @@ def main():
 
     summary = medians(results, proxies, modes)
     rows = table_rows(summary, proxies, modes, "haproxy",
-                      (("nsproxy-metrics", "nsproxy"), ("nsproxy", "nsproxy-before")))
+                      (("nsproxy-metrics", "nsproxy"), ("nsproxy", "nsproxy-before"),
+                       ("nsproxy", "go-peer")))
     elapsed = time.monotonic() - t_start
     if syscalls:
         print()
@@ -361,9 +414,10 @@ def main():
               "wrk -t%d -c%d, %d rounds x %d s, medians" % (cpus, wrk_threads, multi_conns, rounds,
                                                          secs))
         print(B.table(HEADERS, table_rows(multi_summary, multi_proxies, modes,
-                                          multi_proxies[1][0])))
+                                          multi_proxies[-1][0])))
     print("CPU us/req: the proxy's own CPU time (schedstat, all threads) per completed request; "
-          "unlike req/s it does not depend on how much CPU the neighbours left")
+          "unlike req/s it does not depend on how much CPU the neighbours left. wrk+nginx us/req: "
+          "what the same requests cost the load generator and the upstream")
     print("(%.0f s)" % elapsed)
     B.save_results("http", {"nsproxyd_flags": " ".join(ns_flags),
                             "tuned_flags": " ".join(tuned_flags),

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Benchmark 2: idle memory, nsproxyd vs HAProxy, with N registered idle tenants.
+"""Benchmark 2: idle memory, nsproxyd vs HAProxy and the Go peer, with N idle tenants.
 
 For each count N: N namespaces (lo up); a fresh nsproxyd with one http listener per
 tenant (127.0.0.1:8080 -> an upstream port nobody connects to), registered over the
 control socket; a fresh HAProxy (nbthread 1, one frontend, one
 `bind 127.0.0.1:8081 namespace <name> name <name>` per tenant, the same identity-header
-rules as the HTTP benchmark, maxconn BENCH_HA_MAXCONN). Both serve every namespace
-(checked on the last one), then sit idle for BENCH_SETTLE seconds, and VmRSS and RssAnon
-are read from /proc/PID/status. No request is sent.
+rules as the HTTP benchmark, maxconn BENCH_HA_MAXCONN); a fresh Go peer (test/bench/gopeer:
+one net.Listen per namespace served by httputil.ReverseProxy, the way nsproxy's proof of
+concept worked; BENCH_GO_PEER=0: not run). Each serves every namespace (checked on the
+last one), then sits idle for BENCH_SETTLE seconds, and VmRSS and RssAnon are read from
+/proc/PID/status. No request is sent. nsproxyd runs with its default worker count.
 
-Environment: BUILD, BENCH_MEM_COUNTS ("100 1000 10000"; 10,000 adds about a minute of
+Environment: BUILD, BENCH_MEM_COUNTS ("10 100 1000 10000"; 10,000 adds about a minute of
 namespace set-up), BENCH_HA_MAXCONN (4096; raised to (N + 257) / 2 when larger, see below),
 BENCH_SETTLE (2). The nsproxyd journal is on tmpfs (/dev/shm) so registering 10,000
 tenants does not wait for 10,000 fsyncs; it does not change the daemon's RSS.
@@ -31,13 +33,15 @@ import benchlib as B  # noqa: E402
 
 NS_PORT = 8080
 HA_PORT = 8081
+GO_PORT = 8088
 
 
 def main():
     B.require_root()
     B.install_cleanup()
     build = B.build_dir()
-    counts = B.env_list("BENCH_MEM_COUNTS", [100, 1000, 10000])
+    counts = B.env_list("BENCH_MEM_COUNTS", [10, 100, 1000, 10000])
+    go_peer = B.env_int("BENCH_GO_PEER", 1)
     ha_maxconn = B.env_int("BENCH_HA_MAXCONN", 4096)
     settle = B.env_int("BENCH_SETTLE", 2)
     t_start = time.monotonic()
@@ -106,6 +110,23 @@ def main():
               "(up in %.1f s)" % (n, ns["VmRSS"] / 1024, reached, t_reg, hr["VmRSS"] / 1024, t_ha))
         return ns, hr, t_reg, t_ha
 
+    def measure_go(n):
+        if not go_peer:
+            return None
+        sub, subp = names[:n], paths[:n]
+        try:
+            gp = B.start_go_peer(build, list(zip(sub, subp)), GO_PORT, up_port, "mem%d" % n)
+            if not B.probe_in_ns(subp[-1], GO_PORT):
+                raise RuntimeError("the Go peer does not serve in " + subp[-1])
+        except RuntimeError as e:
+            B.log("Go peer with %d tenants failed: %s" % (n, e))
+            return {"VmRSS": float("nan"), "RssAnon": float("nan"), "failure": str(e)[:300]}
+        time.sleep(settle)
+        gr = B.rss_kb(gp.pid)
+        gp.stop()
+        B.log("%5d tenants: Go peer VmRSS %.1f MB" % (n, gr["VmRSS"] / 1024))
+        return gr
+
     base_ns, base_ha, _, _ = measure(1)
     rows.append(["1", "%.1f" % (base_ns["VmRSS"] / 1024), "%.1f" % (base_ns["RssAnon"] / 1024),
                  "%.1f" % (base_ns.get("Pss", float("nan")) / 1024),
@@ -113,9 +134,17 @@ def main():
                  "%.1f" % (base_ha.get("Pss", float("nan")) / 1024),
                  "%.2f" % (base_ns["VmRSS"] / base_ha["VmRSS"]), "", ""])
     out["1"] = {"nsproxyd": base_ns, "haproxy": base_ha}
+    go_rss = {}
+    base_go = measure_go(1)
+    if base_go:
+        go_rss["1"] = base_go
+        out["1"]["go-peer"] = base_go
 
     for n in counts:
         ns, hr, t_reg, t_ha = measure(n)
+        gr = measure_go(n)
+        if gr:
+            go_rss[str(n)] = gr
         per_ns = (ns["VmRSS"] - base_ns["VmRSS"]) / max(ns["registered"] - 1, 1)
         per_ha = (hr["VmRSS"] - base_ha["VmRSS"]) / max(n - 1, 1)
         label = str(n) if ns["registered"] == n else "%d (nsproxyd: %d)" % (n, ns["registered"])
@@ -125,6 +154,8 @@ def main():
                      "%.1f" % (hr.get("Pss", float("nan")) / 1024),
                      "%.2f" % (ns["VmRSS"] / hr["VmRSS"]), "%.2f" % per_ns, "%.2f" % per_ha])
         out[str(n)] = {"nsproxyd": ns, "haproxy": hr, "register_s": t_reg, "haproxy_start_s": t_ha}
+        if gr:
+            out[str(n)]["go-peer"] = gr
 
     elapsed = time.monotonic() - t_start
     print()
@@ -134,9 +165,16 @@ def main():
                    "RssAnon", "Pss", "ratio ns/ha", "ns KiB/tenant*", "ha KiB/tenant*"], rows))
     print("* (VmRSS - VmRSS with 1 tenant) / (tenants - 1). RssAnon: private memory; Pss: "
           "shared library pages divided among the processes mapping them")
+    if go_rss:
+        print()
+        print("The Go peer (one ReverseProxy per namespace, as the proof of concept), same tenants")
+        print(B.table(["tenants", "Go peer VmRSS", "RssAnon", "nsproxyd/Go peer"],
+                      [[k, "%.1f" % (v["VmRSS"] / 1024), "%.1f" % (v["RssAnon"] / 1024),
+                        "%.2f" % (out[k]["nsproxyd"]["VmRSS"] / v["VmRSS"])]
+                       for k, v in go_rss.items()]))
     for n in counts:
-        for who in ("nsproxyd", "haproxy"):
-            if "failure" in out[str(n)][who]:
+        for who in ("nsproxyd", "haproxy", "go-peer"):
+            if "failure" in out[str(n)].get(who, {}):
                 print("%s at %d: %s" % (who, n, out[str(n)][who]["failure"]))
     print("(%.0f s)" % elapsed)
     B.save_results("memory", {"counts": counts, "haproxy_maxconn": ha_maxconn,

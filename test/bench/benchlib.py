@@ -446,6 +446,44 @@ def start_haproxy(binds, upstream_port, tag, cpus=None, identity=True, maxconn=4
     return proc
 
 
+# ---------------------------------------------------------------- the Go peer
+
+def go_peer_binary(build):
+    """test/bench/gopeer built once into BUILD (GOPATH mode over Debian's /usr/share/gocode,
+    as test/cnitool is; no network)."""
+    src_dir = os.path.join(HERE, "gopeer")
+    out = os.path.join(build, "nsproxy-go-peer")
+    src = os.path.join(src_dir, "main.go")
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off", GOFLAGS="",
+                   GOPROXY="off", GOTOOLCHAIN="local",
+                   GOCACHE=os.path.join(os.path.abspath(build), "go-cache"))
+        r = subprocess.run(["go", "build", "-o", os.path.abspath(out), "main.go"], cwd=src_dir,
+                           env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("building the Go peer: " + r.stdout + r.stderr)
+    return out
+
+
+def start_go_peer(build, tenants, port, upstream_port, tag, cpus=None):
+    """tenants: list of (name, netns path). Returns the Proc once every listener accepts."""
+    d = tempdir("gopeer-" + tag)
+    lst = os.path.join(d, "tenants")
+    with open(lst, "w") as f:
+        for name, path in tenants:
+            f.write("%s %s\n" % (name, path))
+    log_path = os.path.join(d, "log")
+    proc = Proc([go_peer_binary(build), "--listen", "127.0.0.1:%d" % port,
+                 "--upstream", "127.0.0.1:%d" % upstream_port, "--tenants", lst],
+                "gopeer-" + tag, log_path, cpus=cpus)
+
+    def serving():
+        with open(log_path, "rb") as f:
+            return b"serving " in f.read()
+    wait_for(serving, 60 + len(tenants) / 100, "the Go peer's listeners", proc)
+    return proc
+
+
 NGINX_BODY = b"hello from the upstream\n" * 2  # 48 bytes
 
 

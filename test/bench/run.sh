@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the nsproxy benchmarks against their peers and prints a summary table (root).
 #
-#   test/bench/run.sh [BUILD_DIR] [http|memory|cni|listener|abuse ...]
+#   test/bench/run.sh [BUILD_DIR] [http|memory|cni|listener|storm|abuse ...]
 #
 # BUILD_DIR defaults to $BUILD or build/. Never part of `make test`; abuse (about 7.5
 # minutes) runs only when named. Every benchmark cleans up after itself (namespaces
@@ -13,18 +13,19 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD:-build}
-if [[ $# -gt 0 && $1 != http && $1 != memory && $1 != cni && $1 != listener && $1 != abuse ]]; then
+if [[ $# -gt 0 && $1 != http && $1 != memory && $1 != cni && $1 != listener && $1 != storm &&
+      $1 != abuse ]]; then
   build=$1
   shift
 fi
 benches=("$@")
-[[ ${#benches[@]} -gt 0 ]] || benches=(http listener cni memory)
+[[ ${#benches[@]} -gt 0 ]] || benches=(http listener cni storm memory)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "bench: run as root (network namespaces, setns, bind mounts)" >&2
   exit 1
 fi
-for tool in wrk haproxy nginx curl ip taskset python3; do
+for tool in wrk haproxy nginx curl ip taskset python3 go gnuplot; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
 done
 
@@ -62,4 +63,7 @@ for b in "${benches[@]}"; do
   child=
 done
 python3 "$here/summary.py" "$results"
+# The figures (PNG, gnuplot) into docs/ (BENCH_PLOT_DIR), linked from README and
+# docs/benchmarks.md.
+python3 "$here/plot.py" "$results" "${BENCH_PLOT_DIR:-$here/../../docs}"
 echo "total $(( $(date +%s) - start )) s, load now $(cut -d' ' -f1-3 /proc/loadavg)"

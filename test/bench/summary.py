@@ -24,6 +24,11 @@ def http_rows(rows, r, results, peer, where):
         want = 1.25 if mode == "keepalive" else 1.1
         for name in [k for k in m if not k.startswith("haproxy")]:
             ns = m[name]
+            if name.startswith("go-peer"):
+                rows.append(["HTTP %s req/s: %s (a peer)%s" % (mode, name, where),
+                             "%.0f" % ns["rps"], "%s %.0f" % (peer, ha["rps"]),
+                             "%.2f" % (ns["rps"] / ha["rps"]), "-", "-"])
+                continue
             flags = r.get("variant_flags", {}).get(name, r.get("tuned_flags", ""))
             label = "" if name == "nsproxy" else " (%s%s)" % (name, ": " + flags if flags else "")
             label += where
@@ -81,6 +86,16 @@ def main(path):
                     continue
                 rows.append(["RSS %d idle tenants MB" % n, "%.1f" % ns, peer, ratio,
                              "<= %d MB" % t if t else "-", verdict(ns <= t) if t else "-"])
+                go = m.get("go-peer")
+                if go and "failure" not in go:
+                    rows.append(["RSS %d idle tenants MB (vs the Go peer)" % n, "%.1f" % ns,
+                                 "go-peer %.1f" % (go["VmRSS"] / 1024),
+                                 "%.2f" % (ns / (go["VmRSS"] / 1024)), "-", "-"])
+        elif b == "storm":
+            for label, m in r["results"].items():
+                rows.append(["tenant p99 during %d CNI ADDs, %s" % (r["adds"], label),
+                             "%.0f us" % m["storm"]["p99_us"], "quiet %.0f us" % m["quiet"]["p99_us"],
+                             "%.2f" % m["ratio_p99"], "<= 1.50", verdict(m["ratio_p99"] <= 1.5)])
         elif b == "cni":
             meds = {}
             su = r["results"].get("startup")
