@@ -19,7 +19,12 @@ worker count (one per CPU: the tenant's connections are served by worker threads
 the main thread registers), and with --workers 0 (everything on one thread), for
 comparison. Nothing is pinned. The journal is on /dev/shm (tmpfs, as /run/nsproxy).
 
-Environment: BUILD, BENCH_STORM_ROUNDS (5), BENCH_STORM_ADDS (200).
+Each daemon meets the storm two ways (BENCH_STORM_VIA, "plugin control"): 200 plugin
+processes (what a node sees, including the cost of starting 200 programs on the cores
+the tenant's traffic uses), and the same ADDs sent straight to the control socket from
+8 threads (the daemon's own work only).
+
+Environment: BUILD, BENCH_STORM_ROUNDS (5), BENCH_STORM_ADDS (200), BENCH_STORM_VIA.
 """
 
 import json
@@ -81,6 +86,38 @@ def storm(plugin, sock, netns, adds, upstream, work):
         raise RuntimeError("%d of %d storm ADDs failed" % (failed, adds))
 
 
+def storm_control(sock, netns, adds, upstream, threads=8):
+    """The same 200 ADDs sent straight to the control socket from 8 threads at once (no
+    plugin processes): what the daemon's own work does to the tenant, without the cost of
+    starting 200 programs on the same cores."""
+    import threading
+    errors = []
+
+    def send(first):
+        for i in range(first, adds, threads):
+            try:
+                r = B.control_call(sock, {"op": "add", "attachment": {
+                    "network": "storm", "id": "storm%d" % i, "ifname": "eth0"},
+                    "netns": netns, "listeners": [{"listen": "127.0.0.1:%d" % (22000 + i),
+                                                   "upstream": upstream, "mode": "tcp"}]},
+                    netns_fd=fds[0])
+                if not r.get("ok"):
+                    errors.append(str(r.get("error")))
+            except OSError as e:
+                errors.append(str(e))
+    fds = [os.open(netns, os.O_RDONLY | os.O_CLOEXEC)]
+    try:
+        ts = [threading.Thread(target=send, args=(k,)) for k in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        os.close(fds[0])
+    if errors:
+        raise RuntimeError("%d of %d control ADDs failed: %s" % (len(errors), adds, errors[0]))
+
+
 def clear(sock, adds):
     for i in range(adds):
         B.unregister(sock, "storm%d" % i, network="storm", ifname="eth0")
@@ -104,8 +141,10 @@ def main():
 
     out = {}
     rows = []
-    for label, flags in (("nsproxy (workers %d)" % cpus, []), ("nsproxy --workers 0",
-                                                               ["--workers", "0"])):
+    ways = (os.environ.get("BENCH_STORM_VIA") or "plugin control").split()
+    for label, flags, via in [(lb + ", ADDs by " + via, fl, via) for via in ways
+                              for lb, fl in (("workers %d" % cpus, []),
+                                             ("--workers 0", ["--workers", "0"]))]:
         d = B.Daemon(build, "storm%d" % len(out), state_base="/dev/shm", extra=flags)
         B.register(d.sock, names[0], paths[0], [{"listen": "127.0.0.1:%d" % PORT,
                                                   "upstream": upstream, "mode": "http"}])
@@ -116,7 +155,10 @@ def main():
             w = start_wrk(names[0])
             time.sleep(0.3)
             t0 = time.monotonic()
-            storm(plugin, d.sock, paths[1], adds, upstream, work)
+            if via == "plugin":
+                storm(plugin, d.sock, paths[1], adds, upstream, work)
+            else:
+                storm_control(d.sock, paths[1], adds, upstream)
             took = time.monotonic() - t0
             loud.append(stop_wrk(w))
             clear(d.sock, adds)

@@ -69,6 +69,28 @@ def main(path):
                 phases.append((multi["results"], peer, " [%d cores, vs %s]" % (multi["cpus"], peer)))
             for results, peer, where in phases:
                 http_rows(rows, r, results, peer, where)
+            # System calls per request (perf stat), each nsproxy against HAProxy's.
+            sc = r.get("syscalls_per_request") or {}
+            targets = {"keepalive": 4.5, "close": 10}
+            for key, counts in sc.items():
+                mode, name = key.split("/", 1)
+                if name.startswith("haproxy") or name.startswith("go-peer"):
+                    continue
+                if multi.get("results") and name == "nsproxy-w%d" % multi["cpus"]:
+                    ha_key = "%s/haproxy-t%d" % (mode, multi["cpus"])  # the every-core phase
+                else:
+                    ha_key = "%s/haproxy" % mode
+                ha = sc.get(ha_key)
+                total = sum(counts.values())
+                want = targets.get(mode)
+                rows.append(["system calls per %s request (%s)" % (mode, name), "%.2f" % total,
+                             "%s %.2f" % (ha_key.split("/")[1], sum(ha.values())) if ha else "-",
+                             "%.2f" % (total / sum(ha.values())) if ha else "-",
+                             "<= %.1f" % want if want else "-",
+                             verdict(total <= want) if want else "-"])
+            if multi.get("results"):
+                rows.append(["worker threads (default: one per CPU)", "%d" % multi["cpus"],
+                             "haproxy nbthread %d" % multi["cpus"], "1.00", "N", "met"])
         elif b == "memory":
             for n, m in r["results"].items():
                 n = int(n)
