@@ -122,7 +122,8 @@ bool Acceptor::reclaim_for(Tenant& t) {
   for (int pass = 0; pass < 2 && on == nullptr; ++pass) {
     for (Worker* w : workers_) {
       const TenantShard* s = from->find_shard(w->index);
-      if (s != nullptr && !(pass == 0 ? s->idle.empty() : s->heads.empty())) {
+      // size(), not empty(): another thread's list (only its size is safe to read here).
+      if (s != nullptr && (pass == 0 ? s->idle.size() : s->heads.size()) != 0) {
         on = w;
         break;
       }
@@ -131,8 +132,14 @@ bool Acceptor::reclaim_for(Tenant& t) {
   if (on == nullptr) return false;
   std::string why = "(over its fair share of " + std::to_string(budget_.fair_share(t, budget)) +
                     ") for tenant " + t.display + ", below it";
+  // Counted until the worker has closed it: the lists this thread reads do not change
+  // before then, and a burst of accepts must not count the same connection twice.
+  from->reclaims_pending.fetch_add(1);
   // The tenant stays alive until the worker has run this (a registration can go meanwhile).
-  on->post([on, donor = from->shared_from_this(), why] { on->reclaim_for_other(*donor, why); });
+  on->post([on, donor = from->shared_from_this(), why] {
+    on->reclaim_for_other(*donor, why);
+    donor->reclaims_pending.fetch_sub(1);
+  });
   return true;
 }
 
@@ -140,7 +147,7 @@ Acceptor::Reclaim Acceptor::reclaim_idle() {
   for (Tenant* h : budget_.holder_list()) {
     for (Worker* w : workers_) {
       const TenantShard* s = h->find_shard(w->index);
-      if (s == nullptr || s->idle.empty()) continue;
+      if (s == nullptr || s->idle.size() == 0) continue;
       if (!w->threaded()) return w->reclaim_idle() ? Reclaim::kDone : Reclaim::kNone;
       w->post([w] { w->reclaim_idle(); });
       return Reclaim::kPosted;

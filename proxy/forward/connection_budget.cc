@@ -87,7 +87,9 @@ Tenant* ConnectionBudget::donor_for(const Tenant& t, size_t budget) {
   size_t most = 0;
   for (Tenant* h : holders_) {
     size_t n = h->connections.load();
-    if (h == &t || n <= share || reclaimable(*h) == 0) continue;
+    // Connections already being closed for someone else (a worker has not got to them
+    // yet) are not there to give twice.
+    if (h == &t || n <= share || reclaimable(*h) <= h->reclaims_pending.load()) continue;
     if (from == nullptr || n > most) {
       from = h;
       most = n;

@@ -80,6 +80,7 @@ Listener::~Listener() {
   // Its inbox is first in, first out: a connection handed over before this is served
   // first, then closed here.
   for (Worker* w : acceptor_->workers()) {
+    if (!handed_to_[w->index]) continue;  // never got a connection of this listener
     w->run_and_wait([this, w] {
       SessionList& mine = sessions_[w->index];
       while (Session* s = mine.front()) delete s;
@@ -186,9 +187,14 @@ void Listener::on_acceptable() {
           tenant_name().c_str(), spec_->listen.c_str());
       continue;  // closes it
     }
-    if (!sessions_) sessions_ = std::make_unique<SessionList[]>(acceptor_->workers().size());
+    if (!sessions_) {
+      sessions_ = std::make_unique<SessionList[]>(acceptor_->workers().size());
+      handed_to_ = std::make_unique<bool[]>(acceptor_->workers().size());
+    }
     acceptor_->accepted(*tenant_);
-    acceptor_->pick()->hand_over(this, std::move(client), peer, over_limit);
+    Worker* w = acceptor_->pick();
+    handed_to_[w->index] = true;
+    w->hand_over(this, std::move(client), peer, over_limit);
     if (acceptor_->out_of_fds.exchange(false)) {
       pause("no file descriptor left for upstream connections");
       return;

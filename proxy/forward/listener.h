@@ -28,8 +28,9 @@ class Listener {
   Listener(Acceptor* acceptor, UniqueFd fd, const ListenerSpec& spec,
            std::shared_ptr<const Address> upstream, std::shared_ptr<Tenant> tenant,
            SessionFactory make_session);
-  // Stops accepting and closes every session it accepted: each worker that got one
-  // closes them in its own thread while this waits (a round trip per such worker).
+  // Stops accepting and closes every session it accepted: each worker it ever handed a
+  // connection to closes them in its own thread while this waits (a round trip per such
+  // worker).
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
@@ -92,6 +93,9 @@ class Listener {
   // first connection it hands over: an idle listener has none. No allocation per
   // connection.
   std::unique_ptr<SessionList[]> sessions_;
+  // Main thread: the workers it ever handed a connection to (only those are asked to
+  // close its sessions when it goes).
+  std::unique_ptr<bool[]> handed_to_;
 };
 
 }  // namespace nsproxy

@@ -96,6 +96,9 @@ struct Tenant : std::enable_shared_from_this<Tenant> {
   bool holding() const { return at_limit.load(std::memory_order_relaxed) || over_share; }
   bool in_holders = false;  // in the ConnectionBudget's holders
   size_t holder_index = 0;
+  // Its connections a worker was asked to close for another tenant and has not yet
+  // (Acceptor::reclaim_for): raised by the main thread, lowered by the worker.
+  std::atomic<size_t> reclaims_pending{0};
 
   // Limits, resolved from the registration's "limits" and the daemon's defaults; set
   // before its listeners start and not changed after.
