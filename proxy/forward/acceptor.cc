@@ -118,17 +118,8 @@ bool Acceptor::reclaim_for(Tenant& t) {
   Tenant* from = budget_.donor_for(t, budget);
   if (from == nullptr) return false;
   // On a worker where it has an idle connection, else one with an incomplete head.
-  Worker* on = nullptr;
-  for (int pass = 0; pass < 2 && on == nullptr; ++pass) {
-    for (Worker* w : workers_) {
-      const TenantShard* s = from->find_shard(w->index);
-      // size(), not empty(): another thread's list (only its size is safe to read here).
-      if (s != nullptr && (pass == 0 ? s->idle.size() : s->heads.size()) != 0) {
-        on = w;
-        break;
-      }
-    }
-  }
+  Worker* on = worker_holding(*from, true);
+  if (on == nullptr) on = worker_holding(*from, false);
   if (on == nullptr) return false;
   std::string why = "(over its fair share of " + std::to_string(budget_.fair_share(t, budget)) +
                     ") for tenant " + t.display + ", below it";
@@ -143,15 +134,22 @@ bool Acceptor::reclaim_for(Tenant& t) {
   return true;
 }
 
+Worker* Acceptor::worker_holding(const Tenant& t, bool idle) const {
+  for (Worker* w : workers_) {
+    const TenantShard* s = t.find_shard(w->index);
+    // size(), not empty(): another thread's list (only its size is safe to read here).
+    if (s != nullptr && (idle ? s->idle.size() : s->heads.size()) != 0) return w;
+  }
+  return nullptr;
+}
+
 Acceptor::Reclaim Acceptor::reclaim_idle() {
   for (Tenant* h : budget_.holder_list()) {
-    for (Worker* w : workers_) {
-      const TenantShard* s = h->find_shard(w->index);
-      if (s == nullptr || s->idle.size() == 0) continue;
-      if (!w->threaded()) return w->reclaim_idle() ? Reclaim::kDone : Reclaim::kNone;
-      w->post([w] { w->reclaim_idle(); });
-      return Reclaim::kPosted;
-    }
+    Worker* w = worker_holding(*h, true);
+    if (w == nullptr) continue;
+    if (!w->threaded()) return w->reclaim_idle() ? Reclaim::kDone : Reclaim::kNone;
+    w->post([w] { w->reclaim_idle(); });
+    return Reclaim::kPosted;
   }
   return Reclaim::kNone;
 }

@@ -76,6 +76,11 @@ class Acceptor {
   // Set by a worker whose upstream socket() failed with EMFILE/ENFILE: the next listener
   // to accept pauses instead of accepting connections it cannot serve.
   std::atomic<bool> out_of_fds{false};
+  // Main thread, per accepted connection: whether out_of_fds was set, clearing it (a plain
+  // load while it is not, the usual case: no read-modify-write per accept).
+  bool take_out_of_fds() {
+    return out_of_fds.load(std::memory_order_relaxed) && out_of_fds.exchange(false);
+  }
 
  private:
   struct ev_loop* loop_;
@@ -87,6 +92,9 @@ class Acceptor {
   Counter connections_total_;
   std::atomic<bool> held_{false};  // the budget holds tenants back: workers wake us
   std::vector<Tenant*> limited_;   // at their own limit
+  // A worker on which t has an idle connection (idle), or a connection inside a request
+  // head (!idle); null when none has.
+  Worker* worker_holding(const Tenant& t, bool idle) const;
   ev_async wake_w_;
 };
 

@@ -75,23 +75,23 @@ Listener::~Listener() {
   ev_io_stop(acceptor_->loop(), &accept_w_);
   ev_timer_stop(acceptor_->loop(), &pause_t_);
   fd_.reset();
-  if (!sessions_) return;  // never handed a connection over
+  if (!on_worker_) return;  // never handed a connection over
   // Each worker closes its own sessions (they unlink themselves in their destructors).
   // Its inbox is first in, first out: a connection handed over before this is served
   // first, then closed here.
   for (Worker* w : acceptor_->workers()) {
-    if (!handed_to_[w->index]) continue;  // never got a connection of this listener
+    if (!on_worker_[w->index].handed) continue;  // never got a connection of this listener
     w->run_and_wait([this, w] {
-      SessionList& mine = sessions_[w->index];
+      SessionList& mine = on_worker_[w->index].sessions;
       while (Session* s = mine.front()) delete s;
     });
   }
 }
 
 size_t Listener::connections() const {
-  if (!sessions_) return 0;
+  if (!on_worker_) return 0;
   size_t n = 0;
-  for (size_t i = 0; i < acceptor_->workers().size(); ++i) n += sessions_[i].size();
+  for (size_t i = 0; i < acceptor_->workers().size(); ++i) n += on_worker_[i].sessions.size();
   return n;
 }
 
@@ -123,7 +123,7 @@ void Listener::on_pause_over() {
 
 void Listener::on_acceptable() {
   const ProxyConfig& cfg = acceptor_->config();
-  if (acceptor_->out_of_fds.exchange(false)) {
+  if (acceptor_->take_out_of_fds()) {
     // A session ran out of fds for its upstream connection since the last accept (http
     // mode connects once the head is in): more connections would only fail the same way.
     pause("no file descriptor left for upstream connections");
@@ -187,15 +187,12 @@ void Listener::on_acceptable() {
           tenant_name().c_str(), spec_->listen.c_str());
       continue;  // closes it
     }
-    if (!sessions_) {
-      sessions_ = std::make_unique<SessionList[]>(acceptor_->workers().size());
-      handed_to_ = std::make_unique<bool[]>(acceptor_->workers().size());
-    }
+    if (!on_worker_) on_worker_ = std::make_unique<OnWorker[]>(acceptor_->workers().size());
     acceptor_->accepted(*tenant_);
     Worker* w = acceptor_->pick();
-    handed_to_[w->index] = true;
+    on_worker_[w->index].handed = true;
     w->hand_over(this, std::move(client), peer, over_limit);
-    if (acceptor_->out_of_fds.exchange(false)) {
+    if (acceptor_->take_out_of_fds()) {
       pause("no file descriptor left for upstream connections");
       return;
     }

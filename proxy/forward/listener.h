@@ -64,8 +64,8 @@ class Listener {
   // Worker thread: the session for a connection this listener accepted and handed to w.
   void serve(Worker* w, UniqueFd fd, const sockaddr_storage& peer, bool over_limit);
   // Called by Session's constructor and destructor, in the session's worker.
-  void add_session(Session* s, const Worker& w) { sessions_[w.index].push_back(s); }
-  void remove_session(Session* s, const Worker& w) { sessions_[w.index].remove(s); }
+  void add_session(Session* s, const Worker& w) { on_worker_[w.index].sessions.push_back(s); }
+  void remove_session(Session* s, const Worker& w) { on_worker_[w.index].sessions.remove(s); }
 
   void on_acceptable();
   void on_pause_over();
@@ -89,13 +89,15 @@ class Listener {
   SessionFactory make_session_;
   ev_io accept_w_;
   ev_timer pause_t_;
-  // Its sessions, one list per worker (each changed by its worker only), made at the
-  // first connection it hands over: an idle listener has none. No allocation per
-  // connection.
-  std::unique_ptr<SessionList[]> sessions_;
-  // Main thread: the workers it ever handed a connection to (only those are asked to
-  // close its sessions when it goes).
-  std::unique_ptr<bool[]> handed_to_;
+  // Per worker, made at the first connection it hands over (an idle listener has none):
+  // its sessions there (changed by that worker only; no allocation per connection), and
+  // whether it ever handed that worker a connection (main thread only: only those
+  // workers are asked to close its sessions when it goes).
+  struct OnWorker {
+    SessionList sessions;
+    bool handed = false;
+  };
+  std::unique_ptr<OnWorker[]> on_worker_;
 };
 
 }  // namespace nsproxy

@@ -20,6 +20,16 @@ json echo_of(const HttpResponse& r) {
   return j.is_object() ? j : json::object();
 }
 
+// GET /reuse on a new tenant connection; *echo: the upstream's description of it.
+void get_on_new_connection(const Netns& ns, json* echo) {
+  auto c = HttpConn::open(ns.path(), kListen);
+  ASSERT_TRUE(c.ok()) << c.error();
+  auto r = c.request(http_request("GET", "/reuse"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->status, 200) << r->describe();
+  *echo = echo_of(*r);
+}
+
 std::string join(const std::vector<std::string>& v) {
   std::string s = "[";
   for (const auto& x : v) s += (s.size() > 1 ? ", \"" : "\"") + x + "\"";
@@ -183,12 +193,8 @@ TEST_F(HttpIdentityTest, UpstreamConnectionIsReusedAcrossRequestsAndTenantConnec
   }
   // A second and a third tenant connection, one after the other.
   for (int i = 0; i < 2; ++i) {
-    auto c = HttpConn::open(ns.path(), kListen);
-    ASSERT_TRUE(c.ok()) << c.error();
-    auto r = c.request(http_request("GET", "/reuse"));
-    ASSERT_TRUE(r.ok()) << r.error().message;
-    ASSERT_EQ(r->status, 200) << r->describe();
-    json e = echo_of(*r);
+    json e;
+    ASSERT_NO_FATAL_FAILURE(get_on_new_connection(ns, &e));
     peers.insert(e.value("peer", ""));
     counts.push_back(e.value("connection_requests", -1));
   }
@@ -216,12 +222,8 @@ TEST_F(HttpIdentityTest, TwoWorkersShareTheTenantsConnectionsAndEachReusesItsUps
 
   std::map<std::string, std::vector<int>> by_peer;  // upstream-side peer -> request indexes
   for (int i = 0; i < 6; ++i) {
-    auto c = HttpConn::open(ns.path(), kListen);
-    ASSERT_TRUE(c.ok()) << c.error();
-    auto r = c.request(http_request("GET", "/reuse"));
-    ASSERT_TRUE(r.ok()) << r.error().message;
-    ASSERT_EQ(r->status, 200) << r->describe();
-    json e = echo_of(*r);
+    json e;
+    ASSERT_NO_FATAL_FAILURE(get_on_new_connection(ns, &e));
     by_peer[e.value("peer", "")].push_back(e.value("connection_requests", -1));
   }
   ASSERT_EQ(by_peer.size(), 2u) << "the six connections did not reach both workers' pools";
