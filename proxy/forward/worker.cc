@@ -60,6 +60,8 @@ void Worker::start() {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    // "nsproxyd-w<index>" in top -H, ps -L and /proc/PID/task/*/comm.
+    pthread_setname_np(pthread_self(), ("nsproxyd-w" + std::to_string(index)).c_str());
     ev_run(loop, 0);
   });
   thread_id_ = thread_.get_id();
