@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "file_io.h"
 #include "log.h"
 
 namespace nsproxy {
@@ -40,30 +41,6 @@ std::vector<std::string> added_addresses_from(const nlohmann::json& j) {
   }
   return out;
 }
-
-namespace {
-
-Status write_all(int fd, const std::string& data, const std::string& path) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error(Code::kState, "write " + path);
-    }
-    off += static_cast<size_t>(n);
-  }
-  return {};
-}
-
-Status fsync_dir(const std::string& dir) {
-  UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!d) return errno_error(Code::kState, "open " + dir);
-  if (::fsync(d.get()) < 0) return errno_error(Code::kState, "fsync " + dir);
-  return {};
-}
-
-}  // namespace
 
 Result<StateJournal> StateJournal::open(const std::string& dir,
                                         std::vector<SavedRegistration>* saved, bool sync) {
@@ -119,7 +96,7 @@ Result<StateJournal> StateJournal::open(const std::string& dir,
 }
 
 Status StateJournal::append(const std::string& line) {
-  if (Status s = write_all(fd_.get(), line, path_); !s) return s;
+  if (Status s = write_all(fd_.get(), line, path_, Code::kState); !s) return s;
   if (sync_ && ::fdatasync(fd_.get()) < 0) return errno_error(Code::kState, "fdatasync " + path_);
   ++lines_;
   return {};
@@ -141,11 +118,11 @@ Status StateJournal::compact(const std::vector<SavedRegistration>& live) {
   if (!fd) return errno_error(Code::kState, "open " + tmp);
   std::string data;
   for (const auto& s : live) data += add_line(s.request, s.netns_id, s.added_addresses);
-  if (Status s = write_all(fd.get(), data, tmp); !s) return s;
+  if (Status s = write_all(fd.get(), data, tmp, Code::kState); !s) return s;
   if (sync_ && ::fsync(fd.get()) < 0) return errno_error(Code::kState, "fsync " + tmp);
   if (::rename(tmp.c_str(), path_.c_str()) < 0) return errno_error(Code::kState, "rename " + tmp);
   if (sync_) {
-    if (Status s = fsync_dir(dir_); !s) return s;
+    if (Status s = fsync_dir(dir_, Code::kState); !s) return s;
   }
   UniqueFd appender(::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
   if (!appender) return errno_error(Code::kState, "open " + path_);
