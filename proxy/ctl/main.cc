@@ -8,6 +8,8 @@
 //     check  --id ID [--netns PATH]
 //     list   [--json]
 //     status [--json]
+//     cni install|uninstall ...   put the plugin into a node's CNI configuration
+//                                 (cni_command.cc)
 //
 // CNI registrations are addressed with --network NET --id CONTAINERID --ifname IF.
 // --json (any command) prints the daemon's reply; an option the command does not take is
@@ -23,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "cni_command.h"
 #include "control_client.h"
 #include "control_protocol.h"
 #include "log.h"
@@ -61,6 +64,9 @@ void usage(FILE* out) {
                "  check  --id ID [--netns PATH]  verify the registration is serving\n"
                "  list   [--json]                show registrations\n"
                "  status [--json]                show daemon status\n"
+               "  cni install|uninstall ...      add the plugin to the node's CNI\n"
+               "                                 configuration, or remove it\n"
+               "                                 (nsproxyctl cni --help)\n"
                "\n"
                "  --network NET --ifname IF      with --id (add, del, check): address a CNI\n"
                "                                 registration\n"
@@ -514,11 +520,12 @@ int run(int argc, char** argv) {
         die_usage(std::string("unknown or incomplete option \"") + argv[optind - 1] + "\"");
     }
   }
-  if (optind >= argc) die_usage("missing command (add, del, check, list, status)");
+  if (optind >= argc) die_usage("missing command (add, del, check, list, status, cni)");
   std::string cmd = argv[optind];
+  if (cmd == "cni") return run_cni_command(argc - optind, argv + optind);
   if (cmd != "add" && cmd != "del" && cmd != "check" && cmd != "list" && cmd != "status" &&
       cmd != "help") {
-    die_usage("unknown command \"" + cmd + "\" (add, del, check, list, status)");
+    die_usage("unknown command \"" + cmd + "\" (add, del, check, list, status, cni)");
   }
   int sub_argc = argc - optind;
   char** sub_argv = argv + optind;
