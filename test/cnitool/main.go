@@ -2,10 +2,12 @@
 // golang-github-containernetworking-cni-dev, v1.1.2). Used by tests and the demo.
 //
 //	cnitool [--cni-path DIRS] [--container-id ID] [--ifname IF] [--args 'K=V;K=V']
-//	        [--cache-dir DIR] add|check|del CONFIG_FILE [NETNS_PATH]
+//	        [--cache-dir DIR] add|check|del CONFIG_FILE|CONF_DIR [NETNS_PATH]
 //
 // CONFIG_FILE is a .conflist (with "plugins") or a single-plugin .conf, which is wrapped
-// into a list. add prints the final result JSON on stdout. Errors go to stderr with
+// into a list. A directory stands for the node's default network as runtimes load it
+// (containerd's go-cni, the kubelet): the first file in lexical order among its .conf,
+// .conflist and .json files that libcni loads (loadDefaultNetwork). add prints the final result JSON on stdout. Errors go to stderr with
 // exit status 1; a plugin's CNI error is shown as "CNI error <code>: <msg>".
 // libcni 1.1.2 has no GC or STATUS support, so this tool does not offer them.
 package main
@@ -18,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
@@ -63,6 +66,34 @@ func loadConfig(path string) (*libcni.NetworkConfigList, error) {
 		return nil, err
 	}
 	return libcni.ConfListFromConf(conf)
+}
+
+// loadDefaultNetwork: libcni's ConfFiles, sorted, the first that loads; a file that does
+// not load is skipped with a line on stderr (as istio-cni and Multus choose the primary
+// network).
+func loadDefaultNetwork(dir string) (*libcni.NetworkConfigList, error) {
+	files, err := libcni.ConfFiles(dir, []string{".conf", ".conflist", ".json"})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		var list *libcni.NetworkConfigList
+		if strings.HasSuffix(f, ".conflist") {
+			list, err = libcni.ConfListFromFile(f)
+		} else {
+			var conf *libcni.NetworkConfig
+			if conf, err = libcni.ConfFromFile(f); err == nil {
+				list, err = libcni.ConfListFromConf(conf)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cnitool: skipped %s: %v\n", f, err)
+			continue
+		}
+		return list, nil
+	}
+	return nil, fmt.Errorf("no network configuration in %s", dir)
 }
 
 // parseArgs turns "K=V;K=V" into libcni's argument pairs.
@@ -120,7 +151,13 @@ func main() {
 		}
 	}
 
-	list, err := loadConfig(confPath)
+	var list *libcni.NetworkConfigList
+	var err error
+	if st, statErr := os.Stat(confPath); statErr == nil && st.IsDir() {
+		list, err = loadDefaultNetwork(confPath)
+	} else {
+		list, err = loadConfig(confPath)
+	}
 	if err != nil {
 		fail("load "+confPath, err)
 	}
