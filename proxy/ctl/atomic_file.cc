@@ -32,7 +32,8 @@ Status write_atomically(const std::string& dir, const std::string& name,
     s = errno_error(Code::kIo, "chown " + tmp);
   }
   if (s && ::fsync(fd.get()) != 0) s = errno_error(Code::kIo, "fsync " + tmp);
-  if (s && ::rename(tmp.c_str(), path.c_str()) != 0) s = errno_error(Code::kIo, "rename to " + path);
+  if (s && ::rename(tmp.c_str(), path.c_str()) != 0)
+    s = errno_error(Code::kIo, "rename to " + path);
   if (!s) {
     ::unlink(tmp.c_str());
     return s;

@@ -13,7 +13,7 @@
 namespace nsproxy::cni_install {
 
 struct FileOwner {
-  mode_t mode = 0644;  // permission bits only
+  mode_t mode = 0644;                  // permission bits only
   uid_t uid = static_cast<uid_t>(-1);  // -1: whoever creates it
   gid_t gid = static_cast<gid_t>(-1);
 };

@@ -25,25 +25,24 @@ constexpr int kExitUsage = 2;
 constexpr long kMaxWaitSeconds = 86400;
 
 void usage(FILE* out) {
-  std::fprintf(
-      out,
-      "usage: nsproxyctl cni install --plugin-binary PATH --plugin-config FILE\n"
-      "                              [--cni-conf-dir DIR] [--cni-bin-dir DIR]\n"
-      "                              [--wait SECONDS] [--watch]\n"
-      "       nsproxyctl cni uninstall [--cni-conf-dir DIR] [--cni-bin-dir DIR]\n"
-      "\n"
-      "install    append the nsproxy entry (--plugin-config: a JSON object, the entry\n"
-      "           alone) to the node's network: the first valid .conf, .conflist or\n"
-      "           .json in the conf dir in lexical order (a .conf becomes a .conflist),\n"
-      "           and copy the plugin binary to the bin dir as `nsproxy`; a second\n"
-      "           install changes nothing, an older nsproxy entry is replaced\n"
-      "  --wait SECONDS  wait that long for a first configuration (default 0)\n"
-      "  --watch         keep running: put the entry or the binary back whenever they\n"
-      "                  go (the primary CNI rewrote its file); exits 0 on SIGTERM\n"
-      "uninstall  remove every nsproxy entry (a converted .conf comes back as it was),\n"
-      "           then the binary\n"
-      "  --cni-conf-dir DIR  default /etc/cni/net.d\n"
-      "  --cni-bin-dir DIR   default /opt/cni/bin\n");
+  std::fprintf(out,
+               "usage: nsproxyctl cni install --plugin-binary PATH --plugin-config FILE\n"
+               "                              [--cni-conf-dir DIR] [--cni-bin-dir DIR]\n"
+               "                              [--wait SECONDS] [--watch]\n"
+               "       nsproxyctl cni uninstall [--cni-conf-dir DIR] [--cni-bin-dir DIR]\n"
+               "\n"
+               "install    append the nsproxy entry (--plugin-config: a JSON object, the entry\n"
+               "           alone) to the node's network: the first valid .conf, .conflist or\n"
+               "           .json in the conf dir in lexical order (a .conf becomes a .conflist),\n"
+               "           and copy the plugin binary to the bin dir as `nsproxy`; a second\n"
+               "           install changes nothing, an older nsproxy entry is replaced\n"
+               "  --wait SECONDS  wait that long for a first configuration (default 0)\n"
+               "  --watch         keep running: put the entry or the binary back whenever they\n"
+               "                  go (the primary CNI rewrote its file); exits 0 on SIGTERM\n"
+               "uninstall  remove every nsproxy entry (a converted .conf comes back as it was),\n"
+               "           then the binary\n"
+               "  --cni-conf-dir DIR  default /etc/cni/net.d\n"
+               "  --cni-bin-dir DIR   default /opt/cni/bin\n");
 }
 
 [[noreturn]] void die_usage(const std::string& msg) {
@@ -188,8 +187,8 @@ int run_cni_command(int argc, char** argv) {
         char* end = nullptr;
         long v = std::strtol(optarg, &end, 10);
         if (*optarg == '\0' || *end != '\0' || v < 0 || v > kMaxWaitSeconds) {
-          die_usage(std::string("--wait: expected seconds (0..") +
-                    std::to_string(kMaxWaitSeconds) + "), got \"" + optarg + "\"");
+          die_usage(std::string("--wait: expected seconds (0..") + std::to_string(kMaxWaitSeconds) +
+                    "), got \"" + optarg + "\"");
         }
         o.wait = std::chrono::seconds(v);
         break;

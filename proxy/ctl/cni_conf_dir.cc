@@ -49,7 +49,8 @@ std::optional<std::string> why_invalid(const nlohmann::ordered_json& doc, bool i
 
 Result<DirScan> scan_conf_dir(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return errno_error(Code::kIo, "cannot read the CNI configuration directory " + dir);
+  if (d == nullptr)
+    return errno_error(Code::kIo, "cannot read the CNI configuration directory " + dir);
   std::vector<std::string> names;
   errno = 0;
   while (struct dirent* e = ::readdir(d)) {

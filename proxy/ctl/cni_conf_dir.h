@@ -18,10 +18,10 @@ namespace nsproxy::cni_install {
 
 // One configuration file, as read.
 struct ConfFile {
-  std::string name;  // "10-calico.conflist"
-  std::string path;  // dir + "/" + name
-  bool is_list = false;  // .conflist; .conf and .json hold one plugin's configuration
-  std::string text;      // the bytes read
+  std::string name;            // "10-calico.conflist"
+  std::string path;            // dir + "/" + name
+  bool is_list = false;        // .conflist; .conf and .json hold one plugin's configuration
+  std::string text;            // the bytes read
   nlohmann::ordered_json doc;  // parsed; key order kept, so a rewrite changes only our part
   struct stat st {};           // mode, owner and identity of the file read
 };
@@ -33,8 +33,8 @@ struct ConfFile {
 std::optional<std::string> why_invalid(const nlohmann::ordered_json& doc, bool is_list);
 
 struct DirScan {
-  std::vector<ConfFile> valid;        // lexical order; valid.front() is the primary
-  std::vector<std::string> skipped;   // "NAME: reason", one per candidate file skipped
+  std::vector<ConfFile> valid;       // lexical order; valid.front() is the primary
+  std::vector<std::string> skipped;  // "NAME: reason", one per candidate file skipped
   const ConfFile* primary() const { return valid.empty() ? nullptr : &valid.front(); }
 };
 

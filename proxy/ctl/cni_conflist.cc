@@ -21,7 +21,9 @@ ordered_json plugins_without_nsproxy(const ordered_json& plugins) {
   return out;
 }
 
-std::string stem(const std::string& name) { return name.substr(0, name.rfind('.')); }
+std::string stem(const std::string& name) {
+  return name.substr(0, name.rfind('.'));
+}
 
 // The original single configuration recorded at conversion, when it is one we could
 // have written: a plain file name of a single configuration, and its text.
@@ -43,13 +45,16 @@ std::optional<std::pair<std::string, std::string>> converted_from(const ordered_
 
 }  // namespace
 
-std::string conf_text(const ordered_json& doc) { return doc.dump(2) + "\n"; }
+std::string conf_text(const ordered_json& doc) {
+  return doc.dump(2) + "\n";
+}
 
 Result<ordered_json> entry_from_text(const std::string& text) {
   ordered_json entry = ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (entry.is_discarded()) return make_error(Code::kBadRequest, "not JSON");
   if (!entry.is_object()) {
-    return make_error(Code::kBadRequest, "expected a JSON object (the nsproxy entry of a conflist)");
+    return make_error(Code::kBadRequest,
+                      "expected a JSON object (the nsproxy entry of a conflist)");
   }
   for (const char* key : {"cniVersion", "name", "plugins"}) {
     if (entry.contains(key)) {
@@ -77,10 +82,11 @@ Status validate_entry_for(const ordered_json& entry, const ConfFile& f) {
   const std::string version = f.doc.value("cniVersion", std::string());
   if (!cni::is_supported_version(version) || !cni::version_at_least(version, "0.3.0")) {
     std::string supported;
-    for (const auto& v : cni::supported_versions()) supported += (supported.empty() ? "" : ", ") + v;
-    return make_error(Code::kBadRequest,
-                      f.name + ": cniVersion \"" + version +
-                          "\": the nsproxy plugin runs in chains of version " + supported);
+    for (const auto& v : cni::supported_versions())
+      supported += (supported.empty() ? "" : ", ") + v;
+    return make_error(Code::kBadRequest, f.name + ": cniVersion \"" + version +
+                                             "\": the nsproxy plugin runs in chains of version " +
+                                             supported);
   }
   // What libcni hands the plugin: its entry with the network's name and cniVersion.
   ordered_json conf = entry;
@@ -89,10 +95,10 @@ Status validate_entry_for(const ordered_json& entry, const ConfFile& f) {
   auto parsed = cni::parse_decoded_config(conf, cni::Command::Add);
   if (!parsed) {
     const auto& e = parsed.error();
-    return make_error(Code::kBadRequest,
-                      "the nsproxy entry would fail every ADD in network \"" +
-                          conf["name"].get<std::string>() + "\" (" + f.name + "): " + e.msg +
-                          (e.details.empty() ? "" : " (" + e.details + ")"));
+    return make_error(Code::kBadRequest, "the nsproxy entry would fail every ADD in network \"" +
+                                             conf["name"].get<std::string>() + "\" (" + f.name +
+                                             "): " + e.msg +
+                                             (e.details.empty() ? "" : " (" + e.details + ")"));
   }
   return {};
 }

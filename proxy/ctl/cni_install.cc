@@ -101,8 +101,8 @@ Result<InstallOutcome> install_once(const InstallOptions& options) {
   if (installed.converted) out.converted_from = primary->name;
 
   // The binary first: from the moment the conflist names nsproxy, a runtime may exec it.
-  if (Status s = copy_atomically(options.plugin_binary, options.bin_dir, kBinaryName,
-                                 &out.binary_written);
+  if (Status s =
+          copy_atomically(options.plugin_binary, options.bin_dir, kBinaryName, &out.binary_written);
       !s) {
     return s.error();
   }

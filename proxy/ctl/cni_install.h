@@ -22,18 +22,18 @@ inline constexpr const char* kBinaryName = "nsproxy";
 struct InstallOptions {
   std::string conf_dir;
   std::string bin_dir;
-  std::string plugin_binary;     // the file copied to bin_dir/nsproxy
-  nlohmann::ordered_json entry;  // from entry_from_text
+  std::string plugin_binary;          // the file copied to bin_dir/nsproxy
+  nlohmann::ordered_json entry;       // from entry_from_text
   std::chrono::milliseconds wait{0};  // how long to wait for a primary configuration
 };
 
 struct InstallOutcome {
-  std::string file;        // the conflist that holds the entry now
-  std::string network;     // its "name"
+  std::string file;                  // the conflist that holds the entry now
+  std::string network;               // its "name"
   std::vector<std::string> plugins;  // its plugin types, nsproxy last
   std::string converted_from;        // the single configuration it replaced, or ""
-  bool conf_written = false;    // false: the entry was already there, as given
-  bool binary_written = false;  // false: the same binary was already there
+  bool conf_written = false;         // false: the entry was already there, as given
+  bool binary_written = false;       // false: the same binary was already there
   std::vector<std::string> skipped;  // invalid candidate files passed over
 };
 
@@ -48,8 +48,8 @@ Result<InstallOutcome> install(const InstallOptions& options);
 // After install: on every change in conf_dir (or of the binary) installs again, which
 // writes only when the entry or the binary went missing or changed; `report` hears each
 // repair and each failure (a directory without a valid configuration for a while: the
-// watch goes on and installs into the next one). Returns when stop_fd becomes readable (a signalfd, an eventfd) or on an error
-// watching the directory.
+// watch goes on and installs into the next one). Returns when stop_fd becomes readable (a signalfd,
+// an eventfd) or on an error watching the directory.
 Status watch(const InstallOptions& options, int stop_fd,
              const std::function<void(const Result<InstallOutcome>&)>& report);
 

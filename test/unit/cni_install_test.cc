@@ -2,6 +2,8 @@
 // configuration directories (cni_confs/), garbage files, and a directory that changes
 // under a watching installer. The read-only directory and the command line are
 // exercised with the real binary in test/integration/cni_install_cli_test.cc.
+#include "cni_install.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
@@ -20,7 +22,6 @@
 
 #include "cni_conf_dir.h"
 #include "cni_conflist.h"
-#include "cni_install.h"
 #include "unique_fd.h"
 
 namespace nsproxy::cni_install {
@@ -42,7 +43,9 @@ void write(const std::string& path, const std::string& text, mode_t mode = 0644)
   ::chmod(path.c_str(), mode);
 }
 
-ordered_json parse(const std::string& path) { return ordered_json::parse(read(path)); }
+ordered_json parse(const std::string& path) {
+  return ordered_json::parse(read(path));
+}
 
 std::vector<std::string> plugin_types(const ordered_json& conflist) {
   std::vector<std::string> types;
@@ -197,7 +200,8 @@ TEST_F(CniInstallTest, OnlyConfFilesConvertedAndRestoredExactly) {
   auto r = install(options_);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->converted_from, "10-mynet.conf");
-  EXPECT_EQ(files_in(conf_dir_), (std::vector<std::string>{"10-mynet.conflist", "99-loopback.conf"}));
+  EXPECT_EQ(files_in(conf_dir_),
+            (std::vector<std::string>{"10-mynet.conflist", "99-loopback.conf"}));
   ordered_json list = parse(conf("10-mynet.conflist"));
   EXPECT_EQ(list["name"], "mynet");
   EXPECT_EQ(list["cniVersion"], "0.4.0");
@@ -254,8 +258,11 @@ TEST_F(CniInstallTest, GarbageSkippedFirstValidChosenOthersUntouched) {
       {"03-array.json", "[1,2,3]"},
       {"04-no-plugins.conflist", R"({"name":"x","cniVersion":"0.3.1","plugins":[]})"},
       {"05-no-type.conf", R"({"name":"x","cniVersion":"0.3.1","bridge":"cni0"})"},
-      {"06-plugin-not-object.conflist", R"({"name":"x","cniVersion":"0.3.1","plugins":["bridge"]})"},
-      {"07-binary.conf", std::string("\x7f" "ELF\x02\x01\x01\0\0\0", 10)},
+      {"06-plugin-not-object.conflist",
+       R"({"name":"x","cniVersion":"0.3.1","plugins":["bridge"]})"},
+      {"07-binary.conf", std::string("\x7f"
+                                     "ELF\x02\x01\x01\0\0\0",
+                                     10)},
   };
   for (const auto& [name, text] : garbage) write(conf(name), text);
   fs::create_directory(conf("08-a-directory.conf"));
@@ -284,7 +291,8 @@ TEST_F(CniInstallTest, GarbageSkippedFirstValidChosenOthersUntouched) {
 // Two candidates: only the first in lexical order is the node's network.
 TEST_F(CniInstallTest, TwoCandidatesOnlyTheFirstChanges) {
   copy_confs("calico");  // 10-calico.conflist
-  write(conf("20-flannel.conflist"), read(std::string(NSPROXY_CNI_CONFS_DIR) + "/flannel/10-flannel.conflist"));
+  write(conf("20-flannel.conflist"),
+        read(std::string(NSPROXY_CNI_CONFS_DIR) + "/flannel/10-flannel.conflist"));
   const std::string second = read(conf("20-flannel.conflist"));
   auto r = install(options_);
   ASSERT_TRUE(r) << r.error().message;
@@ -314,7 +322,8 @@ TEST_F(CniInstallTest, WaitsForAPrimaryConfiguration) {
   std::thread primary_cni([this] {
     std::this_thread::sleep_for(200ms);
     // As a primary CNI writes its file: a temporary, then a rename.
-    write(conf(".10-flannel.tmp"), read(std::string(NSPROXY_CNI_CONFS_DIR) + "/flannel/10-flannel.conflist"));
+    write(conf(".10-flannel.tmp"),
+          read(std::string(NSPROXY_CNI_CONFS_DIR) + "/flannel/10-flannel.conflist"));
     ::rename(conf(".10-flannel.tmp").c_str(), conf("10-flannel.conflist").c_str());
   });
   auto r = install(options_);
@@ -338,7 +347,8 @@ TEST_F(CniInstallTest, RefusesWhatTheRuntimeWouldFailOn) {
   fs::remove(conf("10-old.conf"));
   copy_confs("flannel");
   const std::string flannel = read(conf("10-flannel.conflist"));
-  options_.entry = *entry_from_text(R"({"listeners":[{"listen":"nowhere","upstream":"127.0.0.1:1"}]})");
+  options_.entry =
+      *entry_from_text(R"({"listeners":[{"listen":"nowhere","upstream":"127.0.0.1:1"}]})");
   auto bad = install(options_);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("would fail every ADD in network \"cbr0\""), std::string::npos)
@@ -358,22 +368,24 @@ TEST(CniEntryTest, EntryFromText) {
     const char* text;
     const char* says;
   };
-  for (const Bad& b : {Bad{"", "not JSON"}, Bad{"{", "not JSON"},
-                       Bad{"[]", "expected a JSON object"},
-                       Bad{R"({"type":"bridge"})", "\"type\" is \"bridge\""},
-                       Bad{R"({"type":7})", "\"type\" is 7"},
-                       Bad{R"({"cniVersion":"1.0.0","type":"nsproxy"})", "\"cniVersion\" belongs"},
-                       Bad{R"({"name":"net","plugins":[]})", "\"name\" belongs"}}) {
+  for (const Bad& b :
+       {Bad{"", "not JSON"}, Bad{"{", "not JSON"}, Bad{"[]", "expected a JSON object"},
+        Bad{R"({"type":"bridge"})", "\"type\" is \"bridge\""},
+        Bad{R"({"type":7})", "\"type\" is 7"},
+        Bad{R"({"cniVersion":"1.0.0","type":"nsproxy"})", "\"cniVersion\" belongs"},
+        Bad{R"({"name":"net","plugins":[]})", "\"name\" belongs"}}) {
     auto r = entry_from_text(b.text);
     ASSERT_FALSE(r) << b.text;
-    EXPECT_NE(r.error().message.find(b.says), std::string::npos) << b.text << ": " << r.error().message;
+    EXPECT_NE(r.error().message.find(b.says), std::string::npos)
+        << b.text << ": " << r.error().message;
   }
 }
 
 // The converted name is taken by a file nsproxyctl did not make: refused, nothing lost.
 TEST_F(CniInstallTest, ConversionNeverOverwritesAForeignConflist) {
   copy_confs("bridge");
-  write(conf("10-mynet.conflist"), R"({"name":"other","cniVersion":"0.4.0","plugins":[{"type":"ptp"}]})");
+  write(conf("10-mynet.conflist"),
+        R"({"name":"other","cniVersion":"0.4.0","plugins":[{"type":"ptp"}]})");
   auto r = install(options_);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("10-mynet.conflist already exists"), std::string::npos)
@@ -387,7 +399,8 @@ TEST_F(CniInstallTest, ConversionNeverOverwritesAForeignConflist) {
 TEST_F(CniInstallTest, UninstallCleansEveryFileAndIsIdempotent) {
   copy_confs("flannel");
   ASSERT_TRUE(install(options_));
-  write(conf("05-calico.conflist"), read(std::string(NSPROXY_CNI_CONFS_DIR) + "/calico/10-calico.conflist"));
+  write(conf("05-calico.conflist"),
+        read(std::string(NSPROXY_CNI_CONFS_DIR) + "/calico/10-calico.conflist"));
   ASSERT_TRUE(install(options_));  // now into 05-calico
   EXPECT_EQ(plugin_types(parse(conf("05-calico.conflist"))).back(), "nsproxy");
   auto u = uninstall(conf_dir_, bin_dir_);
@@ -428,7 +441,8 @@ TEST_F(CniInstallTest, WatchPutsBackWhatWasRemovedAndIdlesOtherwise) {
   });
   auto wait_for = [](const std::function<bool()>& done) {
     auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!done() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    while (!done() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(20ms);
     return done();
   };
   std::this_thread::sleep_for(100ms);  // the watch is set up
@@ -436,14 +450,12 @@ TEST_F(CniInstallTest, WatchPutsBackWhatWasRemovedAndIdlesOtherwise) {
   // The primary CNI writes its own file again, atomically, without nsproxy.
   write(conf(".calico.tmp"), original);
   ::rename(conf(".calico.tmp").c_str(), conf("10-calico.conflist").c_str());
-  EXPECT_TRUE(wait_for([&] {
-    return plugin_types(parse(conf("10-calico.conflist"))).back() == "nsproxy";
-  }));
+  EXPECT_TRUE(wait_for(
+      [&] { return plugin_types(parse(conf("10-calico.conflist"))).back() == "nsproxy"; }));
   // And in place, truncate and write (some agents do).
   write(conf("10-calico.conflist"), original);
-  EXPECT_TRUE(wait_for([&] {
-    return plugin_types(parse(conf("10-calico.conflist"))).back() == "nsproxy";
-  }));
+  EXPECT_TRUE(wait_for(
+      [&] { return plugin_types(parse(conf("10-calico.conflist"))).back() == "nsproxy"; }));
   fs::remove(binary());
   EXPECT_TRUE(wait_for([&] { return fs::exists(binary()); }));
   EXPECT_TRUE(wait_for([&] { return repairs.load() >= 3; })) << repairs.load();
