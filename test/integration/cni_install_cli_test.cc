@@ -106,7 +106,8 @@ TEST_F(CniInstallCliTest, UsageErrorsExit2AndBadEntriesExit1) {
     int exit_code;
     const char* says;
   };
-  const std::string good_entry = write_entry({{"listeners", json::array({listener(kListen, "127.0.0.1:1")})}});
+  const std::string good_entry =
+      write_entry({{"listeners", json::array({listener(kListen, "127.0.0.1:1")})}});
   const std::vector<Case> cases = {
       {{}, 2, "missing subcommand"},
       {{"frobnicate"}, 2, "unknown subcommand \"frobnicate\""},
@@ -117,13 +118,16 @@ TEST_F(CniInstallCliTest, UsageErrorsExit2AndBadEntriesExit1) {
       {{"uninstall", "extra"}, 2, "unexpected argument \"extra\""},
       {{"install", "--cni-conf-dir", conf_dir_, "--cni-bin-dir", bin_dir_, "--plugin-binary",
         binary("nsproxy"), "--plugin-config", tmp_.write("bad.json", "{\"listeners\":")},
-       1, "bad.json: not JSON"},
+       1,
+       "bad.json: not JSON"},
       {{"install", "--cni-conf-dir", conf_dir_, "--cni-bin-dir", bin_dir_, "--plugin-binary",
         binary("nsproxy"), "--plugin-config", tmp_.file("missing.json")},
-       1, "missing.json: No such file"},
+       1,
+       "missing.json: No such file"},
       {{"install", "--cni-conf-dir", tmp_.file("nowhere"), "--cni-bin-dir", bin_dir_,
         "--plugin-binary", binary("nsproxy"), "--plugin-config", good_entry},
-       1, "cannot watch"},
+       1,
+       "cannot watch"},
   };
   const std::string before = slurp(conf_dir_ + "/10-bridge.conflist");
   for (const auto& c : cases) {
@@ -152,9 +156,10 @@ TEST_F(CniInstallCliTest, RuntimeRunsTheInstalledChainAndNotAfterUninstall) {
   const std::string primary = write_bridge_conflist();
   const std::string original = slurp(primary);
   tmp_.write("net.d/00-half-written.conflist", "{\"name\":\"x\",\"plugins\":[");
-  const std::string entry = write_entry({{"socket", daemon.socket_path()},
-                                         {"listeners", json::array({listener(kListen, echo.address())})},
-                                         {"labels", {{"installed-by", "nsproxyctl"}}}});
+  const std::string entry =
+      write_entry({{"socket", daemon.socket_path()},
+                   {"listeners", json::array({listener(kListen, echo.address())})},
+                   {"labels", {{"installed-by", "nsproxyctl"}}}});
   auto installed = run(install_args(entry));
   ASSERT_EQ(installed.exit_code, 0) << installed.describe();
   EXPECT_NE(installed.out.find("installed nsproxy in " + primary), std::string::npos)
@@ -204,13 +209,15 @@ TEST_F(CniInstallCliTest, RuntimeRunsTheInstalledChainAndNotAfterUninstall) {
 TEST_F(CniInstallCliTest, ReadOnlyConfDirNothingHalfDone) {
   const std::string primary = write_bridge_conflist();
   const std::string original = slurp(primary);
-  const std::string entry = write_entry({{"listeners", json::array({listener(kListen, "127.0.0.1:1")})}});
+  const std::string entry =
+      write_entry({{"listeners", json::array({listener(kListen, "127.0.0.1:1")})}});
 
   auto ro_install = run_with_read_only_conf_dir(install_args(entry));
   EXPECT_EQ(ro_install.exit_code, 1) << ro_install.describe();
   EXPECT_NE(ro_install.err.find("cannot write in " + conf_dir_), std::string::npos)
       << ro_install.describe();
-  EXPECT_NE(ro_install.err.find("Read-only file system"), std::string::npos) << ro_install.describe();
+  EXPECT_NE(ro_install.err.find("Read-only file system"), std::string::npos)
+      << ro_install.describe();
   EXPECT_EQ(slurp(primary), original);
 
   auto installed = run(install_args(entry));
@@ -234,7 +241,8 @@ TEST_F(CniInstallCliTest, ReadOnlyConfDirNothingHalfDone) {
 // CNI rewrites its file without it, and on SIGTERM exits 0 leaving the entry installed
 // (uninstalling is the agent's decision, not the watcher's).
 TEST_F(CniInstallCliTest, WatchWaitsRepairsAndStopsOnSigterm) {
-  const std::string entry = write_entry({{"listeners", json::array({listener(kListen, "127.0.0.1:1")})}});
+  const std::string entry =
+      write_entry({{"listeners", json::array({listener(kListen, "127.0.0.1:1")})}});
   std::vector<std::string> argv = install_args(entry);
   argv.insert(argv.end(), {"--wait", "60", "--watch"});
   Process watcher(argv);
