@@ -23,7 +23,8 @@
 //   del    {"deleted":bool}                        deleted=false: nothing was registered
 //   check  {"registration":{..}}                   errors: not_found, netns_mismatch, not_serving
 //   list   {"registrations":[{..},..]}
-//   status {"version":"0.1.0", "pid":N, "uptime_seconds":N, "registrations":N,
+//   status {"version":"0.1.0", "pid":N, "instance":"<32 hex>", "uptime_seconds":N,
+//           "registrations":N,
 //           "listeners":N, "connections":N, "connections_total":N, "requests":N,
 //           "errors":N, "refused":{"reason":N}, "upstream_errors":{"kind":N},
 //           "connections_reclaimed":{"idle":N,"head":N}, "tenants_at_limit":N,

@@ -1,11 +1,13 @@
 #include "control/registry.h"
 
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <set>
 #include <utility>
@@ -26,10 +28,36 @@ int64_t now_seconds() {
   return static_cast<int64_t>(std::time(nullptr));
 }
 
+// 32 hex digits from the kernel's random pool: tells one daemon from the next on the same
+// socket (a takeover), where a pid cannot: daemons in two containers often have the same.
+std::string random_instance() {
+  unsigned char bytes[16] = {};
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n <= 0) break;  // EINTR before any byte, or no getrandom: the time still differs
+    got += static_cast<size_t>(n);
+  }
+  if (got < sizeof bytes) {
+    auto t = std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid();
+    std::memcpy(bytes, &t, sizeof t);
+  }
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
 }  // namespace
 
 Registry::Registry(Acceptor* acceptor, const NetnsListenerFactory* factory)
-    : acceptor_(acceptor), factory_(factory), started_at_(now_seconds()) {}
+    : acceptor_(acceptor),
+      factory_(factory),
+      started_at_(now_seconds()),
+      instance_(random_instance()) {}
 
 size_t Registry::listener_count() const {
   size_t n = 0;
@@ -288,6 +316,7 @@ Reply Registry::status() const {
                                                       })},
                    {"connections_total", acceptor_->connections_total()},
                    {"pid", static_cast<int64_t>(::getpid())},
+                   {"instance", instance_},
                    {"uptime_seconds", now_seconds() - started_at_},
                    {"registrations", regs_.size()},
                    {"listeners", listener_count()},

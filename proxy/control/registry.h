@@ -112,6 +112,7 @@ class Registry {
   Acceptor* acceptor_;
   const NetnsListenerFactory* factory_;
   int64_t started_at_;
+  std::string instance_;  // status "instance": this daemon, not the one before or after it
   StateJournal* journal_ = nullptr;
   bool allow_host_netns_ = false;
   std::unordered_map<std::string, std::weak_ptr<const Address>> upstreams_;  // by text

@@ -454,8 +454,9 @@ int cmd_status(const Global& g, const CommandArgs& a) {
     return 0;
   }
   const long long workers = r.data.value("workers", 0);
-  std::printf("nsproxyd %s, pid %lld, up %llds, %lld worker thread%s, socket %s\n",
+  std::printf("nsproxyd %s, pid %lld, instance %s, up %llds, %lld worker thread%s, socket %s\n",
               r.data.value("version", "?").c_str(), static_cast<long long>(r.data.value("pid", 0)),
+              r.data.value("instance", "?").c_str(),
               static_cast<long long>(r.data.value("uptime_seconds", 0)), workers,
               workers == 1 ? "" : "s", g.socket_path.c_str());
   std::printf("registrations %llu, listeners %llu, connections %llu (%llu since start)\n",

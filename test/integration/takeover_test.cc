@@ -69,6 +69,7 @@ TEST_F(LifecycleTest, TakeoverUnderLoadLosesNoConnectionAndOldDaemonDrains) {
   // The load is on before the switch (the old daemon served some of it).
   EXPECT_TRUE(wait_until([&] { return ok >= 20 || failed > 0; })) << "no load before the switch";
   int ok_before_switch = ok;
+  const std::string old_instance = daemon_status(old_daemon).value("instance", "");
   Daemon new_daemon(tmp_.path());
   new_daemon.set_extra_args({"--takeover"});
   ASSERT_TRUE(new_daemon.start());
@@ -78,6 +79,12 @@ TEST_F(LifecycleTest, TakeoverUnderLoadLosesNoConnectionAndOldDaemonDrains) {
     return daemon_status(new_daemon).value("pid", 0) == static_cast<int>(new_daemon.pid());
   })) << new_daemon.log();
   int ok_at_switch = ok;
+  // The instance tells the daemons apart where pids cannot (two containers' pid
+  // namespaces): the agent image uses it to know it was taken over.
+  const std::string new_instance = daemon_status(new_daemon).value("instance", "");
+  EXPECT_EQ(new_instance.size(), 32u) << new_instance;
+  EXPECT_EQ(old_instance.size(), 32u) << old_instance;
+  EXPECT_NE(new_instance, old_instance);
   // Served after the switch by the new daemon: its own counter (not handed over) grows.
   auto new_daemon_served = [&] {
     auto regs = new_daemon.registrations_with_id("t1");
