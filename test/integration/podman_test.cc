@@ -9,30 +9,8 @@
 //     `podman run --rm` returns, after `podman rm -f`, and after a detached `--rm`
 //     container exits on its own (conmon's cleanup process).
 //
-// Isolation: nothing touches the machine's interfaces or podman state.
-//   - A test "host" network namespace H (like cni_chain_test) holds the bridge, the
-//     daemon and the upstream.
-//   - Every podman, nsproxyd and nsproxy-echo process runs in one private mount
-//     namespace, kept alive by a holder process, entered with nsenter. It mounts fresh
-//     tmpfs over /run, /var/lib and /var/tmp, so what podman and libcni write to fixed
-//     paths (the container netns bind mounts in /run/netns, libcni's cache in
-//     /var/lib/cni, runc's state in /run/runc, the blob info cache) never reaches the
-//     machine and vanishes with the namespace, also after a crash. /sys is remounted to
-//     describe H (as `ip netns exec` does) with the machine's cgroup mounts moved back
-//     under it. podman could not simply run under `ip netns exec`: every call would get
-//     a new mount namespace (the netns bind mount made by `podman run` would be invisible
-//     to `podman rm`), and its fresh /sys has no cgroup mounts.
-//   - podman gets a temporary --root/--runroot/--tmpdir, --storage-driver vfs (no overlay
-//     mounts), --network-config-dir, --cgroup-manager cgroupfs, --events-backend file,
-//     and CONTAINERS_CONF / CONTAINERS_STORAGE_CONF files of its own (network_backend
-//     "cni", cni_plugin_dirs = [build dir, /usr/lib/cni], lock_type "file" so no lock
-//     segment in /dev/shm). conmon passes CONTAINERS_CONF on to the cleanup process it
-//     starts when a container exits, so that one finds the plugin too.
-//   - Cgroups are the one thing shared with the machine: containers are created under a
-//     unique --cgroup-parent, removed in TearDown.
-//   - The image is built offline: busybox-static plus symlinks, `podman import`ed.
-#include <elf.h>
-#include <sys/resource.h>
+// Isolation: everything runs on a PodmanNode (podman_node.h): a test network namespace,
+// a private mount namespace, podman state and cgroups of the test's own.
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +21,7 @@
 #include <sstream>
 
 #include "fixture.h"
+#include "podman_node.h"
 
 namespace nspit {
 namespace {
@@ -55,62 +34,6 @@ constexpr const char* kRefPlugins = "/usr/lib/cni";
 constexpr const char* kBusybox = "/bin/busybox";
 constexpr const char* kImage = "localhost/nsproxy-busybox";
 constexpr const char* kSubnet = "10.213.8.0/24";
-constexpr Millis kPodmanTimeout = 30000ms;
-
-// Runs as `sh -c` in the new private mount namespace (already inside H's network
-// namespace). `mount -n` keeps libmount from creating /run/mount/utab on the machine
-// before /run is replaced. Prints "ready", then only keeps the namespace alive.
-constexpr const char* kHolderScript = R"(set -e
-mount -n -t tmpfs -o mode=0755 nspit-run /run
-mkdir /run/nspit-cgroup
-mount -n --rbind /sys/fs/cgroup /run/nspit-cgroup
-umount -n -l /sys
-mount -n -t sysfs nspit-sysfs /sys
-mount -n --move /run/nspit-cgroup /sys/fs/cgroup
-rmdir /run/nspit-cgroup
-mount -n -t tmpfs -o mode=0755 nspit-varlib /var/lib
-mount -n -t tmpfs -o mode=1777 nspit-vartmp /var/tmp
-echo ready
-exec sleep 600
-)";
-
-std::string find_in_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  dirs += ":/usr/sbin:/sbin";
-  std::stringstream ss(dirs);
-  std::string dir;
-  while (std::getline(ss, dir, ':')) {
-    if (dir.empty()) continue;
-    std::string p = dir + "/" + name;
-    if (::access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
-}
-
-// True when the ELF file has no program interpreter (statically linked).
-bool is_static_elf(const std::string& path, std::string* why) {
-  std::ifstream f(path, std::ios::binary);
-  Elf64_Ehdr eh{};
-  if (!f.read(reinterpret_cast<char*>(&eh), sizeof eh) ||
-      std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64) {
-    *why = "not a 64-bit ELF file";
-    return false;
-  }
-  for (int i = 0; i < eh.e_phnum; ++i) {
-    Elf64_Phdr ph{};
-    f.seekg(static_cast<std::streamoff>(eh.e_phoff + static_cast<uint64_t>(i) * eh.e_phentsize));
-    if (!f.read(reinterpret_cast<char*>(&ph), sizeof ph)) {
-      *why = "truncated program headers";
-      return false;
-    }
-    if (ph.p_type == PT_INTERP) {
-      *why = "dynamically linked";
-      return false;
-    }
-  }
-  return true;
-}
 
 std::string trim(std::string s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
@@ -132,65 +55,10 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-// Every directory of the cgroup `name` (an absolute cgroup path such as "/nspit-1-2")
-// in every mounted hierarchy (cgroup v1: /sys/fs/cgroup/<controller>/name, v2:
-// /sys/fs/cgroup/name), deepest first.
-// Only names made by this test ("/nspit-...") are looked at: an empty or other name would
-// select the machine's own cgroups.
-std::vector<fs::path> cgroup_dirs(const std::string& name) {
-  std::vector<fs::path> roots;
-  std::error_code ec;
-  if (name.rfind("/nspit-", 0) != 0 || name.find("..") != std::string::npos) return {};
-  fs::path rel = fs::path(name).relative_path();
-  if (fs::is_directory(fs::path("/sys/fs/cgroup") / rel, ec)) {
-    roots.push_back(fs::path("/sys/fs/cgroup") / rel);
-  }
-  for (const auto& e : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    fs::path p = e.path() / rel;
-    if (e.is_directory(ec) && fs::is_directory(p, ec)) roots.push_back(p);
-  }
-  std::vector<fs::path> dirs;
-  for (const auto& root : roots) {
-    dirs.push_back(root);
-    for (auto it = fs::recursive_directory_iterator(root, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (it->is_directory(ec)) dirs.push_back(it->path());
-    }
-  }
-  std::sort(dirs.begin(), dirs.end(), [](const fs::path& a, const fs::path& b) {
-    return std::distance(a.begin(), a.end()) > std::distance(b.begin(), b.end());
-  });
-  return dirs;
-}
-
-// Pids in any of those cgroups.
-std::vector<pid_t> cgroup_pids(const std::vector<fs::path>& dirs) {
-  std::vector<pid_t> pids;
-  for (const auto& d : dirs) {
-    std::ifstream f(d / "cgroup.procs");
-    long pid;
-    while (f >> pid) {
-      if (std::find(pids.begin(), pids.end(), pid) == pids.end()) pids.push_back(pid);
-    }
-  }
-  return pids;
-}
-
 class PodmanTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_EQ(::geteuid(), 0u) << "the podman end-to-end test needs root (podman as root, "
-                                  "network and mount namespaces); it is never skipped";
     ASSERT_TRUE(binaries_exist({"nsproxyd", "nsproxy", "nsproxyctl", "nsproxy-echo"}));
-    std::string missing;
-    for (const char* tool :
-         {"podman", "runc", "conmon", "nsenter", "unshare", "setpriv", "mount", "umount", "tar"}) {
-      if (find_in_path(tool).empty()) missing += std::string(" ") + tool;
-    }
-    ASSERT_TRUE(missing.empty())
-        << "programs missing:" << missing
-        << " (Debian packages podman, runc, conmon, util-linux, mount, tar; "
-           "scripts/install-deps.sh installs them)";
     for (const char* p : {"bridge", "host-local"}) {
       ASSERT_TRUE(fs::exists(std::string(kRefPlugins) + "/" + p))
           << "reference CNI plugin missing: " << kRefPlugins << "/" << p
@@ -200,116 +68,37 @@ class PodmanTest : public ::testing::Test {
     ASSERT_TRUE(::access(kBusybox, X_OK) == 0 && is_static_elf(kBusybox, &why))
         << kBusybox << " must be a statically linked busybox (Debian package busybox-static) "
         << "to build the test image offline: " << (why.empty() ? "missing" : why);
+    ASSERT_TRUE(node_.start());
 
     network_ = unique_name() + "-net";
     bridge_ = "nspbr" + short_token();
-    cgroup_parent_ = "/" + unique_name() + "-podman";
-    root_ = tmp_.file("storage");
-    runroot_ = tmp_.file("run");
-    podman_tmp_ = tmp_.file("podman-tmp");
-    net_conf_ = tmp_.file("cni-conf");
     gate_dir_ = tmp_.file("gate");
-    for (const auto& d :
-         {root_, runroot_, podman_tmp_, net_conf_, gate_dir_, tmp_.file("image-tmp")}) {
-      fs::create_directories(d);
-    }
-
-    // H, and the holder of the private mount namespace inside it. setpriv --pdeathsig:
-    // the holder dies with the test process even when that is killed.
-    host_ = std::make_unique<Netns>();
-    ASSERT_TRUE(host_->ok()) << host_->error();
-    holder_ = std::make_unique<Process>(std::vector<std::string>{
-        "nsenter", "--net=" + host_->path(), "unshare", "--mount", "--propagation", "private",
-        "setpriv", "--pdeathsig", "KILL", "sh", "-c", kHolderScript});
-    ASSERT_TRUE(holder_->started()) << holder_->start_error();
-    ASSERT_TRUE(holder_->wait_for_line("ready", 10000ms))
-        << "the mount namespace holder did not start: " << holder_->command_line()
-        << "\nstderr: " << holder_->err();
-    // nsenter, unshare, setpriv and sh exec in turn: the pid is the holder's.
-    enter_ = {"nsenter", "--target", std::to_string(holder_->pid()), "--mount", "--net"};
-    std::vector<std::string> long_lived = enter_;
-    long_lived.insert(long_lived.end(), {"setpriv", "--pdeathsig", "KILL"});
-
-    daemon_ = std::make_unique<Daemon>(tmp_.path(), long_lived);
+    fs::create_directories(gate_dir_);
+    daemon_ = std::make_unique<Daemon>(tmp_.path(), node_.long_lived());
     ASSERT_TRUE(daemon_->start());
-    echo_ = std::make_unique<EchoServer>("http", long_lived);
+    echo_ = std::make_unique<EchoServer>("http", node_.long_lived());
     ASSERT_TRUE(echo_->start());
 
-    write_configs();
+    write_conflist();
     ASSERT_NO_FATAL_FAILURE(import_image());
   }
 
   void TearDown() override {
-    if (holder_ && holder_->running()) {
-      if (HasFailure()) {
-        auto ps = podman({"ps", "-a"});
-        std::cerr << "--- podman ps -a ---\n" << ps.out << ps.err << "\n---\n";
-      }
+    if (node_.running()) {
       // Removing the containers runs CNI DEL for each (nsproxy unregisters).
-      auto rm = podman({"rm", "--all", "--force", "--time", "0"}, 60000ms);
+      auto rm = node_.remove_all_containers(HasFailure());
       EXPECT_EQ(rm.exit_code, 0) << "podman rm --all: " << rm.describe();
       if (daemon_ && daemon_->running() && rm.exit_code == 0) {
         auto left = daemon_->list();
         EXPECT_TRUE(left.empty()) << "registrations left after podman rm --all:\n" << left.dump(2);
       }
     }
-    // conmon and container processes exit on their own after rm; whatever this test's
-    // podman left in its cgroups anyway is killed (by pid), then the cgroups go.
-    auto dirs = cgroup_dirs(cgroup_parent_);
-    auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (!cgroup_pids(dirs).empty() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(50ms);
-    }
-    auto stray = cgroup_pids(dirs);
-    EXPECT_TRUE(stray.empty()) << stray.size() << " process(es) left in cgroup " << cgroup_parent_
-                               << " after podman rm; killing them";
-    for (pid_t pid : stray) ::kill(pid, SIGKILL);
     echo_.reset();
     daemon_.reset();
-    holder_.reset();
-    for (const auto& d : dirs) {
-      bool removed = false;
-      int err = 0;
-      for (int i = 0; i < 100 && !removed; ++i) {
-        removed = ::rmdir(d.c_str()) == 0 || (err = errno) == ENOENT;
-        if (!removed) std::this_thread::sleep_for(20ms);
-      }
-      EXPECT_TRUE(removed) << "cannot remove cgroup " << d << ": " << std::strerror(err);
-    }
-    host_.reset();
+    node_.release();
   }
 
-  void write_configs() {
-    // podman asks for nofile and nproc 1048576 by default; above the hard limit that
-    // needs CAP_SYS_RESOURCE, which root lacks in some sandboxes. Stay below both the
-    // test's hard limits and the one podman itself runs with.
-    auto limit = [](int resource) {
-      struct rlimit rl {};
-      ::getrlimit(resource, &rl);
-      return std::to_string(std::min<rlim_t>(rl.rlim_max, 4096));
-    };
-    std::string nofile = limit(RLIMIT_NOFILE), nproc = limit(RLIMIT_NPROC);
-    auto q = [](const std::string& v) { return "\"" + v + "\""; };
-    std::string conf;
-    conf += "[containers]\n";
-    conf += "default_ulimits = [" + q("nofile=" + nofile + ":" + nofile) + ", " +
-            q("nproc=" + nproc + ":" + nproc) + "]\n";
-    conf += "[network]\n";
-    conf += "network_backend = \"cni\"\n";
-    conf += "cni_plugin_dirs = [" + q(NSPROXY_BUILD_DIR) + ", " + q(kRefPlugins) + "]\n";
-    conf += "network_config_dir = " + q(net_conf_) + "\n";
-    conf += "[engine]\n";
-    conf += "cgroup_manager = \"cgroupfs\"\n";
-    conf += "events_logger = \"file\"\n";
-    conf += "lock_type = \"file\"\n";
-    conf += "runtime = \"runc\"\n";
-    conf += "tmp_dir = " + q(podman_tmp_) + "\n";
-    conf += "image_copy_tmp_dir = " + q(tmp_.file("image-tmp")) + "\n";
-    containers_conf_ = tmp_.write("containers.conf", conf);
-    storage_conf_ =
-        tmp_.write("storage.conf", "[storage]\ndriver = \"vfs\"\ngraphroot = " + q(root_) +
-                                       "\nrunroot = " + q(runroot_) + "\n");
-
+  void write_conflist() {
     json conflist = {
         {"cniVersion", "1.0.0"},
         {"name", network_},
@@ -325,7 +114,7 @@ class PodmanTest : public ::testing::Test {
                                   {"socket", daemon_->socket_path()},
                                   {"listeners",
                                    json::array({listener(kListen, echo_->address(), "http")})}}})}};
-    tmp_.write("cni-conf/" + network_ + ".conflist", conflist.dump(2));
+    std::ofstream(node_.network_config_dir() + "/" + network_ + ".conflist") << conflist.dump(2);
   }
 
   // A one-file image: /bin/busybox and its applets as symlinks, imported offline.
@@ -336,31 +125,7 @@ class PodmanTest : public ::testing::Test {
     for (const char* applet : {"sh", "wget", "sleep", "cat", "test", "["}) {
       fs::create_symlink("busybox", rootfs + "/bin/" + applet);
     }
-    std::string tar = tmp_.file("rootfs.tar");
-    auto t = run({"tar", "-C", rootfs, "-cf", tar, "."});
-    ASSERT_EQ(t.exit_code, 0) << t.describe();
-    auto imp = podman({"import", tar, kImage}, 60000ms);
-    ASSERT_EQ(imp.exit_code, 0) << "podman import: " << imp.describe();
-  }
-
-  std::vector<std::string> podman_argv(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = enter_;
-    argv.insert(argv.end(),
-                {"podman", "--root", root_, "--runroot", runroot_, "--tmpdir", podman_tmp_,
-                 "--storage-driver", "vfs", "--network-config-dir", net_conf_, "--cgroup-manager",
-                 "cgroupfs", "--events-backend", "file"});
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
-  }
-
-  Env podman_env() const {
-    return {{"CONTAINERS_CONF", containers_conf_}, {"CONTAINERS_STORAGE_CONF", storage_conf_},
-            {"CONTAINER_HOST", std::nullopt},      {"CONTAINER_CONNECTION", std::nullopt},
-            {"XDG_RUNTIME_DIR", std::nullopt},     {"TMPDIR", podman_tmp_}};
-  }
-
-  ProcessResult podman(const std::vector<std::string>& args, Millis timeout = kPodmanTimeout) {
-    return run(podman_argv(args), timeout, podman_env());
+    ASSERT_TRUE(node_.import_rootfs(rootfs, kImage));
   }
 
   // The container's command: wait until the test creates gate/<name>, then exit 0.
@@ -376,8 +141,8 @@ class PodmanTest : public ::testing::Test {
   // `podman run -d --rm` of a container that runs until its gate opens; returns its id.
   std::string run_detached(const std::string& name) {
     auto r = podman({"run", "--detach", "--rm", "--name", name, "--network", network_,
-                     "--cgroup-parent", cgroup_parent_, "--volume", gate_dir_ + ":/gate", kImage,
-                     "sh", "-c", wait_for_gate(name)});
+                     "--cgroup-parent", node_.cgroup_parent(), "--volume", gate_dir_ + ":/gate",
+                     kImage, "sh", "-c", wait_for_gate(name)});
     EXPECT_EQ(r.exit_code, 0) << "podman run -d: " << r.describe();
     std::string id = trim(r.out);
     if (auto nl = id.rfind('\n'); nl != std::string::npos) id = id.substr(nl + 1);
@@ -458,13 +223,18 @@ class PodmanTest : public ::testing::Test {
     EXPECT_TRUE(listeners[0].value("accepting", false)) << reg.dump(2);
   }
 
+  // Helpers with the node's podman.
+  ProcessResult podman(const std::vector<std::string>& args, Millis timeout = kPodmanTimeout) {
+    return node_.podman(args, timeout);
+  }
+  std::vector<std::string> podman_argv(const std::vector<std::string>& args) const {
+    return node_.podman_argv(args);
+  }
+  Env podman_env() const { return node_.podman_env(); }
+
   TempDir tmp_;
-  std::string network_, bridge_, cgroup_parent_;
-  std::string root_, runroot_, podman_tmp_, net_conf_, gate_dir_;
-  std::string containers_conf_, storage_conf_;
-  std::unique_ptr<Netns> host_;
-  std::unique_ptr<Process> holder_;
-  std::vector<std::string> enter_;
+  PodmanNode node_{tmp_.path(), {NSPROXY_BUILD_DIR, kRefPlugins}};
+  std::string network_, bridge_, gate_dir_;
   std::unique_ptr<Daemon> daemon_;
   std::unique_ptr<EchoServer> echo_;
 };
@@ -479,7 +249,7 @@ TEST_F(PodmanTest, RunRmReachesUpstreamWithContainerIdThenUnregisters) {
   const std::string script =
       std::string("wget -qO- http://") + kListen + "/from-podman && echo && " + wait_for_gate(name);
   Process run_rm(podman_argv({"run", "--rm", "--cidfile", cidfile, "--name", name, "--network",
-                              network_, "--cgroup-parent", cgroup_parent_, "--volume",
+                              network_, "--cgroup-parent", node_.cgroup_parent(), "--volume",
                               gate_dir_ + ":/gate", kImage, "sh", "-c", script}),
                  podman_env());
   ASSERT_TRUE(run_rm.started()) << run_rm.start_error();
