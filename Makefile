@@ -20,7 +20,7 @@ INSTALL_PATHS = -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DNSPROXY_CNI_BIN_DIR=$(CNI_BIN
 PACKAGE_PATHS = -DCMAKE_INSTALL_PREFIX=/usr -DNSPROXY_CNI_BIN_DIR=/usr/lib/cni \
                 -DNSPROXY_SYSTEMD_UNIT_DIR=/lib/systemd/system
 
-.PHONY: all deps build asan tsan tsan-test test unit-test integration-test demo clean format format-check fuzz bench install package
+.PHONY: all deps build asan tsan tsan-test test unit-test integration-test demo clean format format-check fuzz bench install package image
 
 all: build
 
@@ -72,6 +72,16 @@ package: build
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && cpack -G DEB >cpack.log 2>&1 || { cat cpack.log; exit 1; }
 	@ls $(BUILD)/nsproxy_*.deb
+
+# The node agent image (deploy/container/Containerfile): the package and the agent's
+# entrypoint as the build context. Pulls debian:bookworm-slim, so it needs a registry;
+# the tests import an equivalent image offline instead (test/tools/agent-rootfs.sh).
+VERSION := $(shell grep -m1 -o 'nsproxy VERSION [0-9.]*' CMakeLists.txt | cut -d' ' -f3)
+IMAGE   ?= nsproxy-agent:$(VERSION)
+image: package
+	@rm -rf $(BUILD)/image-context && mkdir -p $(BUILD)/image-context
+	@cp $(BUILD)/nsproxy_*.deb deploy/container/nsproxy-agent $(BUILD)/image-context/
+	podman build -f deploy/container/Containerfile -t $(IMAGE) $(BUILD)/image-context
 
 # libFuzzer targets (clang, ASan+UBSan) in $(BUILD_FUZZ), each run for FUZZ_SECONDS on a
 # copy of test/fuzz/corpus/<target>/. A crash leaves its input in

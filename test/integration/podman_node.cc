@@ -176,6 +176,10 @@ bool PodmanNode::running() const {
   return holder_ && holder_->running();
 }
 
+std::string PodmanNode::path_inside(const std::string& path) const {
+  return "/proc/" + std::to_string(holder_ ? holder_->pid() : 0) + "/root" + path;
+}
+
 std::vector<std::string> PodmanNode::long_lived() const {
   std::vector<std::string> argv = enter_;
   argv.insert(argv.end(), {"setpriv", "--pdeathsig", "KILL"});

@@ -61,12 +61,15 @@ class PodmanNode {
   ::testing::AssertionResult start();
   bool running() const;
 
-  Netns& host() { return *host_; }
+  const Netns& host() const { return *host_; }
   // nsenter into the holder's mount and network namespaces: prefix of a short command.
   const std::vector<std::string>& enter() const { return enter_; }
   // enter() plus setpriv --pdeathsig KILL: prefix of a process that must not outlive the
   // test (a daemon, an upstream).
   std::vector<std::string> long_lived() const;
+  // A path of the private mount namespace (e.g. a netns under its /run/netns) as the
+  // test process can open it: /proc/<holder>/root/<path>.
+  std::string path_inside(const std::string& path) const;
   const std::string& cgroup_parent() const { return cgroup_parent_; }
   const std::string& network_config_dir() const { return net_conf_; }
 
