@@ -281,9 +281,10 @@ TEST_F(AgentPodmanTest, InstallsServesTakesOverUnderLoadAndUninstalls) {
   EXPECT_TRUE(wait_until([&] { return ok >= ok_at_switch + 20 || failed > 0; }, 10000ms));
   stop = true;
   load.join();
-  std::printf("[ FIGURES  ] rolling update of the agent: %d tenant requests (%d after the "
-              "switch), %d failed\n",
-              ok.load(), ok.load() - ok_at_switch, failed.load());
+  std::printf(
+      "[ FIGURES  ] rolling update of the agent: %d tenant requests (%d after the "
+      "switch), %d failed\n",
+      ok.load(), ok.load() - ok_at_switch, failed.load());
   EXPECT_EQ(failed, 0) << "tenant requests failed across the rolling update; first: "
                        << first_failure << "\n--- first agent ---\n"
                        << logs(first) << "\n--- second agent ---\n"
