@@ -12,8 +12,10 @@ PACKAGES=(
   # tests and demo
   iproute2 curl procps psmisc python3 strace
   containernetworking-plugins golang-go golang-github-appc-cni-dev
-  # a real container runtime for end-to-end tests (CNI network backend)
-  podman runc busybox-static
+  # real container runtimes for end-to-end tests: podman (CNI network backend) and
+  # containerd with ctr (go-cni, as its CRI plugin wires Kubernetes pods); the tests
+  # start their own containerd, never the system's service
+  podman runc busybox-static containerd
   # fuzzing and sanitizers; clang-format for make format-check
   clang libclang-rt-14-dev clang-format
   # packaging and operating: the .deb's checks, the systemd unit checks, a real scraper
