@@ -26,6 +26,7 @@ all: build
 
 deps:
 	@scripts/install-deps.sh
+	@scripts/install-npm-deps.sh
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
@@ -102,13 +103,17 @@ bench: build
 	@test "$$(id -u)" -eq 0 || { echo "make bench: run as root" >&2; exit 1; }
 	@test/bench/run.sh $(BUILD)
 
-# `make format` rewrites every C++ file as .clang-format says; `make format-check` (CI)
-# fails, listing the files and lines, when one differs from that.
-format:
+# `make format` rewrites every C++ file as .clang-format says, and the JavaScript of the
+# tests as prettier (pinned in test/deploy/package-lock.json) says; `make format-check`
+# (CI) fails, listing the files and lines, when one differs from that.
+PRETTIER = test/deploy/node_modules/.bin/prettier --config test/deploy/.prettierrc.json
+format: deps
 	@clang-format -i $$(git ls-files '*.cc' '*.h')
+	@$(PRETTIER) --log-level warn --write $$(git ls-files '*.mjs')
 
 format-check: deps
 	@clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h')
+	@$(PRETTIER) --check $$(git ls-files '*.mjs')
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) $(BUILD_TSAN)

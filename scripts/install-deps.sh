@@ -25,6 +25,15 @@ PACKAGES=(
   nginx wrk haproxy golang-github-containernetworking-plugins-dev gnuplot-nox
 )
 
+# The Kubernetes manifests' test (test/deploy): node and npm for its validator
+# (scripts/install-npm-deps.sh installs the npm packages), kubectl for `kubectl
+# kustomize`. Debian's packages only where the command is missing: a machine may have
+# them from elsewhere (NodeSource's nodejs bundles npm, and Google Cloud's kubectl
+# package owns /usr/bin/kubectl, which Debian's kubernetes-client would collide with).
+command -v node >/dev/null || PACKAGES+=(nodejs)
+command -v npm >/dev/null || PACKAGES+=(npm)
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
