@@ -53,15 +53,87 @@ bool valid_label_name(std::string_view name) {
   return true;
 }
 
+// One {"certFile": .., "keyFile": ..} of a listener's "tls".
+std::optional<CniError> parse_certificate(const Json& j, const std::string& where,
+                                          TlsCertificate* out) {
+  if (!j.is_object()) return invalid(where, "must be an object, got " + excerpt(j));
+  for (const auto& [key, value] : j.items()) {
+    (void)value;
+    if (key != "certFile" && key != "keyFile") {
+      return invalid(where + "." + key, "unknown key (expected certFile, keyFile)");
+    }
+  }
+  CniError error;
+  if (!get_string(j, "certFile", where + ".certFile", &out->cert_file, &error)) return error;
+  if (!get_string(j, "keyFile", where + ".keyFile", &out->key_file, &error)) return error;
+  if (out->cert_file.empty()) return invalid(where + ".certFile", "required (a PEM file)");
+  if (out->key_file.empty()) return invalid(where + ".keyFile", "required (a PEM file)");
+  if (auto ok = check_tls_file(out->cert_file, where + ".certFile"); !ok) {
+    return invalid(where + ".certFile", ok.error().message);
+  }
+  if (auto ok = check_tls_file(out->key_file, where + ".keyFile"); !ok) {
+    return invalid(where + ".keyFile", ok.error().message);
+  }
+  return std::nullopt;
+}
+
+// "tls": {"certFile": .., "keyFile": ..} (one certificate) or {"certificates": [{..}, ..]}
+// (the first is the default, the others are picked by SNI). Required in https mode only.
+std::optional<CniError> parse_tls(const Json& j, const std::string& where, ListenerSpec* out) {
+  auto it = j.find("tls");
+  const bool https = out->mode == Mode::Https;
+  if (it == j.end() || it->is_null()) {
+    if (!https) return std::nullopt;
+    return invalid(where + ".tls",
+                   "required with \"mode\": \"https\" (e.g. {\"certFile\": \"/etc/nsproxy/tls/"
+                   "cert.pem\", \"keyFile\": \"/etc/nsproxy/tls/key.pem\"})");
+  }
+  if (!https) {
+    return invalid(where + ".tls",
+                   "only a listener with \"mode\": \"https\" terminates TLS (this "
+                   "one is " +
+                       std::string(mode_name(out->mode)) + ")");
+  }
+  if (!it->is_object()) return invalid(where + ".tls", "must be an object, got " + excerpt(*it));
+  if (auto list = it->find("certificates"); list != it->end()) {
+    if (it->size() != 1) {
+      return invalid(where + ".tls",
+                     "either certFile and keyFile (one certificate) or certificates, not both");
+    }
+    if (!list->is_array() || list->empty()) {
+      return invalid(
+          where + ".tls.certificates",
+          "must be a non-empty array of {\"certFile\", \"keyFile\"}, got " + excerpt(*list));
+    }
+    if (list->size() > kMaxCertificates) {
+      return invalid(where + ".tls.certificates",
+                     "at most " + std::to_string(kMaxCertificates) + " certificates");
+    }
+    for (size_t i = 0; i < list->size(); ++i) {
+      TlsCertificate cert;
+      if (auto e = parse_certificate((*list)[i],
+                                     where + ".tls.certificates[" + std::to_string(i) + "]", &cert))
+        return e;
+      out->certificates.push_back(std::move(cert));
+    }
+    return std::nullopt;
+  }
+  TlsCertificate cert;
+  if (auto e = parse_certificate(*it, where + ".tls", &cert)) return e;
+  out->certificates.push_back(std::move(cert));
+  return std::nullopt;
+}
+
 std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec* out) {
   const std::string where = "listeners[" + std::to_string(index) + "]";
   if (!j.is_object()) return invalid(where, "must be an object, got " + excerpt(j));
   for (const auto& [key, value] : j.items()) {
     (void)value;
     if (key != "listen" && key != "upstream" && key != "mode" && key != "proxyProtocol" &&
-        key != "addAddress") {
+        key != "addAddress" && key != "tls") {
       return invalid(where + "." + key,
-                     "unknown key (expected listen, upstream, mode, proxyProtocol, addAddress)");
+                     "unknown key (expected listen, upstream, mode, proxyProtocol, addAddress, "
+                     "tls)");
     }
   }
   CniError error;
@@ -79,7 +151,8 @@ std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec
   auto u = parse_address(upstream, /*allow_unix=*/true);
   if (!u) return invalid(where + ".upstream", u.error().message);
   if (!parse_mode(mode, &out->mode)) {
-    return invalid(where + ".mode", "must be \"tcp\" or \"http\", got \"" + mode + "\"");
+    return invalid(where + ".mode",
+                   "must be \"http\", \"https\" or \"tcp\", got \"" + mode.substr(0, 80) + "\"");
   }
   if (proxy_protocol.empty() || !parse_proxy_protocol(proxy_protocol, &out->proxy_protocol)) {
     return invalid(where + ".proxyProtocol",
@@ -100,6 +173,7 @@ std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec
     if (auto ok = check_service_address(*l); !ok)
       return invalid(where + ".addAddress", ok.error().message);
   }
+  if (auto e = parse_tls(j, where, out)) return e;
   // Canonical forms, so that a repeated ADD compares equal in the daemon.
   out->listen = l->text;
   out->upstream = u->text;

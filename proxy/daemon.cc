@@ -369,6 +369,7 @@ void Daemon::on_stop_signal(int signum) {
 }
 
 void Daemon::on_hangup() {
+  registry_->reload_tls();
   if (opts_.access_log_path.empty() || opts_.access_log_path == "-") {
     LOG_INFO("SIGHUP: no access log file to reopen");
     return;

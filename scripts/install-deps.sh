@@ -6,11 +6,11 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake pkg-config
-  libev-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libhttp-parser-dev
+  libev-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libhttp-parser-dev libssl-dev
   libgtest-dev googletest
   libsystemd-dev
   # tests and demo
-  iproute2 curl procps psmisc python3 strace
+  iproute2 curl procps psmisc python3 strace openssl
   containernetworking-plugins golang-go golang-github-appc-cni-dev
   # real container runtimes for end-to-end tests: podman (CNI network backend) and
   # containerd with ctr (go-cni, as its CRI plugin wires Kubernetes pods); the tests

@@ -92,6 +92,41 @@ Status decode_limits(const json& j, TenantLimits* out) {
   return validate_limits(*out);
 }
 
+// "tls":{"certificates":[{"cert_file":..,"key_file":..}]}: required in https mode, refused
+// in the others.
+Status decode_tls(const json& j, const std::string& where, ListenerSpec* out) {
+  auto it = j.find("tls");
+  const bool https = out->mode == Mode::Https;
+  if (it == j.end() || it->is_null()) {
+    if (https) return bad(where + ".tls: required in https mode (a certificate and its key)");
+    return {};
+  }
+  if (!https) return bad(where + ".tls: only https listeners terminate TLS");
+  auto certs = it->is_object() ? it->find("certificates") : it->end();
+  if (!it->is_object() || certs == it->end() || !certs->is_array() || certs->empty()) {
+    return bad(where + ".tls: must be {\"certificates\":[{\"cert_file\":..,\"key_file\":..}]}");
+  }
+  if (certs->size() > kMaxCertificates) {
+    return bad(where + ".tls.certificates: at most " + std::to_string(kMaxCertificates));
+  }
+  for (size_t i = 0; i < certs->size(); ++i) {
+    const json& cj = (*certs)[i];
+    const std::string at = where + ".tls.certificates[" + std::to_string(i) + "]";
+    if (!cj.is_object()) return bad(at + " must be an object");
+    TlsCertificate cert;
+    if (auto s = get_string(cj, "cert_file", kMaxPathLength, &cert.cert_file, true); !s) {
+      return bad(at + ": " + s.error().message);
+    }
+    if (auto s = get_string(cj, "key_file", kMaxPathLength, &cert.key_file, true); !s) {
+      return bad(at + ": " + s.error().message);
+    }
+    if (auto s = check_tls_file(cert.cert_file, at + ".cert_file"); !s) return s;
+    if (auto s = check_tls_file(cert.key_file, at + ".key_file"); !s) return s;
+    out->certificates.push_back(std::move(cert));
+  }
+  return {};
+}
+
 Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
   std::string where = "listeners[" + std::to_string(index) + "]";
   if (!j.is_object()) return bad(where + " must be an object");
@@ -105,7 +140,7 @@ Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
   }
   if (auto s = get_string(j, "mode", 16, &mode); !s) return bad(where + ": " + s.error().message);
   if (!parse_mode(mode, &out->mode)) {
-    return bad(where + ": mode must be \"tcp\" or \"http\", got \"" + mode + "\"");
+    return bad(where + ": mode must be \"tcp\", \"http\" or \"https\", got \"" + mode + "\"");
   }
   if (auto s = get_string(j, "proxy_protocol", 16, &pp); !s) {
     return bad(where + ": " + s.error().message);
@@ -130,6 +165,7 @@ Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
   if (auto a = parse_address(out->upstream, true); !a) {
     return bad(where + ".upstream: " + a.error().message);
   }
+  if (auto s = decode_tls(j, where, out); !s) return s;
   return {};
 }
 
@@ -166,7 +202,26 @@ const char* op_name(Op op) {
 }
 
 const char* mode_name(Mode mode) {
-  return mode == Mode::Http ? "http" : "tcp";
+  switch (mode) {
+    case Mode::Tcp:
+      return "tcp";
+    case Mode::Http:
+      return "http";
+    case Mode::Https:
+      return "https";
+  }
+  return "?";
+}
+
+Status check_tls_file(const std::string& path, const std::string& field) {
+  if (path.empty() || path[0] != '/') {
+    return bad(field + ": must be an absolute path, got \"" + path.substr(0, 80) + "\"");
+  }
+  if (path.size() > kMaxPathLength) {
+    return bad(field + ": longer than " + std::to_string(kMaxPathLength) + " bytes");
+  }
+  if (path.find('\0') != std::string::npos) return bad(field + ": contains NUL");
+  return {};
 }
 
 const char* proxy_protocol_name(ProxyProtocol p) {
@@ -199,6 +254,8 @@ bool parse_mode(std::string_view text, Mode* out) {
     *out = Mode::Tcp;
   } else if (text == "http") {
     *out = Mode::Http;
+  } else if (text == "https") {
+    *out = Mode::Https;
   } else {
     return false;
   }
@@ -225,6 +282,7 @@ std::string encode_request(const Request& req) {
         lj["proxy_protocol"] = proxy_protocol_name(l.proxy_protocol);
       }
       if (l.add_address) lj["add_address"] = true;
+      if (!l.certificates.empty()) lj["tls"] = tls_json(l.certificates);
       ls.push_back(std::move(lj));
     }
     j["listeners"] = std::move(ls);
@@ -361,6 +419,13 @@ Status validate_limits(const TenantLimits& l) {
                std::to_string(kMaxTenantConnections));
   }
   return {};
+}
+
+json tls_json(const std::vector<TlsCertificate>& certs) {
+  json list = json::array();
+  for (const auto& c : certs)
+    list.push_back({{"cert_file", c.cert_file}, {"key_file", c.key_file}});
+  return {{"certificates", std::move(list)}};
 }
 
 json limits_json(const TenantLimits& l) {

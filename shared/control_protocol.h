@@ -80,9 +80,22 @@ struct AttachmentKey {
   std::string display() const;  // "net/cid/eth0" or "id"
 };
 
-enum class Mode { Tcp, Http };
-const char* mode_name(Mode mode);
+// https: http mode behind TLS that nsproxyd terminates in the tenant's namespace.
+enum class Mode { Tcp, Http, Https };
+const char* mode_name(Mode mode);  // "tcp", "http", "https"
 bool parse_mode(std::string_view text, Mode* out);
+
+// https mode: a certificate chain and its private key, PEM files that nsproxyd reads (paths
+// in its own mount namespace). A listener's first certificate is its default; the others
+// are picked by the name the client asks for (SNI), among their DNS names.
+struct TlsCertificate {
+  std::string cert_file;
+  std::string key_file;
+  auto operator<=>(const TlsCertificate&) const = default;
+};
+constexpr size_t kMaxCertificates = 16;
+// An absolute path without NUL, at most kMaxPathLength bytes; the message names `field`.
+Status check_tls_file(const std::string& path, const std::string& field);
 
 // tcp mode only: what precedes the tenant's bytes towards the upstream.
 enum class ProxyProtocol { None, V2 };
@@ -97,6 +110,9 @@ struct ListenerSpec {
   // Add the listen IP to the namespace's lo when it is missing, and remove it again when
   // the registration goes (only if nsproxy added it). Link-local / unique-local only.
   bool add_address = false;
+  // https mode only (and required there): the default certificate first.
+  // JSON: "tls":{"certificates":[{"cert_file":..,"key_file":..}, ...]}
+  std::vector<TlsCertificate> certificates{};
   bool operator==(const ListenerSpec&) const = default;
 };
 
@@ -127,6 +143,8 @@ constexpr uint32_t kMaxTenantConnections = 1000000;
 // Checks bounds; error message names the field ("limits.rate: ...").
 Status validate_limits(const TenantLimits& l);
 nlohmann::json limits_json(const TenantLimits& l);  // only the fields that are set
+// {"certificates":[{"cert_file":..,"key_file":..}]}
+nlohmann::json tls_json(const std::vector<TlsCertificate>& certs);
 
 // A header field name token (RFC 9110 tchar), 1..kMaxHeaderNameLength characters.
 constexpr size_t kMaxHeaderNameLength = 64;

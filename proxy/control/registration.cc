@@ -22,6 +22,7 @@ json Registration::to_json() const {
     if (specs[i].mode == Mode::Tcp)
       lj["proxy_protocol"] = proxy_protocol_name(specs[i].proxy_protocol);
     if (specs[i].add_address) lj["add_address"] = true;
+    if (!specs[i].certificates.empty()) lj["tls"] = tls_json(specs[i].certificates);
     ls.push_back(std::move(lj));
   }
   json h = json::object();

@@ -138,6 +138,9 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
     upstreams.push_back(shared_upstream(std::move(*upstream)));
   }
 
+  auto tls = tls_servers(req);
+  if (!tls) return error_reply(tls.error());
+
   if (auto it = regs_.find(req.attachment); it != regs_.end()) {
     const Registration& old = *it->second;
     if (old.netns_id == *id && old.specs() == req.listeners && old.labels() == req.labels &&
@@ -175,7 +178,8 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
              ip.c_str(), req.netns_path.c_str());
   }
   // netns_fd closes here: the listeners keep the namespace alive.
-  return install(req, *id, std::move(made->fds), std::move(upstreams), std::move(added), record);
+  return install(req, *id, std::move(made->fds), std::move(upstreams), std::move(*tls),
+                 std::move(added), record);
 }
 
 void Registry::release_addresses(Registration& reg, Record record) {
@@ -206,6 +210,7 @@ void Registry::release_addresses(Registration& reg, Record record) {
 
 Reply Registry::install(const Request& req, NetnsId id, std::vector<UniqueFd> fds_in,
                         std::vector<std::shared_ptr<const Address>> upstreams,
+                        std::vector<std::shared_ptr<TlsServer>> tls,
                         std::vector<std::string> added_addresses, Record record) {
   const std::string who = req.attachment.display();
   auto* fds = &fds_in;
@@ -229,7 +234,8 @@ Reply Registry::install(const Request& req, NetnsId id, std::vector<UniqueFd> fd
   for (size_t i = 0; i < fds->size(); ++i) {
     auto l = std::make_unique<Listener>(
         acceptor_, std::move((*fds)[i]), reg->request.listeners[i], std::move(upstreams[i]), tenant,
-        req.listeners[i].mode == Mode::Http ? make_http_session : make_tcp_session);
+        req.listeners[i].mode == Mode::Tcp ? make_tcp_session : make_http_session);
+    if (i < tls.size() && tls[i]) l->set_tls(std::move(tls[i]));
     l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
     reg->listeners.push_back(std::move(l));
   }
@@ -370,6 +376,56 @@ void Registry::forget(Registrations::iterator it, const char* why, Record record
   }
 }
 
+Result<std::vector<std::shared_ptr<TlsServer>>> Registry::tls_servers(const Request& req) {
+  std::vector<std::shared_ptr<TlsServer>> out(req.listeners.size());
+  for (size_t i = 0; i < req.listeners.size(); ++i) {
+    const ListenerSpec& spec = req.listeners[i];
+    if (spec.mode != Mode::Https) continue;
+    const std::string where = "listeners[" + std::to_string(i) + "].tls";
+    if (spec.certificates.empty()) {
+      return make_error(Code::kBadRequest, where + ": https needs a certificate");
+    }
+    std::erase_if(tls_, [](const auto& e) { return e.second.expired(); });  // a handful
+    std::weak_ptr<TlsServer>& slot = tls_[spec.certificates];
+    if (auto held = slot.lock()) {
+      out[i] = std::move(held);
+      continue;
+    }
+    auto loaded = TlsServer::load(spec.certificates);
+    if (!loaded) {
+      tls_.erase(spec.certificates);
+      return make_error(Code::kBadRequest, where + ": " + loaded.error().message);
+    }
+    LOG_INFO("%s: certificates %s", req.attachment.display().c_str(),
+             (*loaded)->describe().c_str());
+    slot = *loaded;
+    out[i] = std::move(*loaded);
+  }
+  return out;
+}
+
+void Registry::reload_tls() {
+  size_t ok = 0, failed = 0;
+  for (auto it = tls_.begin(); it != tls_.end();) {
+    auto server = it->second.lock();
+    if (!server) {
+      it = tls_.erase(it);
+      continue;
+    }
+    if (Status s = server->reload(); !s) {
+      ++failed;
+      LOG_ERROR("reload: %s; the certificates in use stay", s.error().message.c_str());
+    } else {
+      ++ok;
+      LOG_INFO("reload: certificates %s", server->describe().c_str());
+    }
+    ++it;
+  }
+  if (ok + failed > 0) {
+    LOG_INFO("reload: %zu certificate set(s) read again, %zu kept after an error", ok, failed);
+  }
+}
+
 std::shared_ptr<const Address> Registry::shared_upstream(Address a) {
   if (upstreams_.size() > 64 && upstreams_.size() > 2 * regs_.size()) {
     std::erase_if(upstreams_, [](const auto& e) { return e.second.expired(); });
@@ -491,9 +547,12 @@ Reply Registry::take_over(const Request& req, NetnsId id, std::vector<UniqueFd> 
     if (!up) return error_reply(up.error());
     upstreams.push_back(shared_upstream(std::move(*up)));
   }
+  // The certificates are read again: a changed file takes effect with the new daemon.
+  auto tls = tls_servers(req);
+  if (!tls) return error_reply(tls.error());
   // Already in the journal (the old daemon's, handed over with the state directory).
-  return install(req, id, std::move(listeners), std::move(upstreams), std::move(added_addresses),
-                 Record::kSkip);
+  return install(req, id, std::move(listeners), std::move(upstreams), std::move(*tls),
+                 std::move(added_addresses), Record::kSkip);
 }
 
 std::vector<SavedRegistration> Registry::saved() const {

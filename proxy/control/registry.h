@@ -79,6 +79,9 @@ class Registry {
   // Drops registrations whose namespace path vanished or now names another namespace
   // (a DEL that never came): listening sockets would pin the namespace forever.
   void reconcile();
+  // SIGHUP: every https listener's certificates are read again. A file that fails keeps
+  // the certificates in use (logged); open connections are not touched either way.
+  void reload_tls();
 
  private:
   // Whether a change goes to the journal: kSkip while re-creating what the journal
@@ -92,7 +95,11 @@ class Registry {
   // Creates the registration from ready listening sockets (start accepting, journal).
   Reply install(const Request& req, NetnsId id, std::vector<UniqueFd> fds,
                 std::vector<std::shared_ptr<const Address>> upstreams,
+                std::vector<std::shared_ptr<TlsServer>> tls,
                 std::vector<std::string> added_addresses, Record record);
+  // The certificates of each https listener of req (nullptr for the others), read now;
+  // listeners naming the same files share them. The error names the listener and file.
+  Result<std::vector<std::shared_ptr<TlsServer>>> tls_servers(const Request& req);
   // One Address per upstream, shared by every listener toward it (hundreds of tenants
   // usually share a handful of upstreams); freed with its last listener, its entry swept
   // once the table holds twice as many entries as there are registrations.
@@ -116,6 +123,8 @@ class Registry {
   StateJournal* journal_ = nullptr;
   bool allow_host_netns_ = false;
   std::unordered_map<std::string, std::weak_ptr<const Address>> upstreams_;  // by text
+  // By the certificate and key paths, in order; reload_tls() re-reads the live ones.
+  std::map<std::vector<TlsCertificate>, std::weak_ptr<TlsServer>> tls_;
   uint64_t reclaimed_ = 0;  // dropped by reconcile (namespace gone or replaced)
   Histogram listener_setup_{kListenerSetupBounds};
   Registrations regs_;

@@ -1,7 +1,8 @@
 // nsproxyctl: register network namespaces with nsproxyd by hand, and inspect it.
 //
 //   nsproxyctl [--socket PATH] [--timeout MS] COMMAND [OPTIONS]
-//     add    --id ID --netns PATH --listen ADDR --upstream ADDR [--mode tcp|http]
+//     add    --id ID --netns PATH --listen ADDR --upstream ADDR [--mode http|https|tcp]
+//            [--tls-cert FILE --tls-key FILE]...   https: certificates, the first the default
 //            [--listen ... --upstream ...]... [--label k=v]...
 //            [--rate N] [--burst N] [--max-connections N]   this tenant's limits
 //     del    --id ID
@@ -22,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -48,7 +50,8 @@ void usage(FILE* out) {
                "usage: nsproxyctl [--socket PATH] [--timeout MS] COMMAND [OPTIONS]\n"
                "\n"
                "commands:\n"
-               "  add    --id ID --netns PATH --listen ADDR --upstream ADDR [--mode http|tcp]\n"
+               "  add    --id ID --netns PATH --listen ADDR --upstream ADDR\n"
+               "         [--mode http|https|tcp] [--tls-cert FILE --tls-key FILE]...\n"
                "         [--proxy-protocol none|v2] [--add-address]\n"
                "         [--listen ADDR --upstream ADDR ...]...\n"
                "         [--label KEY=VALUE]... [--tenant-header NAME] [--label-header-prefix P]\n"
@@ -56,6 +59,9 @@ void usage(FILE* out) {
                "         register a network namespace; each --listen starts a listener and\n"
                "         the --upstream/--mode/--proxy-protocol after it apply to it;\n"
                "         mode defaults to http; --proxy-protocol v2 needs --mode tcp;\n"
+               "         --mode https needs --tls-cert and --tls-key (PEM files nsproxyd\n"
+               "         reads), repeated for more certificates chosen by SNI, the first\n"
+               "         the default;\n"
                "         --add-address adds the listen IP (169.254/16, fc00::/7) to lo;\n"
                "         --rate requests/s (0: no limit), --burst requests at once above it\n"
                "         and --max-connections open connections are this tenant's limits\n"
@@ -165,11 +171,19 @@ struct CommandArgs {
 // The options each command takes, as their getopt codes (see opts below); any other
 // option is a usage error naming it, not silently ignored.
 const char* options_of(const std::string& cmd) {
-  if (cmd == "add") return "inLumPATXlrbcNIj";
+  if (cmd == "add") return "inLumPATXlrbcNIjCK";
   if (cmd == "del") return "iNIj";
   if (cmd == "check") return "inNIj";
   if (cmd == "list" || cmd == "status") return "j";
   return "";  // help
+}
+
+// nsproxyd reads the files in its own working directory: a relative path is made absolute
+// here, as the operator meant it.
+std::string absolute_path(const char* path) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  return ec ? std::string(path) : abs.lexically_normal().string();
 }
 
 CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
@@ -180,6 +194,8 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
                                 {"mode", required_argument, nullptr, 'm'},
                                 {"proxy-protocol", required_argument, nullptr, 'P'},
                                 {"add-address", no_argument, nullptr, 'A'},
+                                {"tls-cert", required_argument, nullptr, 'C'},
+                                {"tls-key", required_argument, nullptr, 'K'},
                                 {"tenant-header", required_argument, nullptr, 'T'},
                                 {"label-header-prefix", required_argument, nullptr, 'X'},
                                 {"label", required_argument, nullptr, 'l'},
@@ -235,7 +251,7 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
       case 'm':
         if (a.listeners.empty()) die_usage("--mode must follow a --listen");
         if (!parse_mode(optarg, &a.listeners.back().mode)) {
-          die_usage(std::string("--mode: expected tcp or http, got \"") + optarg + "\"");
+          die_usage(std::string("--mode: expected http, https or tcp, got \"") + optarg + "\"");
         }
         break;
       case 'P':
@@ -244,6 +260,18 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
           die_usage(std::string("--proxy-protocol: expected none or v2, got \"") + optarg + "\"");
         }
         break;
+      case 'C':
+        if (a.listeners.empty()) die_usage("--tls-cert must follow a --listen");
+        a.listeners.back().certificates.push_back({absolute_path(optarg), ""});
+        break;
+      case 'K': {
+        if (a.listeners.empty()) die_usage("--tls-key must follow a --listen");
+        auto& certs = a.listeners.back().certificates;
+        if (certs.empty() || !certs.back().key_file.empty())
+          die_usage("--tls-key must follow its --tls-cert");
+        certs.back().key_file = absolute_path(optarg);
+        break;
+      }
       case 'A':
         if (a.listeners.empty()) die_usage("--add-address must follow a --listen");
         a.listeners.back().add_address = true;
@@ -286,6 +314,15 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
   if (!a.saw_upstream_for_last)
     die_usage("--listen " + a.listeners.back().listen + " has no --upstream");
   if (!a.key.network.empty() && a.key.ifname.empty()) die_usage("--network needs --ifname");
+  for (const auto& l : a.listeners) {
+    if (l.mode == Mode::Https && l.certificates.empty())
+      die_usage("--listen " + l.listen + " --mode https needs --tls-cert FILE --tls-key FILE");
+    if (l.mode != Mode::Https && !l.certificates.empty())
+      die_usage("--listen " + l.listen + ": --tls-cert applies to --mode https only");
+    for (const auto& cert : l.certificates) {
+      if (cert.key_file.empty()) die_usage("--tls-cert " + cert.cert_file + " has no --tls-key");
+    }
+  }
   return a;
 }
 
@@ -336,9 +373,12 @@ int cmd_add(const Global& g, const CommandArgs& a) {
               created ? "registered" : "already registered:", a.key.display().c_str(),
               a.netns.c_str());
   for (const auto& l : a.listeners) {
-    std::printf("  %s -> %s (%s%s%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode),
+    std::printf("  %s -> %s (%s%s%s%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode),
                 l.proxy_protocol == ProxyProtocol::V2 ? ", PROXY v2" : "",
-                l.add_address ? ", address added to lo" : "");
+                l.add_address ? ", address added to lo" : "",
+                l.certificates.empty()
+                    ? ""
+                    : (", " + std::to_string(l.certificates.size()) + " certificate(s)").c_str());
   }
   if (!a.limits.empty()) {
     // What the daemon made of them, with its defaults for the fields not given.

@@ -15,6 +15,7 @@
 #include "forward/intrusive_list.h"
 #include "forward/session.h"
 #include "forward/tenant.h"
+#include "forward/tls_server.h"
 #include "forward/worker.h"
 #include "unique_fd.h"
 
@@ -53,6 +54,9 @@ class Listener {
   const ListenerSpec& spec() const { return *spec_; }
   const Address& upstream() const { return *upstream_; }
   const std::string& tenant_name() const { return tenant_->display; }
+  // https mode: the certificates its sessions present (set before start()).
+  void set_tls(std::shared_ptr<TlsServer> tls) { tls_ = std::move(tls); }
+  const TlsServer* tls() const { return tls_.get(); }
   Tenant& tenant() const { return *tenant_; }
   Acceptor* acceptor() const { return acceptor_; }
 
@@ -85,6 +89,7 @@ class Listener {
   UniqueFd fd_;
   const ListenerSpec* spec_;
   std::shared_ptr<const Address> upstream_;
+  std::shared_ptr<TlsServer> tls_;
   std::shared_ptr<Tenant> tenant_;
   SessionFactory make_session_;
   ev_io accept_w_;

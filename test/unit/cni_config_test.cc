@@ -121,6 +121,54 @@ TEST(CniConfig, AddAddressOnlyForLinkLocalOrUniqueLocalListenAddresses) {
   expect_invalid(j, "listeners[0].addAddress");
 }
 
+TEST(CniConfig, HttpsListenerTakesOneCertificateOrAListWithTheDefaultFirst) {
+  json j = base_config();
+  j["listeners"][0]["mode"] = "https";
+  j["listeners"][0]["tls"] = {{"certFile", "/etc/nsproxy/tls/meta.pem"},
+                              {"keyFile", "/etc/nsproxy/tls/meta.key"}};
+  auto r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->listeners[0].mode, Mode::Https);
+  ASSERT_EQ(r->listeners[0].certificates.size(), 1u);
+  EXPECT_EQ(r->listeners[0].certificates[0].key_file, "/etc/nsproxy/tls/meta.key");
+
+  j["listeners"][0]["tls"] = {
+      {"certificates", json::array({{{"certFile", "/a.pem"}, {"keyFile", "/a.key"}},
+                                    {{"certFile", "/b.pem"}, {"keyFile", "/b.key"}}})}};
+  r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  ASSERT_EQ(r->listeners[0].certificates.size(), 2u);
+  EXPECT_EQ(r->listeners[0].certificates[0].cert_file, "/a.pem");
+  EXPECT_EQ(r->listeners[0].certificates[1].cert_file, "/b.pem");
+}
+
+TEST(CniConfig, TlsMistakesNameTheField) {
+  json https = base_config();
+  https["listeners"][0]["mode"] = "https";
+  expect_invalid(https, "listeners[0].tls");  // required
+  json j = https;
+  j["listeners"][0]["tls"] = {{"certFile", "/a.pem"}};
+  expect_invalid(j, "listeners[0].tls.keyFile");
+  j["listeners"][0]["tls"] = {{"certFile", "a.pem"}, {"keyFile", "/a.key"}};
+  expect_invalid(j, "listeners[0].tls.certFile");  // relative
+  j["listeners"][0]["tls"] = {{"certFile", "/a.pem"}, {"keyFile", "/a.key"}, {"crt", "/x"}};
+  expect_invalid(j, "listeners[0].tls.crt");
+  j["listeners"][0]["tls"] = {{"certificates", json::array()}};
+  expect_invalid(j, "listeners[0].tls.certificates");
+  j["listeners"][0]["tls"] = {{"certificates", json::array({{{"certFile", "/a.pem"}}})}};
+  expect_invalid(j, "listeners[0].tls.certificates[0].keyFile");
+  j["listeners"][0]["tls"] = {
+      {"certFile", "/a.pem"}, {"keyFile", "/a.key"}, {"certificates", json::array()}};
+  expect_invalid(j, "listeners[0].tls");
+  j["listeners"][0]["tls"] = "/a.pem";
+  expect_invalid(j, "listeners[0].tls");
+  json http = base_config();
+  http["listeners"][0]["tls"] = {{"certFile", "/a.pem"}, {"keyFile", "/a.key"}};
+  expect_invalid(http, "listeners[0].tls");  // only https
+  http["listeners"][0]["mode"] = "HTTPS";
+  expect_invalid(http, "listeners[0].mode");
+}
+
 TEST(CniConfig, ReadsIdentityHeaderNames) {
   json j = base_config();
   j["headers"] = {{"tenantId", "X-Caller"}, {"labelPrefix", "X-Caller-"}};

@@ -44,6 +44,53 @@ TEST(ControlProtocol, AddAddressRoundTripsForServiceAddresses) {
   EXPECT_TRUE(out->listeners[1].add_address);
 }
 
+TEST(ControlProtocol, HttpsListenerRoundTripsItsCertificatesInOrder) {
+  Request in = sample_add();
+  ListenerSpec l{"169.254.169.254:443", "127.0.0.1:18080", Mode::Https};
+  l.certificates = {{"/etc/nsproxy/tls/a.pem", "/etc/nsproxy/tls/a.key"},
+                    {"/etc/nsproxy/tls/b.pem", "/etc/nsproxy/tls/b.key"}};
+  in.listeners = {l};
+  const std::string wire = encode_request(in);
+  EXPECT_NE(wire.find("\"mode\":\"https\""), std::string::npos) << wire;
+  auto out = decode_request(wire);
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out->listeners, in.listeners);
+  EXPECT_EQ(out->listeners[0].certificates[1].key_file, "/etc/nsproxy/tls/b.key");
+}
+
+TEST(ControlProtocol, TlsIsRequiredInHttpsModeAndRefusedElsewhere) {
+  auto decode_listener = [](const std::string& listener) {
+    return decode_request(R"({"version":1,"op":"add","attachment":{"id":"t"},"listeners":[)" +
+                          listener + "]}");
+  };
+  const std::string cert = R"("tls":{"certificates":[{"cert_file":"/c.pem","key_file":"/k.pem"}]})";
+  EXPECT_TRUE(
+      decode_listener(R"({"listen":"127.0.0.1:443","upstream":"127.0.0.1:80","mode":"https",)" +
+                      cert + "}")
+          .ok());
+  struct Case {
+    std::string listener, message;
+  };
+  for (
+      const auto& c : std::vector<Case>{
+          {R"({"listen":"127.0.0.1:443","upstream":"127.0.0.1:80","mode":"https"})",
+           "listeners[0].tls: required in https mode"},
+          {R"({"listen":"127.0.0.1:80","upstream":"127.0.0.1:80","mode":"http",)" + cert + "}",
+           "listeners[0].tls: only https listeners terminate TLS"},
+          {R"({"listen":"127.0.0.1:443","upstream":"127.0.0.1:80","mode":"https","tls":{"certificates":[]}})",
+           "listeners[0].tls: must be"},
+          {R"({"listen":"127.0.0.1:443","upstream":"127.0.0.1:80","mode":"https","tls":{"certificates":[{"cert_file":"c.pem","key_file":"/k.pem"}]}})",
+           "listeners[0].tls.certificates[0].cert_file: must be an absolute path"},
+          {R"({"listen":"127.0.0.1:443","upstream":"127.0.0.1:80","mode":"https","tls":{"certificates":[{"cert_file":"/c.pem"}]}})",
+           "listeners[0].tls.certificates[0]: missing field \"key_file\""},
+          {R"({"listen":"127.0.0.1:443","upstream":"127.0.0.1:80","mode":"spdy"})",
+           "listeners[0]: mode must be \"tcp\", \"http\" or \"https\""}}) {
+    auto r = decode_listener(c.listener);
+    ASSERT_FALSE(r.ok()) << c.listener;
+    EXPECT_EQ(r.error().message.rfind(c.message, 0), 0u) << r.error().message;
+  }
+}
+
 TEST(ControlProtocol, GcCarriesValidAttachments) {
   Request in;
   in.op = Op::Gc;

@@ -110,6 +110,17 @@ HttpSession::~HttpSession() {
 }
 
 bool HttpSession::start() {
+  if (const TlsServer* tls = listener_->tls()) {
+    SSL* ssl = tls->new_ssl();
+    if (ssl == nullptr || SSL_set_fd(ssl, client_.fd()) != 1) {
+      SSL_free(ssl);
+      LOG_ERROR("tenant %s: cannot start TLS (out of memory?); closing",
+                listener_->tenant_name().c_str());
+      return false;
+    }
+    SSL_set_accept_state(ssl);  // the handshake runs inside the first reads (or writes)
+    client_.set_tls(ssl);
+  }
   if (over_limit_) {
     // The daemon's budget is spent and nothing could be reclaimed for this tenant:
     // answered at once, without holding a slot while a head arrives.
@@ -172,6 +183,8 @@ void HttpSession::restart_upstream_timer(double seconds) {
 // ---- tenant side -------------------------------------------------------------------
 
 bool HttpSession::on_client_readable() {
+  // A TLS write that waited for the tenant's bytes (its handshake) goes on first.
+  if (client_.tls_retry_write() && !on_client_writable()) return false;
   if (phase_ == Phase::kTunnel) {
     ssize_t n = tunnel_->client_readable();
     if (n == Connection::kError) return client_failed("read");
@@ -193,6 +206,10 @@ bool HttpSession::on_client_readable() {
   if (n == Connection::kError) return client_failed("read");
   if (n == Connection::kEof) {
     client_eof_ = true;
+    if (client_.tls() != nullptr && phase_ == Phase::kHead && client_in_.empty() &&
+        (!client_.tls_handshake_done() || TlsServer::unmatched_name(client_.tls()) != nullptr)) {
+      return tls_abandoned();
+    }
     if (phase_ == Phase::kHead || phase_ == Phase::kIdle) return false;  // gone between requests
     if (!ex_.req_complete) {
       LOG_INFO("tenant %s: closed the connection in the middle of a request",
@@ -208,7 +225,37 @@ bool HttpSession::on_client_readable() {
 }
 
 bool HttpSession::client_failed(const char* what) {
+  if (client_.tls() != nullptr && !client_.tls_error().empty()) {
+    // Plain HTTP, a garbage or downgraded ClientHello, a certificate the tenant refused
+    // (its alert), a renegotiation: worth a line naming the tenant (throttled per tenant).
+    if (shard_->refusal_log.allow(ev_now(loop_))) {
+      const std::string& why = client_.tls_error();
+      const char* asked = TlsServer::unmatched_name(client_.tls());
+      LOG_INFO("tenant %s: TLS %s failed: %s%s%s%s%s; closing", listener_->tenant_name().c_str(),
+               client_.tls_handshake_done() ? what : "handshake", why.c_str(),
+               why == "http request" ? " (plain HTTP sent to an https listener)" : "",
+               asked != nullptr ? " (it asked for " : "", asked != nullptr ? asked : "",
+               asked != nullptr ? ", which no certificate names: the default was presented)" : "");
+    }
+    return false;
+  }
   LOG_DEBUG("tenant %s: %s: %s", listener_->tenant_name().c_str(), what, std::strerror(errno));
+  return false;
+}
+
+// The tenant closed during the TLS handshake, or before a request: quietly (a port
+// check), unless it had asked for a name no certificate carries, which is why clients give
+// up (curl checks the name once the handshake is done, then closes).
+bool HttpSession::tls_abandoned() {
+  const char* asked = TlsServer::unmatched_name(client_.tls());
+  if (asked != nullptr && shard_->refusal_log.allow(ev_now(loop_))) {
+    LOG_INFO(
+        "tenant %s: TLS client closed without a request after asking for %s, which no "
+        "certificate names (the default was presented)",
+        listener_->tenant_name().c_str(), asked);
+  } else if (asked == nullptr) {
+    LOG_DEBUG("tenant %s: closed during the TLS handshake", listener_->tenant_name().c_str());
+  }
   return false;
 }
 
@@ -380,6 +427,8 @@ int HttpSession::req_message_complete() {
 }
 
 bool HttpSession::on_client_writable() {
+  // A TLS read that waited for room to send (its handshake) goes on instead.
+  if (client_.tls_retry_read()) return on_client_readable();
   ssize_t n = client_.write_from(&to_client_);
   if (n == Connection::kError) return client_failed("write");
   client_sent(n);
@@ -391,6 +440,13 @@ bool HttpSession::on_client_timer() {
   if (phase_ == Phase::kTunnel) {
     LOG_INFO("tenant %s: tunnel idle for %g s; closing", listener_->tenant_name().c_str(),
              worker_->config->idle_timeout);
+    return false;
+  }
+  if (client_.tls() != nullptr && !client_.tls_handshake_done()) {
+    if (shard_->refusal_log.allow(ev_now(loop_))) {
+      LOG_INFO("tenant %s: TLS handshake not completed within %g s; closing",
+               listener_->tenant_name().c_str(), worker_->config->head_timeout);
+    }
     return false;
   }
   // kHead: the request head did not arrive in time (slowloris).

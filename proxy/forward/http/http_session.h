@@ -105,7 +105,8 @@ class HttpSession : public Session {
   bool upstream_failed(const char* what, int err);  // 502/504 or close
   bool pump();                           // watcher interest (the tunnel's pump); false when over
   bool client_failed(const char* what);  // a read or write of the tenant's failed: false
-  void client_sent(ssize_t n);           // n bytes went to the tenant: counters, body timeout
+  bool tls_abandoned();         // the tenant closed in the TLS handshake or before a request: false
+  void client_sent(ssize_t n);  // n bytes went to the tenant: counters, body timeout
   void set_phase(Phase p);
   void release_upstream(bool reusable);
   void restart_upstream_timer(double seconds);

@@ -1,0 +1,368 @@
+// https mode: nsproxyd terminates TLS inside the tenant's namespace and then does what http
+// mode does. Certificates come from a test CA made with openssl at test time (test_ca.h);
+// clients are curl, openssl s_client and Python's ssl module, run inside the tenant's
+// namespace. What an operator would check:
+//   - `curl --cacert` gets its response, the upstream sees the tenant's identity and not
+//     the identity header the tenant forged; ALPN says http/1.1;
+//   - SNI picks the certificate that carries the asked name; no SNI or an unknown name
+//     gets the default (and an unknown name is logged with the tenant);
+//   - SIGHUP re-reads the files: new connections get the new certificate while an open
+//     keep-alive connection goes on; a broken file is refused and the old one stays;
+//   - plain HTTP, a garbage ClientHello, TLS 1.1, a renegotiation and a handshake that
+//     never completes each end with a log line naming the tenant, and a stalled
+//     handshake does not hold up other tenants;
+//   - a registration naming a missing or mismatched file is refused with the file's name;
+//   - a restarted daemon restores https registrations and reads their files again.
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "fixture.h"
+#include "test_ca.h"
+
+namespace nspit {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using nsproxy::ListenerSpec;
+using nsproxy::Mode;
+
+constexpr const char* kMetadata = "169.254.169.254:443";
+
+// Python's ssl client, inside the tenant: one keep-alive connection, GET /first, then (once
+// the file argv[3] exists) GET /second on the same connection. Prints the certificate's
+// serial number and each answer's JSON on its own line; fails if the connection had to be
+// reopened.
+constexpr const char* kKeepAliveClient = R"(import http.client, json, os, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+conn = http.client.HTTPSConnection(sys.argv[2], 443, context=ctx, timeout=10)
+conn.request("GET", "/first")
+print("first", conn.getresponse().read().decode(), flush=True)
+print("serial", conn.sock.getpeercert()["serialNumber"], flush=True)
+conn.auto_open = 0
+deadline = time.time() + 20
+while not os.path.exists(sys.argv[3]) and time.time() < deadline:
+    time.sleep(0.05)
+conn.request("GET", "/second")
+print("second", conn.getresponse().read().decode(), flush=True)
+)";
+
+class HttpsTest : public HttpTest {
+ protected:
+  void SetUp() override {
+    HttpTest::SetUp();
+    if (IsSkipped()) return;
+    ca_ = std::make_unique<TestCa>(tmp_.file("pki"));
+    fs::create_directories(tmp_.file("pki"));
+    ASSERT_TRUE(ca_->create());
+    ASSERT_TRUE(ca_->issue("metadata", {"metadata.test", "IP:169.254.169.254"}, &meta_));
+    ASSERT_TRUE(ca_->issue("other", {"other.test"}, &other_));
+  }
+
+  void start_daemon(std::vector<std::string> flags = {}) {
+    daemon_ = std::make_unique<Daemon>(tmp_.path());
+    daemon_->set_extra_args(std::move(flags));
+    ASSERT_TRUE(daemon_->start());
+    echo_ = std::make_unique<EchoServer>("http");
+    ASSERT_TRUE(echo_->start());
+  }
+
+  ListenerSpec https(std::vector<IssuedCert> certs, const std::string& listen = kMetadata) const {
+    ListenerSpec l{listen, echo_->address(), Mode::Https, nsproxy::ProxyProtocol::None, true};
+    for (const auto& c : certs) l.certificates.push_back({c.cert, c.key});
+    return l;
+  }
+
+  // A namespace registered as tenant `id` with the given listeners.
+  void add_tenant(Netns& ns, const std::string& id, std::vector<ListenerSpec> listeners) {
+    ASSERT_TRUE(register_tenant(*daemon_, ns.path(), id, {.listeners = std::move(listeners)}));
+  }
+
+  ProcessResult curl(const Netns& ns, const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = ns.exec_prefix();
+    argv.insert(argv.end(), {"curl", "-sS", "--max-time", "10", "--cacert", ca_->ca_file()});
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, 20000ms);
+  }
+
+  // The subject CN of the certificate the listener presents for `servername` ("" : no
+  // SNI), as openssl s_client shows it.
+  std::string presented_cn(const Netns& ns, const std::string& servername) const {
+    std::vector<std::string> argv = ns.exec_prefix();
+    argv.insert(argv.end(), {"openssl", "s_client", "-connect", kMetadata, "-CAfile",
+                             ca_->ca_file(), "-verify_return_error"});
+    if (servername.empty()) {
+      argv.push_back("-noservername");
+    } else {
+      argv.insert(argv.end(), {"-servername", servername});
+    }
+    auto r = run(argv, 20000ms);
+    auto at = r.out.find("subject=CN = ");
+    if (at == std::string::npos) return "(none: " + r.describe() + ")";
+    auto end = r.out.find('\n', at);
+    return r.out.substr(at + 13, end - at - 13);
+  }
+
+  // Waits (bounded) until the daemon's log has a line with all of `parts`; that line.
+  std::string log_line(const std::vector<std::string>& parts, Millis timeout = 10000ms) const {
+    std::string found;
+    wait_until(
+        [&] {
+          std::istringstream lines(daemon_->log());
+          for (std::string line; std::getline(lines, line);) {
+            bool all = true;
+            for (const auto& p : parts) all = all && line.find(p) != std::string::npos;
+            if (all) {
+              found = line;
+              return true;
+            }
+          }
+          return false;
+        },
+        timeout);
+    return found;
+  }
+
+  std::unique_ptr<TestCa> ca_;
+  IssuedCert meta_, other_;
+  std::unique_ptr<Daemon> daemon_;
+  std::unique_ptr<EchoServer> echo_;
+};
+
+TEST_F(HttpsTest, CurlGetsItsResponseAndTheUpstreamSeesTheTenantNotTheForgedHeader) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  Netns ns;
+  const std::string id = unique_name();
+  ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({meta_})}));
+
+  auto r = curl(ns, {"-v", "-H", "X-Tenant-Id: somebody-else", "-H", "X-Tenant-Label-team: red",
+                     "https://169.254.169.254/latest/meta-data"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.err.find("ALPN: server accepted http/1.1"), std::string::npos) << r.err;
+  json echo = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(echo.is_discarded()) << r.describe();
+  EXPECT_EQ(echo.value("path", ""), "/latest/meta-data");
+  EXPECT_EQ(echo_headers(echo, "X-Tenant-Id"), std::vector<std::string>{id}) << r.out;
+  EXPECT_TRUE(echo_headers(echo, "X-Tenant-Label-team").empty()) << r.out;
+
+  // The registration says what it serves.
+  auto regs = daemon_->registrations_with_id(id);
+  ASSERT_EQ(regs.size(), 1u);
+  const json l = regs[0]["listeners"][0];
+  EXPECT_EQ(l.value("mode", ""), "https") << l.dump();
+  EXPECT_EQ(l["tls"]["certificates"][0].value("cert_file", ""), meta_.cert) << l.dump();
+}
+
+TEST_F(HttpsTest, SniPicksTheCertificateWithTheNameAndAnUnknownNameGetsTheDefault) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  Netns ns;
+  const std::string id = unique_name();
+  ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({meta_, other_})}));
+
+  EXPECT_EQ(presented_cn(ns, "other.test"), "other.test");
+  EXPECT_EQ(presented_cn(ns, "metadata.test"), "metadata.test");
+  EXPECT_EQ(presented_cn(ns, ""), "metadata.test");
+  auto ok = curl(ns, {"--resolve", "other.test:443:169.254.169.254", "https://other.test/x"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.describe();
+
+  // curl checks the name once the handshake is done, then closes.
+  auto unknown =
+      curl(ns, {"--resolve", "unknown.test:443:169.254.169.254", "https://unknown.test/"});
+  EXPECT_NE(unknown.exit_code, 0) << unknown.describe();
+  EXPECT_NE(log_line({"tenant " + id, "unknown.test", "no certificate names"}), "")
+      << daemon_->log();
+}
+
+TEST_F(HttpsTest, SighupLoadsNewCertificatesWithoutDroppingAnOpenConnection) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  Netns ns;
+  const std::string id = unique_name();
+  ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({meta_})}));
+
+  std::vector<std::string> argv = ns.exec_prefix();
+  const std::string go = tmp_.file("go");
+  argv.insert(argv.end(),
+              {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254", go});
+  Process client(argv);
+  auto first_serial = client.wait_for_line("serial", 20000ms);
+  ASSERT_TRUE(first_serial) << client.out() << client.err();
+
+  // A new certificate for the same names in the same files, then SIGHUP.
+  IssuedCert renewed;
+  ASSERT_TRUE(ca_->issue("renewed", {"metadata.test", "IP:169.254.169.254"}, &renewed));
+  fs::copy_file(renewed.cert, meta_.cert, fs::copy_options::overwrite_existing);
+  fs::copy_file(renewed.key, meta_.key, fs::copy_options::overwrite_existing);
+  ::kill(daemon_->pid(), SIGHUP);
+  ASSERT_NE(log_line({"reload: certificates", meta_.cert}), "") << daemon_->log();
+
+  // The open connection goes on with its certificate; a new one gets the new certificate.
+  tmp_.write("go", "");
+  auto second = client.wait_for_line("second", 20000ms);
+  ASSERT_TRUE(second) << client.out() << client.err();
+  EXPECT_NE(second->find("\"/second\""), std::string::npos) << *second;
+  EXPECT_EQ(client.wait(10000ms), std::optional<int>(0)) << client.err();
+
+  std::vector<std::string> argv2 = ns.exec_prefix();
+  const std::string never = tmp_.file("never");  // not created: the client stops after /first
+  argv2.insert(argv2.end(),
+               {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254", never});
+  Process again(argv2);
+  auto new_serial = again.wait_for_line("serial", 20000ms);
+  ASSERT_TRUE(new_serial) << again.out() << again.err();
+  EXPECT_NE(*new_serial, *first_serial) << "the new connection still got the old certificate";
+
+  // A broken file: refused with its name, and the certificate in use stays.
+  std::ofstream(meta_.cert, std::ios::trunc) << "-----BEGIN CERTIFICATE-----\ngarbage\n";
+  ::kill(daemon_->pid(), SIGHUP);
+  EXPECT_NE(log_line({"reload:", meta_.cert, "the certificates in use stay"}), "")
+      << daemon_->log();
+  auto after = curl(ns, {"https://169.254.169.254/still"});
+  EXPECT_EQ(after.exit_code, 0) << after.describe();
+}
+
+// Each bad client from a tenant of its own: the daemon logs at most one refusal per tenant
+// and second.
+TEST_F(HttpsTest, BadClientsEndWithALogLineNamingTheTenantAndDoNotHoldOthersUp) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon({"--head-timeout", "1"}));
+  enum { kStall, kPlain, kGarbage, kOld, kReneg, kOther, kCount };
+  std::vector<std::unique_ptr<Netns>> ns;
+  std::vector<std::string> id;
+  for (int i = 0; i < kCount; ++i) {
+    ns.push_back(std::make_unique<Netns>());
+    id.push_back(unique_name());
+    ASSERT_NO_FATAL_FAILURE(add_tenant(*ns[i], id[i], {https({meta_})}));
+  }
+
+  // A handshake that never completes holds nothing up: another tenant is served meanwhile,
+  // and the stalled one is closed after --head-timeout.
+  std::vector<std::string> stall = ns[kStall]->exec_prefix();
+  stall.insert(stall.end(), {"python3", "-c",
+                             "import socket\n"
+                             "s=socket.create_connection(('169.254.169.254',443))\n"
+                             "s.sendall(b'\\x16\\x03\\x01\\x00\\x80')\n"
+                             "print('sent',flush=True)\n"
+                             "print('closed' if s.recv(1)==b'' else 'data',flush=True)\n"});
+  Process staller(stall);
+  ASSERT_TRUE(staller.wait_for_line("sent", 10000ms)) << staller.err();
+  auto served = curl(*ns[kOther], {"https://169.254.169.254/meanwhile"});
+  EXPECT_EQ(served.exit_code, 0) << served.describe();
+  EXPECT_TRUE(staller.wait_for_line("closed", 10000ms)) << staller.out() << staller.err();
+  EXPECT_NE(log_line({"tenant " + id[kStall], "TLS handshake not completed within 1 s"}), "")
+      << daemon_->log();
+
+  // Plain HTTP to the TLS port.
+  auto plain = ns[kPlain]->exec("curl -sS --max-time 5 http://169.254.169.254:443/");
+  EXPECT_NE(plain.exit_code, 0) << plain.describe();
+  EXPECT_NE(log_line({"tenant " + id[kPlain], "plain HTTP sent to an https listener"}), "")
+      << daemon_->log();
+
+  // A ClientHello that is not one.
+  ns[kGarbage]->exec(
+      "python3 -c \"import socket; s=socket.create_connection(('169.254.169.254',443)); "
+      "s.sendall(b'\\x16\\x03\\x01\\x00\\x08' + b'\\xff' * 8); s.recv(100)\"");
+  EXPECT_NE(log_line({"tenant " + id[kGarbage], "TLS handshake failed"}), "") << daemon_->log();
+
+  // TLS 1.1 (a downgrade): refused.
+  auto old =
+      ns[kOld]->exec("openssl s_client -connect " + std::string(kMetadata) + " -tls1_1 </dev/null");
+  EXPECT_NE(old.exit_code, 0) << old.describe();
+  EXPECT_NE(log_line({"tenant " + id[kOld], "unsupported protocol"}), "") << daemon_->log();
+
+  // A renegotiation (TLS 1.2): refused, and the connection closed.
+  ns[kReneg]->exec("(sleep 0.5; echo R; sleep 2) | openssl s_client -connect " +
+                       std::string(kMetadata) + " -tls1_2 -CAfile " + ca_->ca_file(),
+                   20000ms);
+  EXPECT_NE(log_line({"tenant " + id[kReneg], "renegotiation refused"}), "") << daemon_->log();
+
+  // The daemon is fine and every tenant is served.
+  for (int i = 0; i < kCount; ++i) {
+    auto r = curl(*ns[i], {"https://169.254.169.254/after"});
+    EXPECT_EQ(r.exit_code, 0) << id[i] << ": " << r.describe();
+  }
+}
+
+TEST_F(HttpsTest, RegistrationNamingAMissingOrMismatchedFileIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  Netns ns;
+  std::optional<nsproxy::Reply> reply;
+  ListenerSpec missing = https({{tmp_.file("pki/nope.pem"), meta_.key}});
+  EXPECT_FALSE(
+      register_tenant(*daemon_, ns.path(), unique_name(), {.listeners = {missing}}, &reply));
+  ASSERT_TRUE(reply);
+  EXPECT_NE(reply->error.message.find("nope.pem: No such file or directory"), std::string::npos)
+      << reply->error.message;
+
+  reply.reset();
+  ListenerSpec mismatched = https({{meta_.cert, other_.key}});
+  EXPECT_FALSE(
+      register_tenant(*daemon_, ns.path(), unique_name(), {.listeners = {mismatched}}, &reply));
+  ASSERT_TRUE(reply);
+  EXPECT_NE(reply->error.message.find("keyFile " + other_.key + " (for certFile " + meta_.cert +
+                                      "): key values mismatch"),
+            std::string::npos)
+      << reply->error.message;
+  EXPECT_TRUE(daemon_->list().empty()) << daemon_->list().dump(2);
+}
+
+TEST_F(HttpsTest, NsproxyctlAddsHttpsListenersAndRefusesIncompleteCertificates) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  Netns ns;
+  const std::string id = unique_name();
+  auto ctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {binary("nsproxyctl"), "--socket", daemon_->socket_path()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  };
+  const std::vector<std::string> base = {
+      "add",      "--id",    id,           "--netns",        ns.path(),
+      "--listen", kMetadata, "--upstream", echo_->address(), "--add-address"};
+  struct Case {
+    std::vector<std::string> extra;
+    std::string message;
+  };
+  for (const auto& c : std::vector<Case>{
+           {{"--mode", "https"}, "--mode https needs --tls-cert FILE --tls-key FILE"},
+           {{"--mode", "https", "--tls-cert", meta_.cert}, "has no --tls-key"},
+           {{"--mode", "https", "--tls-key", meta_.key}, "--tls-key must follow its --tls-cert"},
+           {{"--tls-cert", meta_.cert, "--tls-key", meta_.key}, "applies to --mode https only"},
+           {{"--mode", "gopher"}, "--mode: expected http, https or tcp"}}) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    auto r = ctl(args);
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.describe();
+  }
+  EXPECT_TRUE(daemon_->list().empty());
+
+  std::vector<std::string> args = base;
+  args.insert(args.end(), {"--mode", "https", "--tls-cert", meta_.cert, "--tls-key", meta_.key,
+                           "--tls-cert", other_.cert, "--tls-key", other_.key});
+  auto added = ctl(args);
+  ASSERT_EQ(added.exit_code, 0) << added.describe();
+  EXPECT_NE(added.out.find("(https, address added to lo, 2 certificate(s))"), std::string::npos)
+      << added.out;
+  auto r = curl(ns, {"https://169.254.169.254/by-hand"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(echo_headers(json::parse(r.out, nullptr, false), "X-Tenant-Id"),
+            std::vector<std::string>{id});
+  EXPECT_EQ(presented_cn(ns, "other.test"), "other.test");
+}
+
+TEST_F(HttpsTest, RestartedDaemonRestoresHttpsRegistrations) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  Netns ns;
+  const std::string id = unique_name();
+  ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({meta_, other_})}));
+  ASSERT_EQ(daemon_->stop(), 0);
+  ASSERT_TRUE(daemon_->start());
+  ASSERT_EQ(daemon_->registrations_with_id(id).size(), 1u) << daemon_->log();
+  auto r = curl(ns, {"https://169.254.169.254/after-restart"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  json echo = json::parse(r.out, nullptr, false);
+  EXPECT_EQ(echo_headers(echo, "X-Tenant-Id"), std::vector<std::string>{id}) << r.out;
+  EXPECT_EQ(presented_cn(ns, "other.test"), "other.test");
+}
+
+}  // namespace
+}  // namespace nspit
