@@ -66,8 +66,9 @@ void Connection::close() {
 
 void Connection::want_read(bool on) {
   set_watcher(loop_, &read_w_, on);
-  // Plaintext OpenSSL holds already: the socket will not say so.
-  if (on && ssl_ != nullptr && SSL_pending(ssl_) > 0) ev_feed_event(loop_, &read_w_, EV_READ);
+  // Bytes OpenSSL holds already (plaintext, or records read ahead): the socket will not
+  // say so.
+  if (on && ssl_ != nullptr && SSL_has_pending(ssl_) == 1) ev_feed_event(loop_, &read_w_, EV_READ);
 }
 void Connection::want_write(bool on) {
   set_watcher(loop_, &write_w_, on);
@@ -207,8 +208,9 @@ ssize_t Connection::tls_read(char* buf, size_t len) {
   size_t n = 0;
   int rc = SSL_read_ex(ssl_, buf, len, &n);
   if (rc == 1) {
-    // More plaintext already decrypted than fitted: the socket will not wake us for it.
-    if (SSL_pending(ssl_) > 0 && read_armed()) ev_feed_event(loop_, &read_w_, EV_READ);
+    // More than fitted is buffered in OpenSSL (plaintext, or records read ahead with
+    // this one): the socket will not wake us for it.
+    if (SSL_has_pending(ssl_) == 1 && read_armed()) ev_feed_event(loop_, &read_w_, EV_READ);
     return static_cast<ssize_t>(n);
   }
   if (tls_renegotiation_) {

@@ -22,6 +22,10 @@ const char* refusal_label(Refusal r) {
       return "rate_limit";
     case Refusal::InFlightLimit:
       return "in_flight_limit";
+    case Refusal::TlsHandshake:
+      return "tls_handshake";
+    case Refusal::TlsRenegotiation:
+      return "tls_renegotiation";
     case Refusal::kCount:
       break;
   }

@@ -26,6 +26,8 @@ enum class Refusal : uint8_t {
   MethodNotAllowed,  // CONNECT (405)
   RateLimit,         // over its request rate (429)
   InFlightLimit,     // waited too long for an upstream slot (503)
+  TlsHandshake,      // https: TLS handshake failed or not completed in time (closed)
+  TlsRenegotiation,  // https: the tenant tried to renegotiate (closed)
   kCount
 };
 const char* refusal_label(Refusal r);

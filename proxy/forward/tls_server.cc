@@ -142,6 +142,9 @@ Result<SSL_CTX*> make_context(const TlsCertificate& c) {
   // ~34 KiB less); writes resume from a queue that may have grown or moved.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // One read() per burst of records instead of two per record (header, then body); what
+  // was read ahead is seen with SSL_has_pending (connection.cc).
+  SSL_CTX_set_read_ahead(ctx, 1);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, nullptr);
   if (SSL_CTX_use_certificate_chain_file(ctx, c.cert_file.c_str()) != 1) {
     return fail("certFile " + c.cert_file);

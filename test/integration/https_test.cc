@@ -275,6 +275,19 @@ TEST_F(HttpsTest, BadClientsEndWithALogLineNamingTheTenantAndDoNotHoldOthersUp) 
                    20000ms);
   EXPECT_NE(log_line({"tenant " + id[kReneg], "renegotiation refused"}), "") << daemon_->log();
 
+  // Counted where an operator looks (nsproxyctl list --json, and /metrics'
+  // nsproxy_tenant_refused_total{reason=...}).
+  auto refused = [&](int i) {
+    auto regs = daemon_->registrations_with_id(id[i]);
+    return regs.empty() ? json::object() : regs[0]["stats"].value("refused", json::object());
+  };
+  for (int i : {kStall, kPlain, kGarbage, kOld}) {
+    EXPECT_EQ(refused(i).value("tls_handshake", 0), 1) << id[i] << ": " << refused(i).dump();
+  }
+  EXPECT_EQ(refused(kReneg).value("tls_renegotiation", 0), 1) << refused(kReneg).dump();
+  EXPECT_EQ(refused(kReneg).value("tls_handshake", 0), 0) << refused(kReneg).dump();
+  EXPECT_TRUE(refused(kOther).empty()) << refused(kOther).dump();
+
   // The daemon is fine and every tenant is served.
   for (int i = 0; i < kCount; ++i) {
     auto r = curl(*ns[i], {"https://169.254.169.254/after"});

@@ -227,7 +227,13 @@ bool HttpSession::on_client_readable() {
 bool HttpSession::client_failed(const char* what) {
   if (client_.tls() != nullptr && !client_.tls_error().empty()) {
     // Plain HTTP, a garbage or downgraded ClientHello, a certificate the tenant refused
-    // (its alert), a renegotiation: worth a line naming the tenant (throttled per tenant).
+    // (its alert), a renegotiation: counted, and worth a line naming the tenant
+    // (throttled per tenant).
+    if (client_.tls_renegotiation()) {
+      shard_->stats.refuse(Refusal::TlsRenegotiation);
+    } else if (!client_.tls_handshake_done()) {
+      shard_->stats.refuse(Refusal::TlsHandshake);
+    }
     if (shard_->refusal_log.allow(ev_now(loop_))) {
       const std::string& why = client_.tls_error();
       const char* asked = TlsServer::unmatched_name(client_.tls());
@@ -443,6 +449,7 @@ bool HttpSession::on_client_timer() {
     return false;
   }
   if (client_.tls() != nullptr && !client_.tls_handshake_done()) {
+    shard_->stats.refuse(Refusal::TlsHandshake);
     if (shard_->refusal_log.allow(ev_now(loop_))) {
       LOG_INFO("tenant %s: TLS handshake not completed within %g s; closing",
                listener_->tenant_name().c_str(), worker_->config->head_timeout);
