@@ -96,12 +96,12 @@ class Scraper:
         self.thread.join()
 
 
-def run_wrk(tenant, port, seconds, conns, close, cpus, threads=1):
+def run_wrk(tenant, port, seconds, conns, close, cpus, threads=1, scheme="http"):
     argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", "5s",
             "-s", os.path.join(B.HERE, "wrk_report.lua")]
     if close:
         argv += ["-H", "Connection: close"]
-    argv.append("http://127.0.0.1:%d/" % port)
+    argv.append("%s://127.0.0.1:%d/" % (scheme, port))
     if cpus is not None:
         argv = ["taskset", "-c", cpus] + argv
     p = subprocess.Popen(B.in_netns(tenant, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -197,13 +197,14 @@ def children_cpu_s():
     return ru.ru_utime + ru.ru_stime
 
 
-def measure(proxies, names, modes, rounds, secs, conns, load_cpus, threads=1):
-    """Every proxy back to back per mode and round, the order rotating; the raw results."""
+def measure(proxies, names, modes, rounds, secs, conns, load_cpus, threads=1, scheme="http"):
+    """Every proxy back to back per mode and round, the order rotating; the raw results.
+    A mode other than "keepalive" sends `Connection: close` (one connection per request)."""
     results = {m: {p[0]: [] for p in proxies} for m in modes}
     for mode in modes:
-        close = mode == "close"
+        close = mode != "keepalive"
         for _, port, _ in proxies:  # warm up each (connections, caches, pools)
-            run_wrk(names[0], port, 2, conns, close, load_cpus, threads)
+            run_wrk(names[0], port, 2, conns, close, load_cpus, threads, scheme)
         for r in range(rounds):
             k = r % len(proxies)  # rotate the order every round
             for name, port, proc in proxies[k:] + proxies[:k]:
@@ -212,7 +213,7 @@ def measure(proxies, names, modes, rounds, secs, conns, load_cpus, threads=1):
                 cpu0 = B.cpu_ns(proc.pid)
                 up0 = upstream_cpu_ns()
                 ch0 = children_cpu_s()
-                res = run_wrk(names[0], port, secs, conns, close, load_cpus, threads)
+                res = run_wrk(names[0], port, secs, conns, close, load_cpus, threads, scheme)
                 nreq = max(res["requests"], 1)
                 res["cpu_us_per_req"] = (B.cpu_ns(proc.pid) - cpu0) / 1000.0 / nreq
                 # What the same request cost the client and the upstream (wrk + nginx): a

@@ -393,9 +393,11 @@ def unregister(sock_path, tenant_id, network=None, ifname=None):
 
 # ---------------------------------------------------------------- haproxy / nginx
 
-def haproxy_config(path, binds, upstream_port, identity=True, maxconn=4096, nbthread=1):
+def haproxy_config(path, binds, upstream_port, identity=True, maxconn=4096, nbthread=1,
+                   ssl_crt=None):
     """binds: list of (netns name, listen port). One frontend, one `bind ... namespace` per
-    tenant, named after the tenant so the tenant id header can be set from so_name."""
+    tenant, named after the tenant so the tenant id header can be set from so_name.
+    ssl_crt: a PEM with the certificate and its key: every bind terminates TLS with it."""
     lines = [
         "global",
         "  nbthread %d" % nbthread,
@@ -412,7 +414,8 @@ def haproxy_config(path, binds, upstream_port, identity=True, maxconn=4096, nbth
         "frontend tenants",
     ]
     for name, port in binds:
-        lines.append("  bind 127.0.0.1:%d namespace %s name %s" % (port, name, name))
+        tls = " ssl crt %s alpn http/1.1" % ssl_crt if ssl_crt else ""
+        lines.append("  bind 127.0.0.1:%d namespace %s name %s%s" % (port, name, name, tls))
     if identity:
         # The same work nsproxy does per request: drop forged identity, add the tenant id
         # (from the listener, never the source), X-Forwarded-For and Forwarded.
@@ -435,10 +438,11 @@ def haproxy_config(path, binds, upstream_port, identity=True, maxconn=4096, nbth
         f.write("\n".join(lines))
 
 
-def start_haproxy(binds, upstream_port, tag, cpus=None, identity=True, maxconn=4096, nbthread=1):
+def start_haproxy(binds, upstream_port, tag, cpus=None, identity=True, maxconn=4096, nbthread=1,
+                  ssl_crt=None):
     d = tempdir("haproxy-" + tag)
     cfg = os.path.join(d, "haproxy.cfg")
-    haproxy_config(cfg, binds, upstream_port, identity, maxconn, nbthread)
+    haproxy_config(cfg, binds, upstream_port, identity, maxconn, nbthread, ssl_crt)
     chk = subprocess.run(["haproxy", "-c", "-q", "-f", cfg], capture_output=True, text=True)
     if chk.returncode != 0:
         raise RuntimeError("haproxy config: " + chk.stdout + chk.stderr)

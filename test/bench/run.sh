@@ -1,31 +1,31 @@
 #!/usr/bin/env bash
 # Runs the nsproxy benchmarks against their peers and prints a summary table (root).
 #
-#   test/bench/run.sh [BUILD_DIR] [http|memory|cni|listener|storm|abuse ...]
+#   test/bench/run.sh [BUILD_DIR] [http|tls|memory|cni|listener|storm|abuse ...]
 #
 # BUILD_DIR defaults to $BUILD or build/. Never part of `make test`; abuse (about 7.5
 # minutes) runs only when named. Every benchmark cleans up after itself (namespaces
 # nspb-<pid>-..., its processes, temp dirs); this wrapper also removes anything left with
 # its own prefix on exit, failure or Ctrl-C.
 # Knobs (environment): see the docstring at the top of each bench_*.py and
-# docs/benchmarks.md. Defaults take about 8 minutes on a 2-core machine.
+# docs/benchmarks.md. Defaults take about 15 minutes on a 2-core machine (tls: 2).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD:-build}
-if [[ $# -gt 0 && $1 != http && $1 != memory && $1 != cni && $1 != listener && $1 != storm &&
-      $1 != abuse ]]; then
+if [[ $# -gt 0 && $1 != http && $1 != tls && $1 != memory && $1 != cni && $1 != listener &&
+      $1 != storm && $1 != abuse ]]; then
   build=$1
   shift
 fi
 benches=("$@")
-[[ ${#benches[@]} -gt 0 ]] || benches=(http listener cni storm memory)
+[[ ${#benches[@]} -gt 0 ]] || benches=(http tls listener cni storm memory)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "bench: run as root (network namespaces, setns, bind mounts)" >&2
   exit 1
 fi
-for tool in wrk haproxy nginx curl ip taskset python3 go gnuplot; do
+for tool in wrk haproxy nginx curl ip taskset python3 go gnuplot openssl; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
 done
 

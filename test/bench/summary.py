@@ -91,6 +91,22 @@ def main(path):
             if multi.get("results"):
                 rows.append(["worker threads (default: one per CPU)", "%d" % multi["cpus"],
                              "haproxy nbthread %d" % multi["cpus"], "1.00", "N", "met"])
+        elif b == "tls":
+            # Issue 11's targets: handshakes >= 1.0x HAProxy, keep-alive >= 1.25x.
+            targets = {"handshake": 1.0, "keepalive": 1.25}
+            for mode, m in r["results"].items():
+                ns, ha = m["nsproxy"], m["haproxy"]
+                want = targets.get(mode)
+                what = "TLS handshakes/s (Connection: close)" if mode == "handshake" else \
+                    "HTTPS %s req/s" % mode
+                ratio = ns["rps"] / ha["rps"]
+                rows.append([what, "%.0f" % ns["rps"], "haproxy %.0f" % ha["rps"], "%.2f" % ratio,
+                             ">= %.2f" % want if want else "-", verdict(ratio >= want) if want else "-"])
+                cr = ns["cpu_us_per_req"] / ha["cpu_us_per_req"]
+                rows.append(["%s CPU us/%s" % ("TLS" if mode == "handshake" else "HTTPS",
+                                               "handshake" if mode == "handshake" else "req"),
+                             "%.1f" % ns["cpu_us_per_req"], "haproxy %.1f" % ha["cpu_us_per_req"],
+                             "%.2f" % cr, "-", "-"])
         elif b == "memory":
             for n, m in r["results"].items():
                 n = int(n)
