@@ -124,16 +124,61 @@ std::optional<CniError> parse_tls(const Json& j, const std::string& where, Liste
   return std::nullopt;
 }
 
+// "upstreamTls": {"caFile", "serverName", "insecureSkipVerify"}: TLS towards the upstream
+// (also asked for by an "https://" upstream); http and https listeners only.
+std::optional<CniError> parse_upstream_tls(const Json& j, const std::string& where,
+                                           ListenerSpec* out) {
+  UpstreamTls& t = out->upstream_tls;
+  auto it = j.find("upstreamTls");
+  const bool given = it != j.end() && !it->is_null();
+  if (given) {
+    const std::string at = where + ".upstreamTls";
+    if (!it->is_object()) return invalid(at, "must be an object, got " + excerpt(*it));
+    for (const auto& [key, value] : it->items()) {
+      (void)value;
+      if (key != "caFile" && key != "serverName" && key != "insecureSkipVerify") {
+        return invalid(at + "." + key,
+                       "unknown key (expected caFile, serverName, insecureSkipVerify)");
+      }
+    }
+    CniError error;
+    if (!get_string(*it, "caFile", at + ".caFile", &t.ca_file, &error)) return error;
+    if (!get_string(*it, "serverName", at + ".serverName", &t.server_name, &error)) return error;
+    if (!t.ca_file.empty()) {
+      if (auto ok = check_tls_file(t.ca_file, at + ".caFile"); !ok) {
+        return invalid(at + ".caFile", ok.error().message);
+      }
+    }
+    if (!t.server_name.empty() && !valid_server_name(t.server_name)) {
+      return invalid(at + ".serverName", "not a DNS name (letters, digits, '-' and '.'), got \"" +
+                                             t.server_name.substr(0, 80) + "\"");
+    }
+    if (auto v = it->find("insecureSkipVerify"); v != it->end() && !v->is_null()) {
+      if (!v->is_boolean()) {
+        return invalid(at + ".insecureSkipVerify", "must be true or false, got " + excerpt(*v));
+      }
+      t.insecure_skip_verify = v->get<bool>();
+    }
+    t.enabled = true;
+  }
+  if (t.enabled && out->mode == Mode::Tcp) {
+    return invalid(given ? where + ".upstreamTls" : where + ".upstream",
+                   "TLS towards the upstream needs \"mode\": \"http\" or \"https\" (tcp mode "
+                   "forwards the tenant's bytes as they are)");
+  }
+  return std::nullopt;
+}
+
 std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec* out) {
   const std::string where = "listeners[" + std::to_string(index) + "]";
   if (!j.is_object()) return invalid(where, "must be an object, got " + excerpt(j));
   for (const auto& [key, value] : j.items()) {
     (void)value;
     if (key != "listen" && key != "upstream" && key != "mode" && key != "proxyProtocol" &&
-        key != "addAddress" && key != "tls") {
+        key != "addAddress" && key != "tls" && key != "upstreamTls") {
       return invalid(where + "." + key,
                      "unknown key (expected listen, upstream, mode, proxyProtocol, addAddress, "
-                     "tls)");
+                     "tls, upstreamTls)");
     }
   }
   CniError error;
@@ -146,6 +191,7 @@ std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec
   }
   if (listen.empty()) return invalid(where + ".listen", "required (e.g. \"127.0.0.1:8080\")");
   if (upstream.empty()) return invalid(where + ".upstream", "required (e.g. \"127.0.0.1:18080\")");
+  out->upstream_tls.enabled = strip_https_scheme(&upstream);
   auto l = parse_address(listen, /*allow_unix=*/false);
   if (!l) return invalid(where + ".listen", l.error().message);
   auto u = parse_address(upstream, /*allow_unix=*/true);
@@ -174,6 +220,7 @@ std::optional<CniError> parse_listener(const Json& j, size_t index, ListenerSpec
       return invalid(where + ".addAddress", ok.error().message);
   }
   if (auto e = parse_tls(j, where, out)) return e;
+  if (auto e = parse_upstream_tls(j, where, out)) return e;
   // Canonical forms, so that a repeated ADD compares equal in the daemon.
   out->listen = l->text;
   out->upstream = u->text;

@@ -1,5 +1,7 @@
 #include "control_protocol.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <optional>
 
@@ -127,6 +129,34 @@ Status decode_tls(const json& j, const std::string& where, ListenerSpec* out) {
   return {};
 }
 
+// "upstream_tls":{"ca_file":..,"server_name":..,"insecure_skip_verify":..} (tcp: refused).
+Status decode_upstream_tls(const json& j, const std::string& where, ListenerSpec* out) {
+  auto it = j.find("upstream_tls");
+  if (it == j.end() || it->is_null()) return {};
+  const std::string at = where + ".upstream_tls";
+  if (!it->is_object()) return bad(at + ": must be an object");
+  if (out->mode == Mode::Tcp) return bad(at + ": only http and https listeners speak TLS upstream");
+  UpstreamTls& t = out->upstream_tls;
+  t.enabled = true;
+  if (auto s = get_string(*it, "ca_file", kMaxPathLength, &t.ca_file); !s) {
+    return bad(at + ": " + s.error().message);
+  }
+  if (!t.ca_file.empty()) {
+    if (auto s = check_tls_file(t.ca_file, at + ".ca_file"); !s) return s;
+  }
+  if (auto s = get_string(*it, "server_name", 253, &t.server_name); !s) {
+    return bad(at + ": " + s.error().message);
+  }
+  if (!t.server_name.empty() && !valid_server_name(t.server_name)) {
+    return bad(at + ".server_name: not a DNS name: \"" + t.server_name.substr(0, 80) + "\"");
+  }
+  if (auto v = it->find("insecure_skip_verify"); v != it->end() && !v->is_null()) {
+    if (!v->is_boolean()) return bad(at + ".insecure_skip_verify: must be true or false");
+    t.insecure_skip_verify = v->get<bool>();
+  }
+  return {};
+}
+
 Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
   std::string where = "listeners[" + std::to_string(index) + "]";
   if (!j.is_object()) return bad(where + " must be an object");
@@ -166,6 +196,7 @@ Status decode_listener(const json& j, size_t index, ListenerSpec* out) {
     return bad(where + ".upstream: " + a.error().message);
   }
   if (auto s = decode_tls(j, where, out); !s) return s;
+  if (auto s = decode_upstream_tls(j, where, out); !s) return s;
   return {};
 }
 
@@ -283,6 +314,7 @@ std::string encode_request(const Request& req) {
       }
       if (l.add_address) lj["add_address"] = true;
       if (!l.certificates.empty()) lj["tls"] = tls_json(l.certificates);
+      if (l.upstream_tls.enabled) lj["upstream_tls"] = upstream_tls_json(l.upstream_tls);
       ls.push_back(std::move(lj));
     }
     j["listeners"] = std::move(ls);
@@ -419,6 +451,38 @@ Status validate_limits(const TenantLimits& l) {
                std::to_string(kMaxTenantConnections));
   }
   return {};
+}
+
+json upstream_tls_json(const UpstreamTls& t) {
+  json j = json::object();
+  if (!t.ca_file.empty()) j["ca_file"] = t.ca_file;
+  if (!t.server_name.empty()) j["server_name"] = t.server_name;
+  if (t.insecure_skip_verify) j["insecure_skip_verify"] = true;
+  return j;
+}
+
+bool strip_https_scheme(std::string* upstream) {
+  static constexpr std::string_view kScheme = "https://";
+  if (upstream->size() < kScheme.size() ||
+      !std::equal(kScheme.begin(), kScheme.end(), upstream->begin(), [](char a, char b) {
+        return a == std::tolower(static_cast<unsigned char>(b));
+      })) {
+    return false;
+  }
+  upstream->erase(0, kScheme.size());
+  if (!upstream->empty() && upstream->back() == '/') upstream->pop_back();
+  return true;
+}
+
+bool valid_server_name(std::string_view name) {
+  if (name.empty() || name.size() > 253 || name.front() == '.' || name.back() == '.') return false;
+  char prev = 0;
+  for (char c : name) {
+    bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
+    if (!ok || (c == '.' && prev == '.')) return false;
+    prev = c;
+  }
+  return true;
 }
 
 json tls_json(const std::vector<TlsCertificate>& certs) {

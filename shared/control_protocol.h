@@ -102,6 +102,23 @@ enum class ProxyProtocol { None, V2 };
 const char* proxy_protocol_name(ProxyProtocol p);  // "none", "v2"
 bool parse_proxy_protocol(std::string_view text, ProxyProtocol* out);
 
+// http and https modes: TLS towards the upstream, asked for by an "https://" upstream or
+// by an upstreamTls object. The upstream's certificate is verified against ca_file (or the
+// system's trusted CAs) for server_name (or, when empty, the upstream's IP address) unless
+// insecure_skip_verify. JSON: "upstream_tls":{"ca_file":..,"server_name":..,
+// "insecure_skip_verify":true}, present only when enabled.
+struct UpstreamTls {
+  bool enabled = false;
+  std::string ca_file;      // PEM bundle, absolute; empty: the system's
+  std::string server_name;  // SNI and the name checked; empty: the IP (no SNI sent)
+  bool insecure_skip_verify = false;
+  auto operator<=>(const UpstreamTls&) const = default;
+};
+// "https://127.0.0.1:8443" -> "127.0.0.1:8443", true; anything else unchanged, false.
+bool strip_https_scheme(std::string* upstream);
+// A DNS name for SNI and verification: 1..253 bytes of [A-Za-z0-9.-], no empty label.
+bool valid_server_name(std::string_view name);
+
 struct ListenerSpec {
   std::string listen;    // "127.0.0.1:8080"
   std::string upstream;  // "127.0.0.1:18080" or "unix:/path"
@@ -113,6 +130,7 @@ struct ListenerSpec {
   // https mode only (and required there): the default certificate first.
   // JSON: "tls":{"certificates":[{"cert_file":..,"key_file":..}, ...]}
   std::vector<TlsCertificate> certificates{};
+  UpstreamTls upstream_tls{};
   bool operator==(const ListenerSpec&) const = default;
 };
 
@@ -145,6 +163,8 @@ Status validate_limits(const TenantLimits& l);
 nlohmann::json limits_json(const TenantLimits& l);  // only the fields that are set
 // {"certificates":[{"cert_file":..,"key_file":..}]}
 nlohmann::json tls_json(const std::vector<TlsCertificate>& certs);
+// {"ca_file":..,"server_name":..,"insecure_skip_verify":..}, set fields only.
+nlohmann::json upstream_tls_json(const UpstreamTls& t);
 
 // A header field name token (RFC 9110 tchar), 1..kMaxHeaderNameLength characters.
 constexpr size_t kMaxHeaderNameLength = 64;

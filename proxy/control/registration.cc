@@ -23,6 +23,8 @@ json Registration::to_json() const {
       lj["proxy_protocol"] = proxy_protocol_name(specs[i].proxy_protocol);
     if (specs[i].add_address) lj["add_address"] = true;
     if (!specs[i].certificates.empty()) lj["tls"] = tls_json(specs[i].certificates);
+    if (specs[i].upstream_tls.enabled)
+      lj["upstream_tls"] = upstream_tls_json(specs[i].upstream_tls);
     ls.push_back(std::move(lj));
   }
   json h = json::object();

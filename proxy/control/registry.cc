@@ -140,6 +140,8 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
 
   auto tls = tls_servers(req);
   if (!tls) return error_reply(tls.error());
+  auto upstream_tls = upstream_tls_clients(req, upstreams);
+  if (!upstream_tls) return error_reply(upstream_tls.error());
 
   if (auto it = regs_.find(req.attachment); it != regs_.end()) {
     const Registration& old = *it->second;
@@ -179,7 +181,7 @@ Reply Registry::add(const Request& req, UniqueFd netns_fd,
   }
   // netns_fd closes here: the listeners keep the namespace alive.
   return install(req, *id, std::move(made->fds), std::move(upstreams), std::move(*tls),
-                 std::move(added), record);
+                 std::move(*upstream_tls), std::move(added), record);
 }
 
 void Registry::release_addresses(Registration& reg, Record record) {
@@ -211,6 +213,7 @@ void Registry::release_addresses(Registration& reg, Record record) {
 Reply Registry::install(const Request& req, NetnsId id, std::vector<UniqueFd> fds_in,
                         std::vector<std::shared_ptr<const Address>> upstreams,
                         std::vector<std::shared_ptr<TlsServer>> tls,
+                        std::vector<std::shared_ptr<TlsClient>> upstream_tls,
                         std::vector<std::string> added_addresses, Record record) {
   const std::string who = req.attachment.display();
   auto* fds = &fds_in;
@@ -236,6 +239,9 @@ Reply Registry::install(const Request& req, NetnsId id, std::vector<UniqueFd> fd
         acceptor_, std::move((*fds)[i]), reg->request.listeners[i], std::move(upstreams[i]), tenant,
         req.listeners[i].mode == Mode::Tcp ? make_tcp_session : make_http_session);
     if (i < tls.size() && tls[i]) l->set_tls(std::move(tls[i]));
+    if (i < upstream_tls.size() && upstream_tls[i]) {
+      l->set_upstream_tls(std::move(upstream_tls[i]));
+    }
     l->start();  // "bound" is not "serving": ack only once the accept watcher is armed
     reg->listeners.push_back(std::move(l));
   }
@@ -404,6 +410,36 @@ Result<std::vector<std::shared_ptr<TlsServer>>> Registry::tls_servers(const Requ
   return out;
 }
 
+Result<std::vector<std::shared_ptr<TlsClient>>> Registry::upstream_tls_clients(
+    const Request& req, const std::vector<std::shared_ptr<const Address>>& upstreams) {
+  std::vector<std::shared_ptr<TlsClient>> out(req.listeners.size());
+  for (size_t i = 0; i < req.listeners.size(); ++i) {
+    const UpstreamTls& cfg = req.listeners[i].upstream_tls;
+    if (!cfg.enabled) continue;
+    const std::string where = "listeners[" + std::to_string(i) + "].upstream_tls";
+    std::erase_if(upstream_tls_, [](const auto& e) { return e.second.expired(); });
+    std::weak_ptr<TlsClient>& slot = upstream_tls_[TlsClient::key_for(cfg, *upstreams[i])];
+    if (auto held = slot.lock()) {
+      out[i] = std::move(held);
+      continue;
+    }
+    auto made = TlsClient::make(cfg, *upstreams[i]);  // reads the CA file(s)
+    if (!made) {
+      upstream_tls_.erase(TlsClient::key_for(cfg, *upstreams[i]));
+      return make_error(Code::kBadRequest, where + ": " + made.error().message);
+    }
+    if (cfg.insecure_skip_verify) {
+      LOG_WARN(
+          "%s: %s: TLS to upstream %s without verifying its certificate "
+          "(insecureSkipVerify): anyone on the path can pose as it",
+          req.attachment.display().c_str(), where.c_str(), upstreams[i]->text.c_str());
+    }
+    slot = *made;
+    out[i] = std::move(*made);
+  }
+  return out;
+}
+
 void Registry::reload_tls() {
   size_t ok = 0, failed = 0;
   for (auto it = tls_.begin(); it != tls_.end();) {
@@ -550,9 +586,11 @@ Reply Registry::take_over(const Request& req, NetnsId id, std::vector<UniqueFd> 
   // The certificates are read again: a changed file takes effect with the new daemon.
   auto tls = tls_servers(req);
   if (!tls) return error_reply(tls.error());
+  auto upstream_tls = upstream_tls_clients(req, upstreams);
+  if (!upstream_tls) return error_reply(upstream_tls.error());
   // Already in the journal (the old daemon's, handed over with the state directory).
   return install(req, id, std::move(listeners), std::move(upstreams), std::move(*tls),
-                 std::move(added_addresses), Record::kSkip);
+                 std::move(*upstream_tls), std::move(added_addresses), Record::kSkip);
 }
 
 std::vector<SavedRegistration> Registry::saved() const {

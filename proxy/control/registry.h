@@ -96,7 +96,13 @@ class Registry {
   Reply install(const Request& req, NetnsId id, std::vector<UniqueFd> fds,
                 std::vector<std::shared_ptr<const Address>> upstreams,
                 std::vector<std::shared_ptr<TlsServer>> tls,
+                std::vector<std::shared_ptr<TlsClient>> upstream_tls,
                 std::vector<std::string> added_addresses, Record record);
+  // The TLS client of each listener whose upstream speaks TLS (nullptr for the others),
+  // shared by listeners with the same upstream and settings; the error names the
+  // listener and the CA file. Warns when a listener skips verification.
+  Result<std::vector<std::shared_ptr<TlsClient>>> upstream_tls_clients(
+      const Request& req, const std::vector<std::shared_ptr<const Address>>& upstreams);
   // The certificates of each https listener of req (nullptr for the others), read now;
   // listeners naming the same files share them. The error names the listener and file.
   Result<std::vector<std::shared_ptr<TlsServer>>> tls_servers(const Request& req);
@@ -125,6 +131,7 @@ class Registry {
   std::unordered_map<std::string, std::weak_ptr<const Address>> upstreams_;  // by text
   // By the certificate and key paths, in order; reload_tls() re-reads the live ones.
   std::map<std::vector<TlsCertificate>, std::weak_ptr<TlsServer>> tls_;
+  std::unordered_map<std::string, std::weak_ptr<TlsClient>> upstream_tls_;  // by pool key
   uint64_t reclaimed_ = 0;  // dropped by reconcile (namespace gone or replaced)
   Histogram listener_setup_{kListenerSetupBounds};
   Registrations regs_;

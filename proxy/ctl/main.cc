@@ -62,6 +62,9 @@ void usage(FILE* out) {
                "         --mode https needs --tls-cert and --tls-key (PEM files nsproxyd\n"
                "         reads), repeated for more certificates chosen by SNI, the first\n"
                "         the default;\n"
+               "         --upstream https://ADDR speaks TLS to the upstream, verifying its\n"
+               "         certificate (--upstream-ca FILE, --upstream-server-name NAME,\n"
+               "         --upstream-insecure-skip-verify);\n"
                "         --add-address adds the listen IP (169.254/16, fc00::/7) to lo;\n"
                "         --rate requests/s (0: no limit), --burst requests at once above it\n"
                "         and --max-connections open connections are this tenant's limits\n"
@@ -171,7 +174,7 @@ struct CommandArgs {
 // The options each command takes, as their getopt codes (see opts below); any other
 // option is a usage error naming it, not silently ignored.
 const char* options_of(const std::string& cmd) {
-  if (cmd == "add") return "inLumPATXlrbcNIjCK";
+  if (cmd == "add") return "inLumPATXlrbcNIjCKask";
   if (cmd == "del") return "iNIj";
   if (cmd == "check") return "inNIj";
   if (cmd == "list" || cmd == "status") return "j";
@@ -196,6 +199,9 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
                                 {"add-address", no_argument, nullptr, 'A'},
                                 {"tls-cert", required_argument, nullptr, 'C'},
                                 {"tls-key", required_argument, nullptr, 'K'},
+                                {"upstream-ca", required_argument, nullptr, 'a'},
+                                {"upstream-server-name", required_argument, nullptr, 's'},
+                                {"upstream-insecure-skip-verify", no_argument, nullptr, 'k'},
                                 {"tenant-header", required_argument, nullptr, 'T'},
                                 {"label-header-prefix", required_argument, nullptr, 'X'},
                                 {"label", required_argument, nullptr, 'l'},
@@ -246,7 +252,29 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
         if (a.listeners.empty() || a.saw_upstream_for_last)
           die_usage("--upstream must follow a --listen");
         a.listeners.back().upstream = optarg;
+        // "https://host:port": TLS towards the upstream, verified (the flags below tune it).
+        if (strip_https_scheme(&a.listeners.back().upstream)) {
+          a.listeners.back().upstream_tls.enabled = true;
+        }
         a.saw_upstream_for_last = true;
+        break;
+      case 'a':
+        if (a.listeners.empty()) die_usage("--upstream-ca must follow a --listen");
+        a.listeners.back().upstream_tls.enabled = true;
+        a.listeners.back().upstream_tls.ca_file = absolute_path(optarg);
+        break;
+      case 's':
+        if (a.listeners.empty()) die_usage("--upstream-server-name must follow a --listen");
+        if (!valid_server_name(optarg))
+          die_usage(std::string("--upstream-server-name: not a DNS name: \"") + optarg + "\"");
+        a.listeners.back().upstream_tls.enabled = true;
+        a.listeners.back().upstream_tls.server_name = optarg;
+        break;
+      case 'k':
+        if (a.listeners.empty())
+          die_usage("--upstream-insecure-skip-verify must follow a --listen");
+        a.listeners.back().upstream_tls.enabled = true;
+        a.listeners.back().upstream_tls.insecure_skip_verify = true;
         break;
       case 'm':
         if (a.listeners.empty()) die_usage("--mode must follow a --listen");
@@ -322,6 +350,8 @@ CommandArgs parse_command_args(const std::string& cmd, int argc, char** argv) {
     for (const auto& cert : l.certificates) {
       if (cert.key_file.empty()) die_usage("--tls-cert " + cert.cert_file + " has no --tls-key");
     }
+    if (l.upstream_tls.enabled && l.mode == Mode::Tcp)
+      die_usage("--listen " + l.listen + ": TLS towards the upstream needs --mode http or https");
   }
   return a;
 }
@@ -373,12 +403,21 @@ int cmd_add(const Global& g, const CommandArgs& a) {
               created ? "registered" : "already registered:", a.key.display().c_str(),
               a.netns.c_str());
   for (const auto& l : a.listeners) {
-    std::printf("  %s -> %s (%s%s%s%s)\n", l.listen.c_str(), l.upstream.c_str(), mode_name(l.mode),
-                l.proxy_protocol == ProxyProtocol::V2 ? ", PROXY v2" : "",
+    std::string upstream_tls;
+    if (l.upstream_tls.enabled) {
+      upstream_tls = l.upstream_tls.insecure_skip_verify
+                         ? ", TLS upstream NOT verified"
+                         : ", TLS upstream verified for " + (l.upstream_tls.server_name.empty()
+                                                                 ? std::string("its IP")
+                                                                 : l.upstream_tls.server_name);
+    }
+    std::printf("  %s -> %s (%s%s%s%s%s)\n", l.listen.c_str(), l.upstream.c_str(),
+                mode_name(l.mode), l.proxy_protocol == ProxyProtocol::V2 ? ", PROXY v2" : "",
                 l.add_address ? ", address added to lo" : "",
                 l.certificates.empty()
                     ? ""
-                    : (", " + std::to_string(l.certificates.size()) + " certificate(s)").c_str());
+                    : (", " + std::to_string(l.certificates.size()) + " certificate(s)").c_str(),
+                upstream_tls.c_str());
   }
   if (!a.limits.empty()) {
     // What the daemon made of them, with its defaults for the fields not given.

@@ -15,6 +15,7 @@
 #include "forward/intrusive_list.h"
 #include "forward/session.h"
 #include "forward/tenant.h"
+#include "forward/tls_client.h"
 #include "forward/tls_server.h"
 #include "forward/worker.h"
 #include "unique_fd.h"
@@ -57,6 +58,14 @@ class Listener {
   // https mode: the certificates its sessions present (set before start()).
   void set_tls(std::shared_ptr<TlsServer> tls) { tls_ = std::move(tls); }
   const TlsServer* tls() const { return tls_.get(); }
+  // TLS towards the upstream (set before start()), or null.
+  void set_upstream_tls(std::shared_ptr<TlsClient> tls) { upstream_tls_ = std::move(tls); }
+  const TlsClient* upstream_tls() const { return upstream_tls_.get(); }
+  // The upstream pool's key for this listener's connections: the address, and the TLS
+  // settings when there are any.
+  const std::string& upstream_key() const {
+    return upstream_tls_ ? upstream_tls_->pool_key() : upstream_->text;
+  }
   Tenant& tenant() const { return *tenant_; }
   Acceptor* acceptor() const { return acceptor_; }
 
@@ -90,6 +99,7 @@ class Listener {
   const ListenerSpec* spec_;
   std::shared_ptr<const Address> upstream_;
   std::shared_ptr<TlsServer> tls_;
+  std::shared_ptr<TlsClient> upstream_tls_;
   std::shared_ptr<Tenant> tenant_;
   SessionFactory make_session_;
   ev_io accept_w_;

@@ -48,6 +48,29 @@ conn.request("GET", "/second")
 print("second", conn.getresponse().read().decode(), flush=True)
 )";
 
+// An HTTPS upstream in the host namespace (Python's http.server behind ssl): answers every
+// GET with the request's path and headers as nsproxy-echo does, keep-alive.
+constexpr const char* kTlsUpstream = R"(import http.server, json, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = json.dumps({"path": self.path, "server": "python-tls",
+                           "headers": [[k, v] for k, v in self.headers.items()]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("listening on 127.0.0.1:%d" % srv.server_address[1], flush=True)
+srv.serve_forever()
+)";
+
 class HttpsTest : public HttpTest {
  protected:
   void SetUp() override {
@@ -375,6 +398,75 @@ TEST_F(HttpsTest, RestartedDaemonRestoresHttpsRegistrations) {
   json echo = json::parse(r.out, nullptr, false);
   EXPECT_EQ(echo_headers(echo, "X-Tenant-Id"), std::vector<std::string>{id}) << r.out;
   EXPECT_EQ(presented_cn(ns, "other.test"), "other.test");
+}
+
+// TLS towards the upstream: verified against the test CA for the upstream's IP (no
+// server name) or for a server name; a wrong CA is a 502 with the reason in the log;
+// insecureSkipVerify works and is warned about at registration.
+TEST_F(HttpsTest, TlsUpstreamIsVerifiedAndSeesTheTenant) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  IssuedCert upstream_cert;
+  ASSERT_TRUE(ca_->issue("upstream", {"upstream.test", "IP:127.0.0.1"}, &upstream_cert));
+  Process upstream({"python3", "-c", kTlsUpstream, upstream_cert.cert, upstream_cert.key});
+  auto line = upstream.wait_for_line("listening on", 10000ms);
+  ASSERT_TRUE(line) << upstream.err();
+  const std::string addr = line->substr(line->find("127.0.0.1:"));
+
+  fs::create_directories(tmp_.file("pki/wrong"));
+  TestCa other(tmp_.file("pki/wrong"));
+  ASSERT_TRUE(other.create());
+
+  struct Case {
+    std::string name;
+    nsproxy::UpstreamTls tls;
+    bool ok;
+  };
+  const std::vector<Case> cases = {
+      {"by-ip", {true, ca_->ca_file(), "", false}, true},
+      {"by-name", {true, ca_->ca_file(), "upstream.test", false}, true},
+      {"wrong-name", {true, ca_->ca_file(), "elsewhere.test", false}, false},
+      {"wrong-ca", {true, other.ca_file(), "", false}, false},
+      {"insecure", {true, other.ca_file(), "", true}, true},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Netns ns;
+    const std::string id = unique_name();
+    ListenerSpec l{"127.0.0.1:8080", addr, Mode::Http};
+    l.upstream_tls = c.tls;
+    ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {l}));
+    auto r = ns.exec(
+        "curl -sS --max-time 10 -H 'X-Tenant-Id: forged' -w ' %{http_code}' "
+        "http://127.0.0.1:8080/" +
+        c.name);
+    if (c.ok) {
+      ASSERT_EQ(r.exit_code, 0) << r.describe();
+      json echo = json::parse(r.out.substr(0, r.out.rfind(' ')), nullptr, false);
+      EXPECT_EQ(echo.value("server", ""), "python-tls") << r.out;
+      EXPECT_EQ(echo_headers(echo, "X-Tenant-Id"), std::vector<std::string>{id}) << r.out;
+    } else {
+      EXPECT_NE(r.out.find(" 502"), std::string::npos) << r.describe();
+      EXPECT_NE(log_line({"tenant " + id, "certificate verify failed"}), "") << daemon_->log();
+    }
+  }
+  EXPECT_NE(log_line({"insecureSkipVerify", "without verifying its certificate"}), "")
+      << daemon_->log();
+
+  // By hand: nsproxyctl add --upstream https://... --upstream-ca ... --upstream-server-name.
+  Netns ns;
+  const std::string id = unique_name();
+  auto added =
+      run({binary("nsproxyctl"), "--socket", daemon_->socket_path(), "add", "--id", id, "--netns",
+           ns.path(), "--listen", "127.0.0.1:8080", "--upstream", "https://" + addr,
+           "--upstream-ca", ca_->ca_file(), "--upstream-server-name", "upstream.test"});
+  ASSERT_EQ(added.exit_code, 0) << added.describe();
+  EXPECT_NE(added.out.find("TLS upstream verified for upstream.test"), std::string::npos)
+      << added.out;
+  auto r = ns.exec("curl -sS --max-time 10 http://127.0.0.1:8080/by-hand");
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(echo_headers(json::parse(r.out, nullptr, false), "X-Tenant-Id"),
+            std::vector<std::string>{id})
+      << r.out;
 }
 
 }  // namespace

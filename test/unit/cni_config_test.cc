@@ -169,6 +169,44 @@ TEST(CniConfig, TlsMistakesNameTheField) {
   expect_invalid(http, "listeners[0].mode");
 }
 
+TEST(CniConfig, HttpsUpstreamOrUpstreamTlsAsksForTlsTowardsTheUpstream) {
+  json j = base_config();
+  j["listeners"][0]["upstream"] = "https://127.0.0.1:8443";
+  auto r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->listeners[0].upstream, "127.0.0.1:8443");
+  EXPECT_TRUE(r->listeners[0].upstream_tls.enabled);
+  EXPECT_FALSE(r->listeners[0].upstream_tls.insecure_skip_verify);
+
+  j["listeners"][0]["upstream"] = "127.0.0.1:8443";
+  j["listeners"][0]["upstreamTls"] = {{"caFile", "/etc/nsproxy/upstream-ca.pem"},
+                                      {"serverName", "api.internal"}};
+  r = parse(j);
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_TRUE(r->listeners[0].upstream_tls.enabled);
+  EXPECT_EQ(r->listeners[0].upstream_tls.ca_file, "/etc/nsproxy/upstream-ca.pem");
+  EXPECT_EQ(r->listeners[0].upstream_tls.server_name, "api.internal");
+  EXPECT_FALSE(parse(base_config())->listeners[0].upstream_tls.enabled);
+}
+
+TEST(CniConfig, UpstreamTlsMistakesNameTheField) {
+  json j = base_config();
+  j["listeners"][0]["upstreamTls"] = {{"caFile", "ca.pem"}};
+  expect_invalid(j, "listeners[0].upstreamTls.caFile");
+  j["listeners"][0]["upstreamTls"] = {{"serverName", "not a name"}};
+  expect_invalid(j, "listeners[0].upstreamTls.serverName");
+  j["listeners"][0]["upstreamTls"] = {{"insecureSkipVerify", "yes"}};
+  expect_invalid(j, "listeners[0].upstreamTls.insecureSkipVerify");
+  j["listeners"][0]["upstreamTls"] = {{"verify", false}};
+  expect_invalid(j, "listeners[0].upstreamTls.verify");
+  j["listeners"][0]["upstreamTls"] = "https";
+  expect_invalid(j, "listeners[0].upstreamTls");
+  json tcp = base_config();
+  tcp["listeners"][0]["mode"] = "tcp";
+  tcp["listeners"][0]["upstream"] = "https://127.0.0.1:8443";
+  expect_invalid(tcp, "listeners[0].upstream");
+}
+
 TEST(CniConfig, ReadsIdentityHeaderNames) {
   json j = base_config();
   j["headers"] = {{"tenantId", "X-Caller"}, {"labelPrefix", "X-Caller-"}};

@@ -58,6 +58,30 @@ TEST(ControlProtocol, HttpsListenerRoundTripsItsCertificatesInOrder) {
   EXPECT_EQ(out->listeners[0].certificates[1].key_file, "/etc/nsproxy/tls/b.key");
 }
 
+TEST(ControlProtocol, UpstreamTlsRoundTripsAndIsRefusedInTcpMode) {
+  Request in = sample_add();
+  ListenerSpec l{"127.0.0.1:8080", "127.0.0.1:8443", Mode::Http};
+  l.upstream_tls = {true, "/etc/ca.pem", "api.internal", false};
+  ListenerSpec insecure{"127.0.0.1:8081", "127.0.0.1:8443", Mode::Http};
+  insecure.upstream_tls.enabled = true;
+  insecure.upstream_tls.insecure_skip_verify = true;
+  in.listeners = {l, insecure};
+  auto out = decode_request(encode_request(in));
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out->listeners, in.listeners);
+
+  auto tcp = decode_request(
+      R"({"version":1,"op":"add","attachment":{"id":"t"},"listeners":[{"listen":"127.0.0.1:80",)"
+      R"("upstream":"127.0.0.1:443","mode":"tcp","upstream_tls":{}}]})");
+  ASSERT_FALSE(tcp.ok());
+  EXPECT_EQ(tcp.error().message.rfind("listeners[0].upstream_tls: only http and https", 0), 0u)
+      << tcp.error().message;
+  EXPECT_TRUE(strip_https_scheme(&(l.upstream = "HTTPS://[::1]:443/")));
+  EXPECT_EQ(l.upstream, "[::1]:443");
+  EXPECT_FALSE(valid_server_name("a..b"));
+  EXPECT_TRUE(valid_server_name("api-1.internal"));
+}
+
 TEST(ControlProtocol, TlsIsRequiredInHttpsModeAndRefusedElsewhere) {
   auto decode_listener = [](const std::string& listener) {
     return decode_request(R"({"version":1,"op":"add","attachment":{"id":"t"},"listeners":[)" +

@@ -43,7 +43,7 @@ bool HttpSession::connect_upstream(bool fresh) {
   UpstreamPool* pool = worker_->upstreams;
   upstream_reused_ = false;
   if (pool != nullptr && !fresh) {
-    if (std::unique_ptr<Connection> idle = pool->take(up.text)) {
+    if (std::unique_ptr<Connection> idle = pool->take(listener_->upstream_key())) {
       own_upstream(std::move(idle));
       upstream_reused_ = true;
       return upstream_connected();
@@ -64,6 +64,12 @@ bool HttpSession::connect_upstream(bool fresh) {
 }
 
 bool HttpSession::upstream_connected() {
+  // A new connection to a TLS upstream: the handshake runs inside the first writes.
+  if (const TlsClient* tls = listener_->upstream_tls(); tls != nullptr && !upstream_->tls()) {
+    SSL* ssl = tls->new_ssl(upstream_->fd());
+    if (ssl == nullptr) return upstream_failed("TLS to upstream (out of memory?)", ENOMEM);
+    upstream_->set_tls(ssl);
+  }
   const ProxyConfig& cfg = *worker_->config;
   restart_upstream_timer(ex_.req_complete ? cfg.response_timeout : cfg.body_timeout);
   return pump();
@@ -75,6 +81,8 @@ bool HttpSession::on_upstream_writable() {
     if (err != 0) return upstream_failed("connect to upstream", err);
     return upstream_connected();
   }
+  // A TLS read that waited for room to send (its handshake) goes on instead.
+  if (upstream_->tls_retry_read()) return on_upstream_readable();
   ssize_t n = upstream_->write_from(&to_upstream_);
   if (n == Connection::kError) return upstream_failed("write to upstream", errno);
   if (n > 0 && phase_ == Phase::kExchange && !ex_.req_complete) {
@@ -88,6 +96,8 @@ bool HttpSession::on_upstream_writable() {
 }
 
 bool HttpSession::on_upstream_readable() {
+  // A TLS write that waited for the upstream's bytes (its handshake) goes on first.
+  if (upstream_->tls_retry_write() && !on_upstream_writable()) return false;
   if (phase_ == Phase::kTunnel) {
     ssize_t n = tunnel_->upstream_readable();
     if (n == Connection::kError) return upstream_failed("read from upstream", errno);
@@ -274,7 +284,14 @@ bool HttpSession::on_upstream_timer() {
 }
 
 bool HttpSession::upstream_failed(const char* what, int err) {
-  report_upstream_failure(what, err);
+  if (upstream_ && upstream_->tls() != nullptr && !upstream_->tls_error().empty()) {
+    // Why TLS failed says more than the errno: "certificate verify failed", an alert...
+    const std::string why =
+        std::string("TLS to upstream (") + upstream_->tls_error() + "), " + what;
+    report_upstream_failure(why.c_str(), err);
+  } else {
+    report_upstream_failure(what, err);
+  }
   if (ex_.resp_started || phase_ == Phase::kTunnel) return false;  // too late for a status
   if (err == ETIMEDOUT) return respond_error(504, "Gateway Timeout", "upstream connect timed out");
   return respond_error(502, "Bad Gateway", "upstream unavailable");
@@ -290,7 +307,7 @@ void HttpSession::release_upstream(bool reusable) {
   to_upstream_.clear();
   UpstreamPool* pool = worker_->upstreams;
   if (reusable && pool != nullptr && upstream_ && *upstream_ && ex_.status != 101) {
-    pool->put(listener_->upstream().text, std::move(upstream_));
+    pool->put(listener_->upstream_key(), std::move(upstream_));
   }
   upstream_.reset();
   upstream_eof_ = false;
