@@ -153,6 +153,9 @@ Status watch(const InstallOptions& options, int stop_fd,
   auto bin = watch_dir(options.bin_dir, kChanges);
   if (!bin) return bin.error();
   auto is_binary = [](const std::string& name) { return name == kBinaryName; };
+  // A change between the caller's install and the watches above raised no event: look
+  // once now that they are in place (an install with nothing to do writes nothing).
+  if (auto r = install_once(options); !r || r->conf_written || r->binary_written) report(r);
   for (;;) {
     struct pollfd p[3] = {{stop_fd, POLLIN, 0}, {conf->get(), POLLIN, 0}, {bin->get(), POLLIN, 0}};
     if (::poll(p, 3, -1) < 0) {
