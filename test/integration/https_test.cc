@@ -469,5 +469,84 @@ TEST_F(HttpsTest, TlsUpstreamIsVerifiedAndSeesTheTenant) {
       << r.out;
 }
 
+// The CNI plugin, as a runtime runs it, registers an https listener from its config's
+// "tls" entry; DEL removes it.
+TEST_F(HttpsTest, CniAddRegistersAnHttpsListener) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  Netns ns;
+  json l = listener(kMetadata, echo_->address(), "https");
+  l["addAddress"] = true;
+  l["tls"] = {{"certFile", meta_.cert}, {"keyFile", meta_.key}};
+  const std::string config =
+      plugin_config("https-net", daemon_->socket_path(), json::array({l})).dump();
+  const std::string cid = unique_name();
+  auto add = run_plugin(cni_env("ADD", cid, ns.path()), config);
+  ASSERT_EQ(add.exit_code, 0) << add.describe();
+  auto regs = daemon_->registrations_with_id(cid);
+  ASSERT_EQ(regs.size(), 1u) << daemon_->list().dump(2);
+  EXPECT_EQ(regs[0]["listeners"][0].value("mode", ""), "https");
+  auto r = curl(ns, {"https://169.254.169.254/from-cni"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(echo_headers(json::parse(r.out, nullptr, false), "X-Tenant-Id"),
+            std::vector<std::string>{cid})
+      << r.out;
+  auto del = run_plugin(cni_env("DEL", cid, ns.path()), config);
+  ASSERT_EQ(del.exit_code, 0) << del.describe();
+  EXPECT_TRUE(daemon_->registrations_with_id(cid).empty());
+}
+
+// A takeover with https listeners: a keep-alive TLS connection made to the old daemon
+// keeps working while it drains, and the new daemon, which read the certificate files
+// again, presents the renewed certificate to new connections.
+TEST_F(HttpsTest, TakeoverKeepsOpenTlsConnectionsAndReadsTheFilesAgain) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  Netns ns;
+  const std::string id = unique_name();
+  ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({meta_})}));
+
+  std::vector<std::string> argv = ns.exec_prefix();
+  const std::string go = tmp_.file("go");
+  argv.insert(argv.end(),
+              {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254", go});
+  Process client(argv);
+  auto first_serial = client.wait_for_line("serial", 20000ms);
+  ASSERT_TRUE(first_serial) << client.out() << client.err();
+
+  IssuedCert renewed;
+  ASSERT_TRUE(ca_->issue("renewed", {"metadata.test", "IP:169.254.169.254"}, &renewed));
+  fs::copy_file(renewed.cert, meta_.cert, fs::copy_options::overwrite_existing);
+  fs::copy_file(renewed.key, meta_.key, fs::copy_options::overwrite_existing);
+
+  Daemon new_daemon(tmp_.path());
+  new_daemon.set_extra_args({"--takeover"});
+  ASSERT_TRUE(new_daemon.start());
+  ASSERT_TRUE(wait_until([&] {
+    auto reply = new_daemon.call(status_request());
+    return reply.ok() && reply->ok &&
+           reply->data.value("pid", 0) == static_cast<int>(new_daemon.pid());
+  })) << new_daemon.log();
+
+  std::vector<std::string> argv2 = ns.exec_prefix();
+  argv2.insert(argv2.end(), {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254",
+                             tmp_.file("never")});
+  Process fresh(argv2);
+  auto new_serial = fresh.wait_for_line("serial", 20000ms);
+  ASSERT_TRUE(new_serial) << fresh.out() << fresh.err();
+  EXPECT_NE(*new_serial, *first_serial) << "the new daemon presented the old certificate";
+
+  // The connection made before the switch is still served by the draining old daemon.
+  tmp_.write("go", "");
+  auto second = client.wait_for_line("second", 20000ms);
+  ASSERT_TRUE(second) << client.out() << client.err();
+  EXPECT_NE(second->find("\"/second\""), std::string::npos) << *second;
+  EXPECT_EQ(client.wait(10000ms), std::optional<int>(0)) << client.err();
+  auto code = daemon_->process()->wait(10000ms);
+  ASSERT_TRUE(code.has_value()) << "the old daemon did not exit after draining";
+  EXPECT_EQ(*code, 0) << daemon_->log();
+  daemon_->stop();
+  auto r = curl(ns, {"https://169.254.169.254/after-takeover"});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+}
+
 }  // namespace
 }  // namespace nspit
