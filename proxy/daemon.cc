@@ -23,6 +23,9 @@ namespace nsproxy {
 namespace {
 
 constexpr double kStatusSeconds = 1.0;
+// From the first change seen in a certificate's directory to reading the files: a
+// certificate and its key copied one after the other are then usually read together.
+constexpr double kCertSettleSeconds = 1.0;
 
 // The kernel's ceiling for RLIMIT_NOFILE (fs.nr_open); 0 when unreadable.
 rlim_t nr_open() {
@@ -291,6 +294,11 @@ int Daemon::run() {
   start_workers(threads);
   registry_ = std::make_unique<Registry>(acceptor_.get(), &*factory_);
   registry_->allow_host_netns(opts_.allow_host_netns);
+  if (opts_.watch_certificates) {
+    file_watch_ = std::make_unique<FileWatch>(
+        loop_, kCertSettleSeconds, [this] { registry_->reload_tls(Registry::Reload::kChanged); });
+    registry_->set_file_watch(file_watch_.get());
+  }
   control_ = std::make_unique<ControlServer>(loop_, [this](const Request& req, UniqueFd fd) {
     return registry_->handle(req, std::move(fd));
   });
@@ -369,7 +377,7 @@ void Daemon::on_stop_signal(int signum) {
 }
 
 void Daemon::on_hangup() {
-  registry_->reload_tls();
+  registry_->reload_tls(Registry::Reload::kAll);
   if (opts_.access_log_path.empty() || opts_.access_log_path == "-") {
     LOG_INFO("SIGHUP: no access log file to reopen");
     return;
@@ -402,6 +410,8 @@ void Daemon::on_after_handover() {
   if (metrics_) metrics_->stop_listening();  // the new daemon serves the metrics address
   registry_->stop_accepting_all();
   registry_->set_journal(nullptr);
+  registry_->set_file_watch(nullptr);  // no new handshakes here: the new daemon reloads
+  file_watch_.reset();
   journal_->close();
   LOG_INFO("handover done: serving %ju open connection(s) until they end (at most %g s)",
            static_cast<uintmax_t>(acceptor_->connections()), opts_.drain_timeout);

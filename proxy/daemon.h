@@ -11,7 +11,9 @@
 //   5. ready: READY=1 (sd_notify), /readyz 200, the --detach parent exits 0
 //   6. the loop, until SIGTERM/SIGINT or the end of a drain after a handover
 //
-// Signals: SIGTERM/SIGINT stop (STOPPING=1), SIGHUP reopens --access-log.
+// Signals: SIGTERM/SIGINT stop (STOPPING=1), SIGHUP reads https certificates again and
+// reopens --access-log. A change of a certificate file reads its set again by itself
+// (file_watch_, kCertSettleSeconds after the first change seen).
 #pragma once
 
 #include <ev.h>
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "control/control_server.h"
+#include "control/file_watch.h"
 #include "control/metrics_server.h"
 #include "control/netns_listen.h"
 #include "control/registry.h"
@@ -72,6 +75,7 @@ class Daemon {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<UpstreamPool>> upstreams_;  // one per worker
   std::optional<NetnsListenerFactory> factory_;
+  std::unique_ptr<FileWatch> file_watch_;  // before registry_, which points at it
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<ControlServer> control_;
   std::optional<StateJournal> journal_;

@@ -25,6 +25,8 @@ void usage(FILE* out) {
       "  --access-log PATH               one JSON line per HTTP request (\"-\": stdout);\n"
       "                                  reopened on SIGHUP\n"
       "  --metrics-listen IP:PORT        serve /metrics, /healthz, /readyz (host namespace)\n"
+      "  --no-watch-certificates         read https certificates again on SIGHUP only, not\n"
+      "                                  also when their files change\n"
       "  --reconcile-interval SECONDS    drop registrations whose namespace vanished (default 10)\n"
       "  --allow-gid GID                 also serve control clients of this primary group\n"
       "  --max-registrations N           refuse add beyond N registrations (default 65536)\n"
@@ -139,6 +141,7 @@ int parse_options(int argc, char** argv, Options* o) {
     kInFlight,
     kSocketBuffer,
     kWorkers,
+    kNoWatchCerts,
     kHelp,
     kShowVersion
   };
@@ -175,6 +178,7 @@ int parse_options(int argc, char** argv, Options* o) {
       {"tenant-max-in-flight", required_argument, nullptr, kInFlight},
       {"socket-buffer", required_argument, nullptr, kSocketBuffer},
       {"workers", required_argument, nullptr, kWorkers},
+      {"no-watch-certificates", no_argument, nullptr, kNoWatchCerts},
       {"help", no_argument, nullptr, kHelp},
       {"version", no_argument, nullptr, kShowVersion},
       {nullptr, 0, nullptr, 0}};
@@ -262,6 +266,9 @@ int parse_options(int argc, char** argv, Options* o) {
         break;
       case kDetach:
         o->detach = true;
+        break;
+      case kNoWatchCerts:
+        o->watch_certificates = false;
         break;
       case kWorkers: {
         size_t n = 0;

@@ -22,6 +22,9 @@ struct Options {
   bool detach = false;         // fork; the parent exits once the child serves
   double reconcile_interval = 10;
   bool allow_host_netns = false;
+  // Read an https listener's certificates again when their files change (inotify), not
+  // only on SIGHUP.
+  bool watch_certificates = true;
   bool takeover = false;
   double drain_timeout = 30;
   long allow_gid = -1;

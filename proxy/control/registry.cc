@@ -406,6 +406,7 @@ Result<std::vector<std::shared_ptr<TlsServer>>> Registry::tls_servers(const Requ
              (*loaded)->describe().c_str());
     slot = *loaded;
     out[i] = std::move(*loaded);
+    watch_tls_files();
   }
   return out;
 }
@@ -440,7 +441,7 @@ Result<std::vector<std::shared_ptr<TlsClient>>> Registry::upstream_tls_clients(
   return out;
 }
 
-void Registry::reload_tls() {
+void Registry::reload_tls(Reload which) {
   size_t ok = 0, failed = 0;
   for (auto it = tls_.begin(); it != tls_.end();) {
     auto server = it->second.lock();
@@ -448,6 +449,8 @@ void Registry::reload_tls() {
       it = tls_.erase(it);
       continue;
     }
+    ++it;
+    if (which == Reload::kChanged && !server->files_changed()) continue;
     if (Status s = server->reload(); !s) {
       ++failed;
       LOG_ERROR("reload: %s; the certificates in use stay", s.error().message.c_str());
@@ -455,11 +458,24 @@ void Registry::reload_tls() {
       ++ok;
       LOG_INFO("reload: certificates %s", server->describe().c_str());
     }
-    ++it;
   }
   if (ok + failed > 0) {
-    LOG_INFO("reload: %zu certificate set(s) read again, %zu kept after an error", ok, failed);
+    LOG_INFO("reload%s: %zu certificate set(s) read again, %zu kept after an error",
+             which == Reload::kChanged ? " (the files changed)" : "", ok, failed);
   }
+  watch_tls_files();
+}
+
+void Registry::watch_tls_files() {
+  if (file_watch_ == nullptr) return;
+  std::vector<std::string> files;
+  for (const auto& [certs, weak] : tls_) {
+    if (auto server = weak.lock()) {
+      auto f = server->files();
+      files.insert(files.end(), f.begin(), f.end());
+    }
+  }
+  file_watch_->watch(files);
 }
 
 std::shared_ptr<const Address> Registry::shared_upstream(Address a) {

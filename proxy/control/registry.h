@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "control/file_watch.h"
 #include "control/netns_listen.h"
 #include "control/registration.h"
 #include "control/state_journal.h"
@@ -79,9 +80,15 @@ class Registry {
   // Drops registrations whose namespace path vanished or now names another namespace
   // (a DEL that never came): listening sockets would pin the namespace forever.
   void reconcile();
-  // SIGHUP: every https listener's certificates are read again. A file that fails keeps
-  // the certificates in use (logged); open connections are not touched either way.
-  void reload_tls();
+  // Reads https listeners' certificates again: on SIGHUP (kAll) every set; when the
+  // file watch saw a change (kChanged) the sets whose files are not the ones last read.
+  // A file that fails keeps the certificates in use (logged); open connections are not
+  // touched either way. Then the watch follows the files (they may have moved).
+  enum class Reload { kAll, kChanged };
+  void reload_tls(Reload which);
+  // Told the certificate files of the live https listeners whenever they change (nullptr:
+  // nothing is watched).
+  void set_file_watch(FileWatch* watch) { file_watch_ = watch; }
 
  private:
   // Whether a change goes to the journal: kSkip while re-creating what the journal
@@ -110,6 +117,8 @@ class Registry {
   // usually share a handful of upstreams); freed with its last listener, its entry swept
   // once the table holds twice as many entries as there are registrations.
   std::shared_ptr<const Address> shared_upstream(Address a);
+  // The file watch follows the files of the live certificate sets.
+  void watch_tls_files();
   // prior_added: IPs a restored registration had added before (still ours if lo has them).
   Reply add(const Request& req, UniqueFd netns_fd, const std::vector<std::string>& prior_added,
             Record record);
@@ -132,6 +141,7 @@ class Registry {
   // By the certificate and key paths, in order; reload_tls() re-reads the live ones.
   std::map<std::vector<TlsCertificate>, std::weak_ptr<TlsServer>> tls_;
   std::unordered_map<std::string, std::weak_ptr<TlsClient>> upstream_tls_;  // by pool key
+  FileWatch* file_watch_ = nullptr;
   uint64_t reclaimed_ = 0;  // dropped by reconcile (namespace gone or replaced)
   Histogram listener_setup_{kListenerSetupBounds};
   Registrations regs_;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -197,10 +198,12 @@ Result<std::shared_ptr<const TlsServer::Contexts>> TlsServer::make_contexts(
 }
 
 Result<std::shared_ptr<TlsServer>> TlsServer::load(const std::vector<TlsCertificate>& certs) {
+  std::shared_ptr<TlsServer> server(new TlsServer(certs));
+  std::vector<Stamp> stamps = server->stamps();  // before reading: a later change shows
   auto contexts = make_contexts(certs);
   if (!contexts) return contexts.error();
-  std::shared_ptr<TlsServer> server(new TlsServer(certs));
   server->current_.store(std::move(*contexts));
+  server->loaded_ = std::move(stamps);
   return server;
 }
 
@@ -218,10 +221,44 @@ SSL* TlsServer::new_ssl() const {
 }
 
 Status TlsServer::reload() {
+  std::vector<Stamp> stamps = this->stamps();
   auto contexts = make_contexts(certs_);
-  if (!contexts) return contexts.error();
+  if (!contexts) {
+    failed_ = std::move(stamps);
+    return contexts.error();
+  }
   current_.store(std::move(*contexts));
+  loaded_ = std::move(stamps);
+  failed_.clear();
   return {};
+}
+
+std::vector<std::string> TlsServer::files() const {
+  std::vector<std::string> out;
+  for (const auto& c : certs_) {
+    out.push_back(c.cert_file);
+    out.push_back(c.key_file);
+  }
+  return out;
+}
+
+std::vector<TlsServer::Stamp> TlsServer::stamps() const {
+  std::vector<Stamp> out;
+  for (const auto& f : files()) {
+    Stamp s;  // a file that cannot be stat'ed: the default, which no file has
+    struct stat st;
+    if (::stat(f.c_str(), &st) == 0) {
+      s = {st.st_dev, st.st_ino, st.st_size,
+           int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+bool TlsServer::files_changed() const {
+  std::vector<Stamp> now = stamps();
+  return now != loaded_ && now != failed_;
 }
 
 std::string TlsServer::describe() const {

@@ -11,12 +11,16 @@
 //     starts from the contexts current at accept time and keeps them to its end, so
 //     open connections never notice. When a file is missing or invalid, nothing changes
 //     and the error says which.
+//   - files_changed() says whether any file is not the one last read (another inode, size
+//     or modification time), for a reload when the files change (control/file_watch.h).
 // Thread safety: new_ssl() may run on any worker while reload() runs on the main thread.
 #pragma once
 
 #include <openssl/ssl.h>
+#include <sys/types.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +41,11 @@ class TlsServer {
   SSL* new_ssl() const;
   // Re-reads the files; on failure the contexts in use stay.
   Status reload();
+  // Whether a file differs from the one the contexts were read from, and from the one a
+  // reload last failed on (a broken file is reported once, not at every change beside it).
+  bool files_changed() const;
+  // Every certificate and key file, in order.
+  std::vector<std::string> files() const;
 
   // The name the client asked for when no certificate carries it (the default was
   // presented), else nullptr.
@@ -52,7 +61,19 @@ class TlsServer {
   static Result<std::shared_ptr<const Contexts>> make_contexts(
       const std::vector<TlsCertificate>& certs);
 
+  // What stat() said of each file (files() order) just before it was read; main thread.
+  struct Stamp {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = -1;
+    int64_t mtime_ns = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+  std::vector<Stamp> stamps() const;
+
   std::vector<TlsCertificate> certs_;
+  std::vector<Stamp> loaded_;  // the files the contexts in use were read from
+  std::vector<Stamp> failed_;  // the files the last failed reload read
   std::atomic<std::shared_ptr<const Contexts>> current_;
 };
 

@@ -8,6 +8,9 @@
 //     gets the default (and an unknown name is logged with the tenant);
 //   - SIGHUP re-reads the files: new connections get the new certificate while an open
 //     keep-alive connection goes on; a broken file is refused and the old one stays;
+//   - so does a change of the files without a signal: a Kubernetes-style "..data"
+//     symlink swap, a rewrite in place, a key written after its certificate (the
+//     mismatch logged once, the old pair kept until the key comes);
 //   - plain HTTP, a garbage ClientHello, TLS 1.1, a renegotiation and a handshake that
 //     never completes each end with a log line naming the tenant, and a stalled
 //     handshake does not hold up other tenants;
@@ -16,6 +19,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "fixture.h"
 #include "test_ca.h"
@@ -197,8 +201,9 @@ TEST_F(HttpsTest, SniPicksTheCertificateWithTheNameAndAnUnknownNameGetsTheDefaul
       << daemon_->log();
 }
 
+// With --no-watch-certificates, so that only the signal can be what reads the files.
 TEST_F(HttpsTest, SighupLoadsNewCertificatesWithoutDroppingAnOpenConnection) {
-  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  ASSERT_NO_FATAL_FAILURE(start_daemon({"--no-watch-certificates"}));
   Netns ns;
   const std::string id = unique_name();
   ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({meta_})}));
@@ -216,6 +221,7 @@ TEST_F(HttpsTest, SighupLoadsNewCertificatesWithoutDroppingAnOpenConnection) {
   ASSERT_TRUE(ca_->issue("renewed", {"metadata.test", "IP:169.254.169.254"}, &renewed));
   fs::copy_file(renewed.cert, meta_.cert, fs::copy_options::overwrite_existing);
   fs::copy_file(renewed.key, meta_.key, fs::copy_options::overwrite_existing);
+  EXPECT_EQ(log_line({"reload"}, 2500ms), "") << "read again without the signal";
   ::kill(daemon_->pid(), SIGHUP);
   ASSERT_NE(log_line({"reload: certificates", meta_.cert}), "") << daemon_->log();
 
@@ -242,6 +248,78 @@ TEST_F(HttpsTest, SighupLoadsNewCertificatesWithoutDroppingAnOpenConnection) {
       << daemon_->log();
   auto after = curl(ns, {"https://169.254.169.254/still"});
   EXPECT_EQ(after.exit_code, 0) << after.describe();
+}
+
+// No signal: the daemon sees the files change. First as the kubelet updates a secret
+// volume (the files are symlinks through "..data", which is swapped for a new directory
+// and the old one removed), then a rewrite in place of the certificate alone (its key no
+// longer matches: logged once, the pair in use stays) and then of its key.
+TEST_F(HttpsTest, ChangedCertificateFilesAreReadAgainWithoutASignal) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  const fs::path secret = tmp_.file("secret");
+  auto publish = [&](const std::string& version, const IssuedCert& c) {
+    fs::create_directories(secret / version);
+    fs::copy_file(c.cert, secret / version / "tls.crt");
+    fs::copy_file(c.key, secret / version / "tls.key");
+    fs::create_directory_symlink(version, secret / "..data_tmp");
+    fs::rename(secret / "..data_tmp", secret / "..data");
+  };
+  publish("..v1", meta_);
+  fs::create_symlink("..data/tls.crt", secret / "tls.crt");
+  fs::create_symlink("..data/tls.key", secret / "tls.key");
+  const IssuedCert mounted{(secret / "tls.crt").string(), (secret / "tls.key").string()};
+
+  Netns ns;
+  const std::string id = unique_name();
+  ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({mounted})}));
+  ASSERT_EQ(presented_cn(ns, ""), "metadata.test");
+
+  std::vector<std::string> argv = ns.exec_prefix();
+  const std::string go = tmp_.file("go");
+  argv.insert(argv.end(),
+              {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254", go});
+  Process client(argv);
+  ASSERT_TRUE(client.wait_for_line("serial", 20000ms)) << client.out() << client.err();
+
+  IssuedCert v2, v3;
+  ASSERT_TRUE(ca_->issue("v2", {"v2.metadata.test", "IP:169.254.169.254"}, &v2));
+  ASSERT_TRUE(ca_->issue("v3", {"v3.metadata.test", "IP:169.254.169.254"}, &v3));
+  publish("..v2", v2);
+  fs::remove_all(secret / "..v1");
+  ASSERT_NE(log_line({"reload: certificates", mounted.cert, "v2.metadata.test"}), "")
+      << daemon_->log();
+  EXPECT_NE(log_line({"reload (the files changed): 1 certificate set(s) read again"}), "");
+  EXPECT_EQ(presented_cn(ns, ""), "v2.metadata.test");
+
+  // The connection opened before goes on.
+  tmp_.write("go", "");
+  auto second = client.wait_for_line("second", 20000ms);
+  ASSERT_TRUE(second) << client.out() << client.err();
+  EXPECT_NE(second->find("\"/second\""), std::string::npos) << *second;
+  EXPECT_EQ(client.wait(10000ms), std::optional<int>(0)) << client.err();
+
+  // In place, through the symlinks: the certificate first; its key is v2's.
+  fs::copy_file(v3.cert, mounted.cert, fs::copy_options::overwrite_existing);
+  ASSERT_NE(log_line({"reload:", mounted.key, "the certificates in use stay"}), "")
+      << daemon_->log();
+  EXPECT_EQ(presented_cn(ns, ""), "v2.metadata.test");
+  // Another file changing beside them does not repeat the error.
+  std::ofstream(secret / "unrelated") << "x";
+  std::this_thread::sleep_for(2000ms);
+  const std::string log = daemon_->log();
+  size_t errors = 0;
+  for (size_t at = 0; (at = log.find("the certificates in use stay", at)) != std::string::npos;
+       ++at) {
+    ++errors;
+  }
+  EXPECT_EQ(errors, 1u) << log;
+
+  fs::copy_file(v3.key, mounted.key, fs::copy_options::overwrite_existing);
+  EXPECT_NE(log_line({"reload: certificates", mounted.cert, "v3.metadata.test"}), "")
+      << daemon_->log();
+  EXPECT_EQ(presented_cn(ns, ""), "v3.metadata.test");
+  auto r = curl(ns, {"https://169.254.169.254/after"});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
 }
 
 // Each bad client from a tenant of its own: the daemon logs at most one refusal per tenant
