@@ -214,7 +214,16 @@ std::optional<std::string> Process::wait_for_line(std::string_view needle, Milli
 std::optional<int> Process::wait(Millis timeout) {
   auto deadline = Clock::now() + timeout;
   for (;;) {
-    if (reap(false)) return exit_code_;
+    if (reap(false)) {
+      // The io thread may not have read the last of the output yet: a caller reading
+      // out() right after would miss it (an abuse test once parsed a cut-off report).
+      // Bounded, once, in case a grandchild still holds the pipes.
+      if (!output_waited_) {
+        output_waited_ = true;
+        wait_output_closed(1000ms);
+      }
+      return exit_code_;
+    }
     if (!started() || Clock::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(2ms);
   }

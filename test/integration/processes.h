@@ -47,7 +47,8 @@ class Process {
   // Waits until a stdout line contains `needle`; returns that whole line.
   // Returns nullopt on timeout or when the process closed stdout first.
   std::optional<std::string> wait_for_line(std::string_view needle, Millis timeout);
-  // Waits for exit; returns the exit code (128+signal if killed by one), nullopt on timeout.
+  // Waits for exit, and (the first time, at most 1 s more) for the end of its output;
+  // returns the exit code (128+signal if killed by one), nullopt on timeout.
   std::optional<int> wait(Millis timeout);
   bool running();
   // SIGTERM, wait up to `grace`, then SIGKILL. Returns the exit code (128+signal).
@@ -70,6 +71,7 @@ class Process {
   pid_t pid_ = -1;
   std::string start_error_;
   std::optional<int> exit_code_;
+  bool output_waited_ = false;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string out_;
