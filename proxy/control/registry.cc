@@ -437,6 +437,7 @@ Result<std::vector<std::shared_ptr<TlsClient>>> Registry::upstream_tls_clients(
     }
     slot = *made;
     out[i] = std::move(*made);
+    watch_tls_files();
   }
   return out;
 }
@@ -459,6 +460,27 @@ void Registry::reload_tls(Reload which) {
       LOG_INFO("reload: certificates %s", server->describe().c_str());
     }
   }
+  // Upstream TLS: the CA certificates verifying each upstream (the system's on SIGHUP too).
+  for (auto it = upstream_tls_.begin(); it != upstream_tls_.end();) {
+    auto client = it->second.lock();
+    if (!client) {
+      it = upstream_tls_.erase(it);
+      continue;
+    }
+    ++it;
+    if (!client->verifies()) continue;
+    if (which == Reload::kChanged && !client->files_changed()) continue;
+    const std::string ca = client->config().ca_file.empty() ? "the system's CA certificates"
+                                                            : "caFile " + client->config().ca_file;
+    if (Status s = client->reload(); !s) {
+      ++failed;
+      LOG_ERROR("reload: %s (TLS to upstream %s); the CA certificates in use stay",
+                s.error().message.c_str(), client->upstream().c_str());
+    } else {
+      ++ok;
+      LOG_INFO("reload: %s for TLS to upstream %s", ca.c_str(), client->upstream().c_str());
+    }
+  }
   if (ok + failed > 0) {
     LOG_INFO("reload%s: %zu certificate set(s) read again, %zu kept after an error",
              which == Reload::kChanged ? " (the files changed)" : "", ok, failed);
@@ -472,6 +494,12 @@ void Registry::watch_tls_files() {
   for (const auto& [certs, weak] : tls_) {
     if (auto server = weak.lock()) {
       auto f = server->files();
+      files.insert(files.end(), f.begin(), f.end());
+    }
+  }
+  for (const auto& [key, weak] : upstream_tls_) {
+    if (auto client = weak.lock()) {
+      auto f = client->files();
       files.insert(files.end(), f.begin(), f.end());
     }
   }

@@ -80,8 +80,9 @@ class Registry {
   // Drops registrations whose namespace path vanished or now names another namespace
   // (a DEL that never came): listening sockets would pin the namespace forever.
   void reconcile();
-  // Reads https listeners' certificates again: on SIGHUP (kAll) every set; when the
-  // file watch saw a change (kChanged) the sets whose files are not the ones last read.
+  // Reads https listeners' certificates, and the CA certificates verifying TLS upstreams,
+  // again: on SIGHUP (kAll) every set; when the file watch saw a change (kChanged) the
+  // sets whose files are not the ones last read.
   // A file that fails keeps the certificates in use (logged); open connections are not
   // touched either way. Then the watch follows the files (they may have moved).
   enum class Reload { kAll, kChanged };

@@ -24,12 +24,28 @@ std::string ssl_errors() {
 
 }  // namespace
 
+struct TlsClient::Context {
+  SSL_CTX* ctx = nullptr;
+  ~Context() { SSL_CTX_free(ctx); }
+};
+
 Result<std::shared_ptr<TlsClient>> TlsClient::make(const UpstreamTls& config,
                                                    const Address& upstream) {
   std::shared_ptr<TlsClient> c(new TlsClient());
   c->config_ = config;
   if (upstream.family() != AF_UNIX) c->ip_ = address_ip(upstream);
   c->pool_key_ = key_for(config, upstream);
+  c->upstream_ = upstream.text;
+  auto stamps = FileStamps::of(c->files());  // before reading: a later change shows
+  auto ctx = c->make_context();
+  if (!ctx) return ctx.error();
+  c->ctx_.store(std::move(*ctx));
+  c->stamps_.loaded(std::move(stamps));
+  return c;
+}
+
+Result<std::shared_ptr<const TlsClient::Context>> TlsClient::make_context() const {
+  const UpstreamTls& config = config_;
   if (!config.ca_file.empty()) {
     int fd = ::open(config.ca_file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -39,20 +55,21 @@ Result<std::shared_ptr<TlsClient>> TlsClient::make(const UpstreamTls& config,
     ::close(fd);
   }
   ERR_clear_error();
-  c->ctx_ = SSL_CTX_new(TLS_client_method());
-  if (c->ctx_ == nullptr) return make_error(Code::kInternal, "SSL_CTX_new: " + ssl_errors());
-  SSL_CTX_set_min_proto_version(c->ctx_, TLS1_2_VERSION);
-  SSL_CTX_set_max_proto_version(c->ctx_, TLS1_3_VERSION);
-  SSL_CTX_set_options(c->ctx_, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_mode(c->ctx_, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  auto c = std::make_shared<Context>();
+  c->ctx = SSL_CTX_new(TLS_client_method());
+  if (c->ctx == nullptr) return make_error(Code::kInternal, "SSL_CTX_new: " + ssl_errors());
+  SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(c->ctx, TLS1_3_VERSION);
+  SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-  SSL_CTX_set_alpn_protos(c->ctx_, kHttp11, sizeof kHttp11);
+  SSL_CTX_set_alpn_protos(c->ctx, kHttp11, sizeof kHttp11);
   if (!config.insecure_skip_verify) {
-    SSL_CTX_set_verify(c->ctx_, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, nullptr);
     int ok = config.ca_file.empty()
-                 ? SSL_CTX_set_default_verify_paths(c->ctx_)
-                 : SSL_CTX_load_verify_locations(c->ctx_, config.ca_file.c_str(), nullptr);
+                 ? SSL_CTX_set_default_verify_paths(c->ctx)
+                 : SSL_CTX_load_verify_locations(c->ctx, config.ca_file.c_str(), nullptr);
     if (ok != 1) {
       return make_error(Code::kBadRequest,
                         (config.ca_file.empty() ? std::string("the system's CA certificates")
@@ -60,7 +77,28 @@ Result<std::shared_ptr<TlsClient>> TlsClient::make(const UpstreamTls& config,
                             ": " + ssl_errors());
     }
   }
-  return c;
+  return std::shared_ptr<const Context>(std::move(c));
+}
+
+Status TlsClient::reload() {
+  auto stamps = FileStamps::of(files());
+  auto ctx = make_context();
+  if (!ctx) {
+    stamps_.failed(std::move(stamps));
+    return ctx.error();
+  }
+  ctx_.store(std::move(*ctx));
+  stamps_.loaded(std::move(stamps));
+  return {};
+}
+
+std::vector<std::string> TlsClient::files() const {
+  if (config_.insecure_skip_verify || config_.ca_file.empty()) return {};
+  return {config_.ca_file};
+}
+
+bool TlsClient::files_changed() const {
+  return !files().empty() && stamps_.changed(files());
 }
 
 std::string TlsClient::key_for(const UpstreamTls& config, const Address& upstream) {
@@ -68,12 +106,11 @@ std::string TlsClient::key_for(const UpstreamTls& config, const Address& upstrea
          (config.insecure_skip_verify ? " insecure" : " verified");
 }
 
-TlsClient::~TlsClient() {
-  SSL_CTX_free(ctx_);
-}
+TlsClient::~TlsClient() = default;
 
 SSL* TlsClient::new_ssl(int fd) const {
-  SSL* ssl = SSL_new(ctx_);
+  // The SSL holds its own reference on the context.
+  SSL* ssl = SSL_new(ctx_.load()->ctx);
   if (ssl == nullptr) return nullptr;
   bool ok = SSL_set_fd(ssl, fd) == 1;
   if (ok && !config_.server_name.empty()) {

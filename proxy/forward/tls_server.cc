@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -199,11 +198,11 @@ Result<std::shared_ptr<const TlsServer::Contexts>> TlsServer::make_contexts(
 
 Result<std::shared_ptr<TlsServer>> TlsServer::load(const std::vector<TlsCertificate>& certs) {
   std::shared_ptr<TlsServer> server(new TlsServer(certs));
-  std::vector<Stamp> stamps = server->stamps();  // before reading: a later change shows
+  auto stamps = FileStamps::of(server->files());  // before reading: a later change shows
   auto contexts = make_contexts(certs);
   if (!contexts) return contexts.error();
   server->current_.store(std::move(*contexts));
-  server->loaded_ = std::move(stamps);
+  server->stamps_.loaded(std::move(stamps));
   return server;
 }
 
@@ -221,15 +220,14 @@ SSL* TlsServer::new_ssl() const {
 }
 
 Status TlsServer::reload() {
-  std::vector<Stamp> stamps = this->stamps();
+  auto stamps = FileStamps::of(files());
   auto contexts = make_contexts(certs_);
   if (!contexts) {
-    failed_ = std::move(stamps);
+    stamps_.failed(std::move(stamps));
     return contexts.error();
   }
   current_.store(std::move(*contexts));
-  loaded_ = std::move(stamps);
-  failed_.clear();
+  stamps_.loaded(std::move(stamps));
   return {};
 }
 
@@ -242,23 +240,8 @@ std::vector<std::string> TlsServer::files() const {
   return out;
 }
 
-std::vector<TlsServer::Stamp> TlsServer::stamps() const {
-  std::vector<Stamp> out;
-  for (const auto& f : files()) {
-    Stamp s;  // a file that cannot be stat'ed: the default, which no file has
-    struct stat st;
-    if (::stat(f.c_str(), &st) == 0) {
-      s = {st.st_dev, st.st_ino, st.st_size,
-           int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
-    }
-    out.push_back(s);
-  }
-  return out;
-}
-
 bool TlsServer::files_changed() const {
-  std::vector<Stamp> now = stamps();
-  return now != loaded_ && now != failed_;
+  return stamps_.changed(files());
 }
 
 std::string TlsServer::describe() const {

@@ -17,16 +17,15 @@
 #pragma once
 
 #include <openssl/ssl.h>
-#include <sys/types.h>
 
 #include <atomic>
-#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "control_protocol.h"
 #include "error.h"
+#include "forward/file_stamps.h"
 
 namespace nsproxy {
 
@@ -61,19 +60,8 @@ class TlsServer {
   static Result<std::shared_ptr<const Contexts>> make_contexts(
       const std::vector<TlsCertificate>& certs);
 
-  // What stat() said of each file (files() order) just before it was read; main thread.
-  struct Stamp {
-    dev_t dev = 0;
-    ino_t ino = 0;
-    off_t size = -1;
-    int64_t mtime_ns = 0;
-    bool operator==(const Stamp&) const = default;
-  };
-  std::vector<Stamp> stamps() const;
-
   std::vector<TlsCertificate> certs_;
-  std::vector<Stamp> loaded_;  // the files the contexts in use were read from
-  std::vector<Stamp> failed_;  // the files the last failed reload read
+  FileStamps stamps_;  // the files the contexts in use were read from (main thread)
   std::atomic<std::shared_ptr<const Contexts>> current_;
 };
 

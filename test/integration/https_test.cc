@@ -10,7 +10,8 @@
 //     keep-alive connection goes on; a broken file is refused and the old one stays;
 //   - so does a change of the files without a signal: a Kubernetes-style "..data"
 //     symlink swap, a rewrite in place, a key written after its certificate (the
-//     mismatch logged once, the old pair kept until the key comes);
+//     mismatch logged once, the old pair kept until the key comes), and an upstream's
+//     CA file;
 //   - plain HTTP, a garbage ClientHello, TLS 1.1, a renegotiation and a handshake that
 //     never completes each end with a log line naming the tenant, and a stalled
 //     handshake does not hold up other tenants;
@@ -545,6 +546,49 @@ TEST_F(HttpsTest, TlsUpstreamIsVerifiedAndSeesTheTenant) {
   EXPECT_EQ(echo_headers(json::parse(r.out, nullptr, false), "X-Tenant-Id"),
             std::vector<std::string>{id})
       << r.out;
+}
+
+// The CA file verifying a TLS upstream is read again when it changes, as certificates
+// are: an upstream whose new CA the file did not hold gets 502 until the file holds it.
+TEST_F(HttpsTest, UpstreamCaFileIsReadAgainWhenItChanges) {
+  // No pooled upstream connection: each request makes and verifies a new one.
+  ASSERT_NO_FATAL_FAILURE(start_daemon({"--upstream-idle-max", "0"}));
+  fs::create_directories(tmp_.file("pki/next"));
+  TestCa next(tmp_.file("pki/next"));
+  ASSERT_TRUE(next.create());
+  IssuedCert upstream_cert;
+  ASSERT_TRUE(next.issue("upstream", {"upstream.test", "IP:127.0.0.1"}, &upstream_cert));
+  Process upstream({"python3", "-c", kTlsUpstream, upstream_cert.cert, upstream_cert.key});
+  auto line = upstream.wait_for_line("listening on", 10000ms);
+  ASSERT_TRUE(line) << upstream.err();
+  const std::string addr = line->substr(line->find("127.0.0.1:"));
+
+  fs::create_directories(tmp_.file("trust"));
+  const std::string ca_file = tmp_.file("trust/upstream-ca.pem");
+  fs::copy_file(ca_->ca_file(), ca_file);  // not the CA that signed the upstream's
+  Netns ns;
+  const std::string id = unique_name();
+  ListenerSpec l{"127.0.0.1:8080", addr, Mode::Http};
+  l.upstream_tls = nsproxy::UpstreamTls{true, ca_file, "upstream.test", false};
+  ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {l}));
+  const std::string get = "curl -sS --max-time 10 -w ' %{http_code}' http://127.0.0.1:8080/";
+  auto r = ns.exec(get + "before");
+  EXPECT_NE(r.out.find(" 502"), std::string::npos) << r.describe();
+
+  fs::copy_file(next.ca_file(), ca_file, fs::copy_options::overwrite_existing);
+  ASSERT_NE(log_line({"reload: caFile " + ca_file, "for TLS to upstream " + addr}), "")
+      << daemon_->log();
+  r = ns.exec(get + "after");
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  json echo = json::parse(r.out.substr(0, r.out.rfind(' ')), nullptr, false);
+  EXPECT_EQ(echo_headers(echo, "X-Tenant-Id"), std::vector<std::string>{id}) << r.out;
+
+  // A broken CA file: logged, and the CA certificates in use stay.
+  std::ofstream(ca_file, std::ios::trunc) << "-----BEGIN CERTIFICATE-----\ngarbage\n";
+  EXPECT_NE(log_line({"reload: caFile " + ca_file, "the CA certificates in use stay"}), "")
+      << daemon_->log();
+  r = ns.exec(get + "still");
+  EXPECT_NE(r.out.find(" 200"), std::string::npos) << r.describe();
 }
 
 // The CNI plugin, as a runtime runs it, registers an https listener from its config's
