@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "error.h"
+
 namespace nsproxy {
 
 class FileStamps {
@@ -32,6 +34,20 @@ class FileStamps {
     failed_.clear();
   }
   void failed(std::vector<Stamp> taken) { failed_ = std::move(taken); }
+  // Stamps the files, reads them with read() (a Result) and hands what it made to use();
+  // the stamps are then the loaded ones, or on failure the failed ones.
+  template <class Read, class Use>
+  Status read(const std::vector<std::string>& files, Read read, Use use) {
+    std::vector<Stamp> taken = of(files);  // before reading: a later change shows
+    auto made = read();
+    if (!made) {
+      failed(std::move(taken));
+      return made.error();
+    }
+    use(std::move(*made));
+    loaded(std::move(taken));
+    return {};
+  }
   // The files now are neither the ones read last nor the ones that failed last.
   bool changed(const std::vector<std::string>& files) const {
     std::vector<Stamp> now = of(files);

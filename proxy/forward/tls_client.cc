@@ -36,11 +36,7 @@ Result<std::shared_ptr<TlsClient>> TlsClient::make(const UpstreamTls& config,
   if (upstream.family() != AF_UNIX) c->ip_ = address_ip(upstream);
   c->pool_key_ = key_for(config, upstream);
   c->upstream_ = upstream.text;
-  auto stamps = FileStamps::of(c->files());  // before reading: a later change shows
-  auto ctx = c->make_context();
-  if (!ctx) return ctx.error();
-  c->ctx_.store(std::move(*ctx));
-  c->stamps_.loaded(std::move(stamps));
+  if (Status s = c->reload(); !s) return s.error();
   return c;
 }
 
@@ -81,15 +77,9 @@ Result<std::shared_ptr<const TlsClient::Context>> TlsClient::make_context() cons
 }
 
 Status TlsClient::reload() {
-  auto stamps = FileStamps::of(files());
-  auto ctx = make_context();
-  if (!ctx) {
-    stamps_.failed(std::move(stamps));
-    return ctx.error();
-  }
-  ctx_.store(std::move(*ctx));
-  stamps_.loaded(std::move(stamps));
-  return {};
+  return stamps_.read(
+      files(), [&] { return make_context(); },
+      [&](std::shared_ptr<const Context> c) { ctx_.store(std::move(c)); });
 }
 
 std::vector<std::string> TlsClient::files() const {

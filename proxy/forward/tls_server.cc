@@ -198,11 +198,7 @@ Result<std::shared_ptr<const TlsServer::Contexts>> TlsServer::make_contexts(
 
 Result<std::shared_ptr<TlsServer>> TlsServer::load(const std::vector<TlsCertificate>& certs) {
   std::shared_ptr<TlsServer> server(new TlsServer(certs));
-  auto stamps = FileStamps::of(server->files());  // before reading: a later change shows
-  auto contexts = make_contexts(certs);
-  if (!contexts) return contexts.error();
-  server->current_.store(std::move(*contexts));
-  server->stamps_.loaded(std::move(stamps));
+  if (Status s = server->reload(); !s) return s.error();
   return server;
 }
 
@@ -220,15 +216,9 @@ SSL* TlsServer::new_ssl() const {
 }
 
 Status TlsServer::reload() {
-  auto stamps = FileStamps::of(files());
-  auto contexts = make_contexts(certs_);
-  if (!contexts) {
-    stamps_.failed(std::move(stamps));
-    return contexts.error();
-  }
-  current_.store(std::move(*contexts));
-  stamps_.loaded(std::move(stamps));
-  return {};
+  return stamps_.read(
+      files(), [&] { return make_contexts(certs_); },
+      [&](std::shared_ptr<const Contexts> c) { current_.store(std::move(c)); });
 }
 
 std::vector<std::string> TlsServer::files() const {

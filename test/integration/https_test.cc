@@ -132,6 +132,15 @@ class HttpsTest : public HttpTest {
     return r.out.substr(at + 13, end - at - 13);
   }
 
+  // kKeepAliveClient inside ns: GET /first now, GET /second on the same connection once
+  // the file `go` exists.
+  std::unique_ptr<Process> keep_alive_client(const Netns& ns, const std::string& go) const {
+    std::vector<std::string> argv = ns.exec_prefix();
+    argv.insert(argv.end(),
+                {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254", go});
+    return std::make_unique<Process>(argv);
+  }
+
   // Waits (bounded) until the daemon's log has a line with all of `parts`; that line.
   std::string log_line(const std::vector<std::string>& parts, Millis timeout = 10000ms) const {
     std::string found;
@@ -209,11 +218,9 @@ TEST_F(HttpsTest, SighupLoadsNewCertificatesWithoutDroppingAnOpenConnection) {
   const std::string id = unique_name();
   ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({meta_})}));
 
-  std::vector<std::string> argv = ns.exec_prefix();
   const std::string go = tmp_.file("go");
-  argv.insert(argv.end(),
-              {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254", go});
-  Process client(argv);
+  auto client_p = keep_alive_client(ns, go);
+  Process& client = *client_p;
   auto first_serial = client.wait_for_line("serial", 20000ms);
   ASSERT_TRUE(first_serial) << client.out() << client.err();
 
@@ -233,11 +240,9 @@ TEST_F(HttpsTest, SighupLoadsNewCertificatesWithoutDroppingAnOpenConnection) {
   EXPECT_NE(second->find("\"/second\""), std::string::npos) << *second;
   EXPECT_EQ(client.wait(10000ms), std::optional<int>(0)) << client.err();
 
-  std::vector<std::string> argv2 = ns.exec_prefix();
   const std::string never = tmp_.file("never");  // not created: the client stops after /first
-  argv2.insert(argv2.end(),
-               {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254", never});
-  Process again(argv2);
+  auto again_p = keep_alive_client(ns, never);
+  Process& again = *again_p;
   auto new_serial = again.wait_for_line("serial", 20000ms);
   ASSERT_TRUE(new_serial) << again.out() << again.err();
   EXPECT_NE(*new_serial, *first_serial) << "the new connection still got the old certificate";
@@ -275,11 +280,9 @@ TEST_F(HttpsTest, ChangedCertificateFilesAreReadAgainWithoutASignal) {
   ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({mounted})}));
   ASSERT_EQ(presented_cn(ns, ""), "metadata.test");
 
-  std::vector<std::string> argv = ns.exec_prefix();
   const std::string go = tmp_.file("go");
-  argv.insert(argv.end(),
-              {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254", go});
-  Process client(argv);
+  auto client_p = keep_alive_client(ns, go);
+  Process& client = *client_p;
   ASSERT_TRUE(client.wait_for_line("serial", 20000ms)) << client.out() << client.err();
 
   IssuedCert v2, v3;
@@ -626,11 +629,9 @@ TEST_F(HttpsTest, TakeoverKeepsOpenTlsConnectionsAndReadsTheFilesAgain) {
   const std::string id = unique_name();
   ASSERT_NO_FATAL_FAILURE(add_tenant(ns, id, {https({meta_})}));
 
-  std::vector<std::string> argv = ns.exec_prefix();
   const std::string go = tmp_.file("go");
-  argv.insert(argv.end(),
-              {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254", go});
-  Process client(argv);
+  auto client_p = keep_alive_client(ns, go);
+  Process& client = *client_p;
   auto first_serial = client.wait_for_line("serial", 20000ms);
   ASSERT_TRUE(first_serial) << client.out() << client.err();
 
@@ -648,10 +649,8 @@ TEST_F(HttpsTest, TakeoverKeepsOpenTlsConnectionsAndReadsTheFilesAgain) {
            reply->data.value("pid", 0) == static_cast<int>(new_daemon.pid());
   })) << new_daemon.log();
 
-  std::vector<std::string> argv2 = ns.exec_prefix();
-  argv2.insert(argv2.end(), {"python3", "-c", kKeepAliveClient, ca_->ca_file(), "169.254.169.254",
-                             tmp_.file("never")});
-  Process fresh(argv2);
+  auto fresh_p = keep_alive_client(ns, tmp_.file("never"));
+  Process& fresh = *fresh_p;
   auto new_serial = fresh.wait_for_line("serial", 20000ms);
   ASSERT_TRUE(new_serial) << fresh.out() << fresh.err();
   EXPECT_NE(*new_serial, *first_serial) << "the new daemon presented the old certificate";
